@@ -1,0 +1,153 @@
+//! The project secret. It never reaches a `Display`, a log or a report: only its
+//! fingerprint does.
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub const MIN_KEY_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read key file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "key file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
+    )]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("key file {path} holds {len} bytes; a key needs at least {MIN_KEY_BYTES}")]
+    TooShort { path: PathBuf, len: usize },
+    #[error("cannot draw a random key: {0}")]
+    Random(String),
+}
+
+pub struct Key {
+    bytes: Vec<u8>,
+    /// True when the key was drawn for this run only.
+    pub ephemeral: bool,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(<redacted>)")
+    }
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+impl Key {
+    /// Reads a key file. Text keys (say, from `openssl rand -hex 32`) lose their
+    /// trailing newline so that editing the file does not change every pseudonym.
+    pub fn from_file(path: &Path) -> Result<Key, KeyError> {
+        let meta = std::fs::metadata(path).map_err(|source| KeyError::Read {
+            path: path.into(),
+            source,
+        })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(KeyError::Permissions {
+                    path: path.into(),
+                    mode,
+                });
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = meta;
+        let mut bytes = std::fs::read(path).map_err(|source| KeyError::Read {
+            path: path.into(),
+            source,
+        })?;
+        while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
+            bytes.pop();
+        }
+        if bytes.len() < MIN_KEY_BYTES {
+            return Err(KeyError::TooShort {
+                path: path.into(),
+                len: bytes.len(),
+            });
+        }
+        Ok(Key {
+            bytes,
+            ephemeral: false,
+        })
+    }
+
+    /// A fresh random key: outputs are then linkable to nothing else.
+    pub fn random() -> Result<Key, KeyError> {
+        let mut bytes = vec![0u8; MIN_KEY_BYTES];
+        getrandom::fill(&mut bytes).map_err(|e| KeyError::Random(e.to_string()))?;
+        Ok(Key {
+            bytes,
+            ephemeral: true,
+        })
+    }
+
+    #[cfg(test)]
+    pub fn from_bytes(bytes: &[u8]) -> Key {
+        Key {
+            bytes: bytes.to_vec(),
+            ephemeral: false,
+        }
+    }
+
+    /// HMAC-SHA256 of the concatenated parts.
+    pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        // new_from_slice accepts any key length for HMAC; the error branch is unreachable
+        // but handled without a panic.
+        let Ok(mut mac) = HmacSha256::new_from_slice(&self.bytes) else {
+            return [0; 32];
+        };
+        for p in parts {
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// First 8 hex digits of SHA-256(HMAC(key, "fingerprint")): tells two runs used
+    /// the same key without revealing it.
+    pub fn fingerprint(&self) -> String {
+        let digest = Sha256::digest(self.mac(&[b"fingerprint"]));
+        digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let k = Key::from_bytes(b"0123456789abcdef0123456789abcdef");
+        assert_eq!(format!("{k:?}"), "Key(<redacted>)");
+        assert_eq!(k.fingerprint().len(), 8);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_weak_key_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("key");
+        std::fs::write(&p, "short\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(Key::from_file(&p), Err(KeyError::TooShort { .. })));
+        std::fs::write(&p, "x".repeat(40)).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            Key::from_file(&p),
+            Err(KeyError::Permissions { .. })
+        ));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let a = Key::from_file(&p).unwrap();
+        std::fs::write(&p, format!("{}\n", "x".repeat(40))).unwrap();
+        let b = Key::from_file(&p).unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+    }
+}

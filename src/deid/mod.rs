@@ -1,0 +1,11 @@
+//! The de-identification itself: keyed replacements, VR-valid values, and the engine
+//! that walks a dataset. No file system, no YAML.
+
+pub mod engine;
+pub mod key;
+pub mod pseudonym;
+pub mod values;
+
+pub use engine::{Counts, DeidError, Engine, MAX_DEPTH};
+pub use key::{Key, KeyError};
+pub use pseudonym::Pseudonymizer;

@@ -1,0 +1,2 @@
+pub mod deid;
+pub mod profile;

@@ -1,0 +1,152 @@
+//! Action codes of PS3.15 Table E.1-1 and the resolved actions the engine executes.
+
+use std::fmt;
+
+/// An action code exactly as Table E.1-1 writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    D,
+    Z,
+    X,
+    K,
+    C,
+    U,
+    ZD,
+    XZ,
+    XD,
+    XZD,
+    XZU,
+}
+
+impl Code {
+    pub const ALL: [Code; 11] = [
+        Code::D,
+        Code::Z,
+        Code::X,
+        Code::K,
+        Code::C,
+        Code::U,
+        Code::ZD,
+        Code::XZ,
+        Code::XD,
+        Code::XZD,
+        Code::XZU,
+    ];
+
+    pub fn parse(s: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == s.trim())
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::D => "D",
+            Code::Z => "Z",
+            Code::X => "X",
+            Code::K => "K",
+            Code::C => "C",
+            Code::U => "U",
+            Code::ZD => "Z/D",
+            Code::XZ => "X/Z",
+            Code::XD => "X/D",
+            Code::XZD => "X/Z/D",
+            Code::XZU => "X/Z/U*",
+        }
+    }
+
+    /// The action a compound code resolves to without IOD knowledge. Each choice keeps
+    /// the attribute's value out of the output: X/Z and X/Z/D empty rather than delete
+    /// (a Type 2 attribute stays present), X/D writes a dummy (a Type 1 attribute keeps
+    /// a value), X/Z/U* keeps the sequence and lets the U rules remap the UIDs in it.
+    pub fn resolve(self) -> Action {
+        match self {
+            Code::D | Code::XD => Action::Dummy,
+            Code::Z | Code::ZD | Code::XZ | Code::XZD => Action::Empty,
+            Code::X => Action::Remove,
+            Code::K | Code::XZU => Action::Keep,
+            Code::C => Action::Clean,
+            Code::U => Action::Uid,
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parameters of a keyed pseudonym.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashParams {
+    pub domain: String,
+    pub length: usize,
+    pub prefix: String,
+}
+
+/// What the engine does to one element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Keep the value; a sequence is kept and its items are still processed.
+    Keep,
+    /// Delete the element (a sequence with everything inside it).
+    Remove,
+    /// Zero-length value; a sequence keeps no items.
+    Empty,
+    /// A dummy valid for the VR; a sequence is kept and its items processed.
+    Dummy,
+    /// Clean: until value-aware cleaning lands, text gets a dummy and a sequence
+    /// is kept with its items processed, which never leaves the original text.
+    Clean,
+    /// Replace every UID value by its keyed remapping.
+    Uid,
+    /// Write this value.
+    Replace(String),
+    /// Write a keyed pseudonym of the original value.
+    Hash(HashParams),
+}
+
+impl Action {
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Keep => "keep".into(),
+            Action::Remove => "remove".into(),
+            Action::Empty => "empty".into(),
+            Action::Dummy => "dummy".into(),
+            Action::Clean => "clean".into(),
+            Action::Uid => "remap-uid".into(),
+            Action::Replace(v) => format!("replace {v:?}"),
+            Action::Hash(h) => format!(
+                "hash domain={} length={} prefix={:?}",
+                h.domain, h.length, h.prefix
+            ),
+        }
+    }
+
+    /// True when the action lets the original value through unchanged.
+    pub fn keeps_value(&self) -> bool {
+        matches!(self, Action::Keep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips() {
+        for c in Code::ALL {
+            assert_eq!(Code::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(Code::parse("Q"), None);
+        assert_eq!(Code::parse("x"), None);
+    }
+
+    #[test]
+    fn compound_codes_fall_back_as_documented() {
+        assert_eq!(Code::XZ.resolve(), Action::Empty);
+        assert_eq!(Code::ZD.resolve(), Action::Empty);
+        assert_eq!(Code::XD.resolve(), Action::Dummy);
+        assert_eq!(Code::XZD.resolve(), Action::Empty);
+        assert_eq!(Code::XZU.resolve(), Action::Keep);
+    }
+}

@@ -1,0 +1,13 @@
+//! De-identification profiles: the YAML model, the built-in profiles, and the
+//! compiler that turns them into a lookup table.
+
+pub mod action;
+pub mod builtin;
+pub mod compile;
+pub mod generate;
+pub mod model;
+pub mod table;
+pub mod tagspec;
+
+pub use action::{Action, Code, HashParams};
+pub use compile::{CompiledProfile, Decision, Diagnostic, Fallback, ProfileErrors, load};
