@@ -1,2 +1,64 @@
+//! dicom-deid: de-identifies DICOM archives with PS3.15 Annex E profiles.
+//! Data flows one way: walk -> read -> apply profile -> write -> report.
+
+pub mod cli;
+pub mod commands;
 pub mod deid;
+pub mod error;
+pub mod io;
 pub mod profile;
+pub mod report;
+pub mod run;
+
+use cli::{Cli, Command, ProfileCommand};
+pub use error::{Error, ExitStatus};
+
+/// Runs a parsed command line; the caller prints a returned error once.
+pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cli.command {
+        Command::Run(a) => {
+            let (status, summary) = run::run(run::RunOptions {
+                inputs: a.inputs,
+                out: a.out,
+                profile: a.profile,
+                key_file: a.key_file,
+                jobs: a.jobs,
+                layout: a.layout,
+                report: a.report,
+                dry_run: a.dry_run,
+            })?;
+            eprintln!(
+                "dicom-deid: {} files: {} written{}, {} skipped ({} not DICOM), {} failed; {:.1} s, {:.0} files/s; key {}{}",
+                summary.files_seen,
+                summary.written,
+                if summary.dry_run {
+                    " (dry run: nothing written)"
+                } else {
+                    ""
+                },
+                summary.skipped,
+                summary.skipped_not_dicom,
+                summary.failed,
+                summary.seconds,
+                summary.files_per_second,
+                summary.key_fingerprint,
+                if summary.key_ephemeral {
+                    " (random, this run only)"
+                } else {
+                    ""
+                },
+            );
+            Ok(status)
+        }
+        Command::Profile(ProfileCommand::List) => {
+            commands::list(&mut out).map_err(|source| Error::Io {
+                context: "stdout".into(),
+                source,
+            })
+        }
+        Command::Profile(ProfileCommand::Show { name }) => commands::show(&mut out, &name),
+        Command::Profile(ProfileCommand::Check { file }) => commands::check(&mut out, &file),
+    }
+}

@@ -1,0 +1,7 @@
+//! Everything that touches the file system: walking inputs, reading, writing,
+//! choosing output paths.
+
+pub mod layout;
+pub mod read;
+pub mod walk;
+pub mod write;

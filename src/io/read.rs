@@ -1,0 +1,368 @@
+//! Reads a DICOM file as three parts: the dataset up to Pixel Data (into memory), the
+//! byte range of Pixel Data (never loaded), and the few elements after it. Memory
+//! therefore stays flat in file size. Knows nothing of profiles.
+
+use crate::error::{FileError, error_chain};
+use dicom_core::Tag;
+use dicom_encoding::TransferSyntax;
+use dicom_encoding::transfer_syntax::{Codec, TransferSyntaxIndex};
+use dicom_object::{FileMetaTable, InMemDicomObject};
+use dicom_parser::dataset::LazyDataToken;
+use dicom_parser::dataset::lazy_read::LazyDataSetReader;
+use dicom_parser::stateful::decode::StatefulDecode;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use std::fs::File;
+use std::io::{BufReader, Cursor, Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::path::Path;
+
+pub const DICOMDIR_SOP_CLASS: &str = "1.2.840.10008.1.3.10";
+const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+
+/// Elements after Pixel Data are rare and small (padding, signatures); a larger
+/// tail is junk that is dropped rather than loaded.
+const MAX_TRAILING_BYTES: u64 = 64 << 20;
+/// Ceiling for a deflated dataset once inflated (it has to be held in memory).
+const MAX_INFLATED_BYTES: u64 = 2 << 30;
+
+/// Sequences nest deeper than this only in crafted files; the limit is checked
+/// before any recursive parser sees the data, so a hostile file cannot overflow the
+/// stack.
+pub use crate::deid::MAX_DEPTH;
+
+/// A DICOM file ready to be de-identified.
+pub struct Source {
+    /// File meta group as read (absent for a dataset stored without one).
+    pub meta: Option<FileMetaTable>,
+    pub ts: &'static TransferSyntax,
+    /// Everything before top-level Pixel Data (everything, when the file has none or
+    /// when the dataset is deflated).
+    pub header: InMemDicomObject,
+    /// Byte range of the Pixel Data element, header included, copied as is.
+    pub pixel: Option<Range<u64>>,
+    /// Elements after Pixel Data.
+    pub trailing: Option<InMemDicomObject>,
+    /// Bytes after Pixel Data that do not parse as DICOM and were dropped.
+    pub dropped_trailing_bytes: u64,
+    pub size: u64,
+}
+
+pub enum Classified {
+    Dicom(Box<Source>),
+    /// A DICOMDIR holds patient names and file offsets: never copied or rewritten.
+    Dicomdir,
+    NotDicom,
+}
+
+fn malformed(what: &str, e: impl std::error::Error) -> FileError {
+    FileError::Malformed(format!("{what}: {}", error_chain(&e)))
+}
+
+/// Opens `path` read-only and classifies it, reading what a de-identification needs.
+pub fn read(path: &Path) -> Result<Classified, FileError> {
+    let file = File::open(path).map_err(FileError::Read)?;
+    let size = file.metadata().map_err(FileError::Read)?.len();
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut head = [0u8; 132];
+    let n = read_up_to(&mut reader, &mut head).map_err(FileError::Read)?;
+    let head = &head[..n];
+
+    let meta_offset = if n >= 132 && &head[128..132] == b"DICM" {
+        Some(128)
+    } else if n >= 4 && &head[..4] == b"DICM" {
+        Some(0)
+    } else {
+        None
+    };
+    let (meta, ts, dataset_start) = match meta_offset {
+        Some(off) => {
+            reader.seek(SeekFrom::Start(off)).map_err(FileError::Read)?;
+            let meta = FileMetaTable::from_reader(&mut reader)
+                .map_err(|e| malformed("file meta group", e))?;
+            if meta.media_storage_sop_class_uid() == DICOMDIR_SOP_CLASS {
+                return Ok(Classified::Dicomdir);
+            }
+            let ts = TransferSyntaxRegistry
+                .get(meta.transfer_syntax())
+                .ok_or_else(|| FileError::UnsupportedTs(meta.transfer_syntax().to_string()))?;
+            let start = reader.stream_position().map_err(FileError::Read)?;
+            (Some(meta), ts, start)
+        }
+        None => match sniff_bare_dataset(head, size) {
+            Some(uid) => {
+                let ts = TransferSyntaxRegistry
+                    .get(uid)
+                    .ok_or_else(|| FileError::UnsupportedTs(uid.into()))?;
+                (None, ts, 0)
+            }
+            None => return Ok(Classified::NotDicom),
+        },
+    };
+    if ts.is_unsupported() {
+        return Err(FileError::UnsupportedTs(ts.uid().to_string()));
+    }
+
+    let source = match ts.codec() {
+        Codec::Dataset(Some(adapter)) => {
+            reader
+                .seek(SeekFrom::Start(dataset_start))
+                .map_err(FileError::Read)?;
+            let mut inflated = Vec::new();
+            adapter
+                .adapt_reader(Box::new(reader))
+                .take(MAX_INFLATED_BYTES + 1)
+                .read_to_end(&mut inflated)
+                .map_err(|e| malformed("deflated dataset", e))?;
+            if inflated.len() as u64 > MAX_INFLATED_BYTES {
+                return Err(FileError::Malformed(format!(
+                    "deflated dataset inflates beyond {} MiB",
+                    MAX_INFLATED_BYTES >> 20
+                )));
+            }
+            let explicit = TransferSyntaxRegistry
+                .get(EXPLICIT_VR_LE)
+                .ok_or_else(|| FileError::UnsupportedTs(EXPLICIT_VR_LE.into()))?;
+            let len = inflated.len() as u64;
+            let layout = scan(Cursor::new(&inflated), explicit, len)?;
+            if layout.max_depth > MAX_DEPTH {
+                return Err(FileError::TooDeep);
+            }
+            let header = InMemDicomObject::read_dataset_with_ts(&inflated[..], explicit)
+                .map_err(|e| malformed("dataset", e))?;
+            Source {
+                meta,
+                ts,
+                header,
+                pixel: None,
+                trailing: None,
+                dropped_trailing_bytes: 0,
+                size,
+            }
+        }
+        Codec::Dataset(None) => return Err(FileError::UnsupportedTs(ts.uid().to_string())),
+        _ => read_streamable(reader, meta, ts, dataset_start, size)?,
+    };
+    Ok(Classified::Dicom(Box::new(source)))
+}
+
+fn read_streamable(
+    mut reader: BufReader<File>,
+    meta: Option<FileMetaTable>,
+    ts: &'static TransferSyntax,
+    dataset_start: u64,
+    size: u64,
+) -> Result<Source, FileError> {
+    reader
+        .seek(SeekFrom::Start(dataset_start))
+        .map_err(FileError::Read)?;
+    let layout = scan(&mut reader, ts, size)?;
+    if layout.max_depth > MAX_DEPTH {
+        return Err(FileError::TooDeep);
+    }
+    let header_end = layout.pixel.as_ref().map_or(size, |p| p.start);
+    let header_bytes = read_range(&mut reader, dataset_start..header_end)?;
+    let header = InMemDicomObject::read_dataset_with_ts(&header_bytes[..], ts)
+        .map_err(|e| malformed("dataset", e))?;
+    drop(header_bytes);
+
+    let mut trailing = None;
+    let mut dropped = 0;
+    if let Some(p) = &layout.pixel {
+        let tail_len = size.saturating_sub(p.end);
+        if tail_len > MAX_TRAILING_BYTES {
+            dropped = tail_len;
+        } else if tail_len > 0 {
+            let bytes = read_range(&mut reader, p.end..size)?;
+            match scan(Cursor::new(&bytes), ts, tail_len) {
+                Ok(l) if l.max_depth <= MAX_DEPTH && l.pixel.is_none() => {
+                    match InMemDicomObject::read_dataset_with_ts(&bytes[..], ts) {
+                        Ok(obj) => trailing = Some(obj),
+                        Err(_) => dropped = tail_len,
+                    }
+                }
+                _ => dropped = tail_len,
+            }
+        }
+    }
+    Ok(Source {
+        meta,
+        ts,
+        header,
+        pixel: layout.pixel,
+        trailing,
+        dropped_trailing_bytes: dropped,
+        size,
+    })
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+fn read_range(r: &mut BufReader<File>, range: Range<u64>) -> Result<Vec<u8>, FileError> {
+    r.seek(SeekFrom::Start(range.start))
+        .map_err(FileError::Read)?;
+    let len = range.end.saturating_sub(range.start);
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len as usize)
+        .map_err(|_| FileError::Malformed(format!("cannot allocate {len} bytes")))?;
+    r.take(len).read_to_end(&mut buf).map_err(FileError::Read)?;
+    if (buf.len() as u64) < len {
+        return Err(FileError::Malformed("file ends early".into()));
+    }
+    Ok(buf)
+}
+
+/// Where things are in a dataset, found without reading values.
+struct Layout {
+    pixel: Option<Range<u64>>,
+    max_depth: usize,
+}
+
+fn is_pixel_tag(tag: Tag) -> bool {
+    tag.0 == 0x7FE0 && matches!(tag.1, 0x0008 | 0x0009 | 0x0010)
+}
+
+/// Walks the element headers of a dataset (the reader is positioned at its start),
+/// skipping values, to find top-level Pixel Data and the deepest sequence nesting.
+/// Iterative, so a hostile depth cannot overflow the stack. Offsets are absolute
+/// because the decoder counts from the reader's position.
+fn scan<R: Read + Seek>(src: R, ts: &TransferSyntax, size: u64) -> Result<Layout, FileError> {
+    let bad =
+        |e: &dyn std::error::Error| FileError::Malformed(format!("dataset: {}", error_chain(e)));
+    let mut lazy = LazyDataSetReader::new_with_ts(src, ts)
+        .map_err(|e| malformed("cannot start parsing the dataset", e))?;
+    // Pixel Data is OB/OW (or OF/OD): a 12-byte element header in explicit VR, 8 in
+    // implicit VR. An item header is 8 bytes.
+    let pixel_header_len: u64 = if ts.uid() == IMPLICIT_VR_LE { 8 } else { 12 };
+    let mut depth = 0usize;
+    let mut max_depth = 0usize;
+    let mut in_pixel_sequence = false;
+    let mut pixel_sequence_closed = false;
+    // Sum of item headers and values inside encapsulated Pixel Data: with the
+    // position after its delimiter it gives where the element started.
+    let mut fragment_bytes = 0u64;
+    let mut native_pixel_header: Option<dicom_core::header::DataElementHeader> = None;
+    while let Some(token) = lazy.advance() {
+        let token = token.map_err(|e| bad(&e))?;
+        match token {
+            LazyDataToken::SequenceStart { .. } => {
+                depth += 1;
+                max_depth = max_depth.max(depth);
+                if max_depth > MAX_DEPTH {
+                    return Err(FileError::TooDeep);
+                }
+            }
+            LazyDataToken::SequenceEnd if in_pixel_sequence => {
+                pixel_sequence_closed = true;
+                break;
+            }
+            LazyDataToken::SequenceEnd => depth = depth.saturating_sub(1),
+            LazyDataToken::PixelSequenceStart if depth == 0 => in_pixel_sequence = true,
+            LazyDataToken::ElementHeader(h) if depth == 0 && is_pixel_tag(h.tag) => {
+                native_pixel_header = Some(h);
+            }
+            LazyDataToken::LazyValue { header, decoder } if native_pixel_header.is_some() => {
+                let value_start = decoder.position();
+                let len = header.len.get().ok_or_else(|| {
+                    FileError::Malformed("native Pixel Data with undefined length".into())
+                })?;
+                let start = value_start.saturating_sub(pixel_header_len);
+                let end = value_start + u64::from(len);
+                if end > size {
+                    return Err(FileError::Malformed(format!(
+                        "Pixel Data declares {len} bytes but the file ends {} bytes early (truncated)",
+                        end - size
+                    )));
+                }
+                return Ok(Layout {
+                    pixel: Some(start..end),
+                    max_depth,
+                });
+            }
+            LazyDataToken::ItemStart { len } if in_pixel_sequence => {
+                let len = len.get().ok_or_else(|| {
+                    FileError::Malformed("Pixel Data fragment with undefined length".into())
+                })?;
+                fragment_bytes += 8 + u64::from(len);
+            }
+            LazyDataToken::LazyItemValue { len, decoder } if in_pixel_sequence => {
+                if decoder.position() + u64::from(len) > size {
+                    return Err(FileError::Malformed(
+                        "a Pixel Data fragment runs past the end of the file (truncated)".into(),
+                    ));
+                }
+                LazyDataToken::LazyItemValue { len, decoder }
+                    .skip()
+                    .map_err(|e| bad(&e))?;
+            }
+            LazyDataToken::LazyValue { header, decoder } => {
+                // Lengths are checked against the file before anything is read, so a
+                // bogus length cannot make the parser allocate it.
+                let len = u64::from(header.len.get().unwrap_or(0));
+                if decoder.position() + len > size {
+                    return Err(FileError::Malformed(format!(
+                        "element ({:04X},{:04X}) declares {len} bytes at offset {} but the file has {size}",
+                        header.tag.0,
+                        header.tag.1,
+                        decoder.position()
+                    )));
+                }
+                LazyDataToken::LazyValue { header, decoder }
+                    .skip()
+                    .map_err(|e| bad(&e))?;
+            }
+            other => other.skip().map_err(|e| bad(&e))?,
+        }
+    }
+    let end_of_tokens = lazy.into_decoder().position();
+    if in_pixel_sequence {
+        if !pixel_sequence_closed {
+            return Err(FileError::Malformed(
+                "encapsulated Pixel Data has no sequence delimiter (truncated)".into(),
+            ));
+        }
+        let start = end_of_tokens
+            .checked_sub(8 + fragment_bytes + pixel_header_len)
+            .ok_or_else(|| FileError::Malformed("inconsistent Pixel Data fragments".into()))?;
+        return Ok(Layout {
+            pixel: Some(start..end_of_tokens),
+            max_depth,
+        });
+    }
+    Ok(Layout {
+        pixel: None,
+        max_depth,
+    })
+}
+
+/// Recognises a dataset stored without preamble and file meta group from its first
+/// element, which must be in group 0008: explicit VR shows two upper-case VR letters.
+fn sniff_bare_dataset(head: &[u8], size: u64) -> Option<&'static str> {
+    if head.len() < 8 {
+        return None;
+    }
+    let vr_letters = head[4].is_ascii_uppercase() && head[5].is_ascii_uppercase();
+    let known_vr = vr_letters && dicom_core::VR::from_binary([head[4], head[5]]).is_some();
+    let group_le = u16::from_le_bytes([head[0], head[1]]);
+    let group_be = u16::from_be_bytes([head[0], head[1]]);
+    if group_le == 0x0008 && known_vr {
+        Some(EXPLICIT_VR_LE)
+    } else if group_be == 0x0008 && known_vr {
+        Some(EXPLICIT_VR_BE)
+    } else if group_le == 0x0008 {
+        let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        (u64::from(len) <= size).then_some(IMPLICIT_VR_LE)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,143 @@
+//! Writes a de-identified Part 10 file: a new preamble and file meta group, the
+//! de-identified dataset, Pixel Data copied byte for byte from the input, then the
+//! trailing elements. Always through a temporary file renamed into place, so no
+//! partial output is ever visible. Never opens an input for writing.
+
+use super::read::Source;
+use crate::error::{FileError, error_chain};
+use dicom_core::Tag;
+use dicom_object::{FileMetaTable, FileMetaTableBuilder, InMemDicomObject};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Implementation Class UID of dicom-deid: a 2.25 UID derived once from a UUID.
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.309477246411479929348632399406469746954";
+/// At most 16 characters (PS3.7 SH).
+pub const IMPLEMENTATION_VERSION_NAME: &str = concat!(
+    "DICOM_DEID_",
+    env!("CARGO_PKG_VERSION_MAJOR"),
+    env!("CARGO_PKG_VERSION_MINOR"),
+    env!("CARGO_PKG_VERSION_PATCH")
+);
+
+/// Prefix of temporary files; a crashed run leaves only names with this prefix.
+pub const TEMP_PREFIX: &str = ".dicom-deid-tmp-";
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+const SOP_CLASS_UID: Tag = Tag(0x0008, 0x0016);
+const SOP_INSTANCE_UID: Tag = Tag(0x0008, 0x0018);
+
+fn text_of(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    let v = obj.get(tag)?.to_str().ok()?;
+    let v = v.trim_end_matches(['\0', ' ']).trim_start();
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+/// The file meta group of the output: SOP Class and Instance from the
+/// de-identified dataset (so the old SOP Instance UID cannot survive in the meta),
+/// the input's transfer syntax, our implementation identity, and no AE titles or
+/// private information (they can name the site).
+pub fn build_meta(
+    dataset: &InMemDicomObject,
+    input_meta: Option<&FileMetaTable>,
+    ts_uid: &str,
+    remap_uid: impl Fn(&str) -> String,
+) -> Result<FileMetaTable, FileError> {
+    let class = text_of(dataset, SOP_CLASS_UID)
+        .or_else(|| input_meta.map(|m| m.media_storage_sop_class_uid().to_string()))
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| FileError::Malformed("no SOP Class UID in dataset or file meta".into()))?;
+    let instance = text_of(dataset, SOP_INSTANCE_UID)
+        .or_else(|| input_meta.map(|m| remap_uid(m.media_storage_sop_instance_uid())))
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            FileError::Malformed("no SOP Instance UID in dataset or file meta".into())
+        })?;
+    FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(class)
+        .media_storage_sop_instance_uid(instance)
+        .transfer_syntax(ts_uid)
+        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+        .implementation_version_name(IMPLEMENTATION_VERSION_NAME)
+        .build()
+        .map_err(|e| FileError::Malformed(format!("file meta group: {}", error_chain(&e))))
+}
+
+/// Writes `dest` atomically; returns the number of bytes written.
+pub fn write_part10(
+    dest: &Path,
+    input: &Path,
+    meta: &FileMetaTable,
+    source: &Source,
+) -> Result<u64, FileError> {
+    let dir = dest
+        .parent()
+        .ok_or_else(|| FileError::Write("output path has no parent".into()))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| FileError::Write(format!("cannot create output directory: {e}")))?;
+    let tmp = temp_path(dir);
+    let result = write_to(&tmp, input, meta, source).and_then(|n| {
+        std::fs::rename(&tmp, dest)
+            .map_err(|e| FileError::Write(format!("cannot rename into place: {e}")))
+            .map(|()| n)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn temp_path(dir: &Path) -> PathBuf {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()))
+}
+
+fn write_to(
+    tmp: &Path,
+    input: &Path,
+    meta: &FileMetaTable,
+    source: &Source,
+) -> Result<u64, FileError> {
+    let werr = |e: std::io::Error| FileError::Write(e.to_string());
+    let dicom_werr = |e: &dyn std::error::Error| FileError::Write(error_chain(e));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(werr)?;
+    let mut out = BufWriter::with_capacity(256 * 1024, file);
+    out.write_all(&[0u8; 128]).map_err(werr)?;
+    out.write_all(b"DICM").map_err(werr)?;
+    meta.write(&mut out).map_err(|e| dicom_werr(&e))?;
+    source
+        .header
+        .write_dataset_with_ts(&mut out, source.ts)
+        .map_err(|e| dicom_werr(&e))?;
+    if let Some(range) = &source.pixel {
+        let mut src = File::open(input).map_err(FileError::Read)?;
+        src.seek(SeekFrom::Start(range.start))
+            .map_err(FileError::Read)?;
+        let want = range.end - range.start;
+        let copied = std::io::copy(&mut src.take(want), &mut out).map_err(werr)?;
+        if copied != want {
+            return Err(FileError::Malformed(
+                "input changed or shrank while it was read".into(),
+            ));
+        }
+    }
+    if let Some(trailing) = &source.trailing {
+        if !trailing.tags().next().is_none() {
+            trailing
+                .write_dataset_with_ts(&mut out, source.ts)
+                .map_err(|e| dicom_werr(&e))?;
+        }
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| FileError::Write(e.error().to_string()))?;
+    let len = file.metadata().map_err(werr)?.len();
+    Ok(len)
+}

@@ -1,0 +1,203 @@
+//! Outcomes of a run: one JSON line per input, a summary, progress and per-file
+//! error lines on stderr. Holds paths and counts, never an attribute value or a key.
+
+use crate::deid::Counts;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Skipped,
+    Failed,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FileOutcome {
+    pub input: PathBuf,
+    pub output: Option<PathBuf>,
+    pub status: Status,
+    /// Machine-readable reason for a skip or failure (`not-dicom`, `dicomdir`,
+    /// `malformed`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub counts: Counts,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl FileOutcome {
+    pub fn new(input: PathBuf, status: Status) -> Self {
+        FileOutcome {
+            input,
+            output: None,
+            status,
+            kind: None,
+            reason: None,
+            counts: Counts::default(),
+            bytes_in: 0,
+            bytes_out: 0,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Skips of non-DICOM files are expected in a mixed tree and do not affect the
+    /// exit code; every other skip does.
+    pub fn is_benign_skip(&self) -> bool {
+        self.status == Status::Skipped && self.kind == Some("not-dicom")
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub files_seen: u64,
+    pub written: u64,
+    pub skipped: u64,
+    pub skipped_not_dicom: u64,
+    pub failed: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub seconds: f64,
+    pub files_per_second: f64,
+    pub counts: Counts,
+    pub profile: String,
+    pub profile_digest: String,
+    pub key_fingerprint: String,
+    pub key_ephemeral: bool,
+    pub dry_run: bool,
+}
+
+/// Consumes outcomes on one thread: the only writer of the report file and of
+/// stderr during the run.
+pub struct Reporter {
+    out: Option<Box<dyn Write + Send>>,
+    summary: Summary,
+    started: Instant,
+    last_progress: Instant,
+    progress: bool,
+    /// Hashes of output paths already written, to flag inputs that collide (two
+    /// files with one SOP Instance UID). 8 bytes a file.
+    outputs: HashSet<u64>,
+    pub io_error: Option<std::io::Error>,
+}
+
+impl Reporter {
+    pub fn new(out: Option<Box<dyn Write + Send>>, summary: Summary) -> Self {
+        let now = Instant::now();
+        Reporter {
+            out,
+            summary,
+            started: now,
+            last_progress: now,
+            progress: std::io::stderr().is_terminal(),
+            outputs: HashSet::new(),
+            io_error: None,
+        }
+    }
+
+    pub fn record(&mut self, mut o: FileOutcome) {
+        if let (Status::Ok, Some(out)) = (o.status, &o.output) {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            out.hash(&mut h);
+            if !self.outputs.insert(h.finish()) {
+                o.status = Status::Failed;
+                o.kind = Some("duplicate");
+                o.reason = Some(
+                    "another input maps to the same output (same SOP Instance UID); one output kept"
+                        .into(),
+                );
+            }
+        }
+        let s = &mut self.summary;
+        s.files_seen += 1;
+        s.bytes_in += o.bytes_in;
+        s.bytes_out += o.bytes_out;
+        s.counts.add(&o.counts);
+        match o.status {
+            Status::Ok => s.written += 1,
+            Status::Skipped => {
+                s.skipped += 1;
+                if o.is_benign_skip() {
+                    s.skipped_not_dicom += 1;
+                }
+            }
+            Status::Failed => s.failed += 1,
+        }
+        if o.status == Status::Failed || (o.status == Status::Skipped && !o.is_benign_skip()) {
+            self.clear_progress();
+            eprintln!(
+                "dicom-deid: {}: {}: {}",
+                o.input.display(),
+                if o.status == Status::Failed {
+                    "failed"
+                } else {
+                    "skipped"
+                },
+                o.reason.as_deref().unwrap_or("")
+            );
+        }
+        if let Some(w) = self.out.as_mut() {
+            let line = serde_json::to_string(&o).unwrap_or_default();
+            if let Err(e) = writeln!(w, "{line}") {
+                self.io_error.get_or_insert(e);
+            }
+        }
+        self.maybe_progress();
+    }
+
+    fn maybe_progress(&mut self) {
+        if self.progress && self.last_progress.elapsed() >= Duration::from_millis(250) {
+            self.last_progress = Instant::now();
+            let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+            let s = &self.summary;
+            eprint!(
+                "\r{} files ({} written, {} skipped, {} failed), {:.0} files/s ",
+                s.files_seen,
+                s.written,
+                s.skipped,
+                s.failed,
+                s.files_seen as f64 / secs
+            );
+        }
+    }
+
+    fn clear_progress(&self) {
+        if self.progress {
+            eprint!("\r\x1b[K");
+        }
+    }
+
+    pub fn finish(mut self) -> (Summary, Option<std::io::Error>) {
+        self.clear_progress();
+        let secs = self.started.elapsed().as_secs_f64();
+        self.summary.seconds = secs;
+        self.summary.files_per_second = if secs > 0.0 {
+            self.summary.files_seen as f64 / secs
+        } else {
+            0.0
+        };
+        if let Some(w) = self.out.as_mut() {
+            #[derive(Serialize)]
+            struct Line<'a> {
+                summary: &'a Summary,
+            }
+            let line = serde_json::to_string(&Line {
+                summary: &self.summary,
+            })
+            .unwrap_or_default();
+            if let Err(e) = writeln!(w, "{line}").and_then(|()| w.flush()) {
+                self.io_error.get_or_insert(e);
+            }
+        }
+        (self.summary, self.io_error)
+    }
+}
