@@ -249,15 +249,15 @@ fn check_item(orig: &InMemDicomObject, out: &InMemDicomObject, path: &str, bad: 
                 }
             }
         }
-        if let (Value::Sequence(os), Some(g)) = (e.value(), got) {
-            if let Value::Sequence(gs) = g.value() {
-                if gs.items().len() == os.items().len() {
-                    for (i, (oi, gi)) in os.items().iter().zip(gs.items()).enumerate() {
-                        check_item(oi, gi, &format!("{here}[{i}]"), bad);
-                    }
-                } else if !gs.items().is_empty() {
-                    bad.push(format!("{here}: item count changed"));
+        if let (Value::Sequence(os), Some(g)) = (e.value(), got)
+            && let Value::Sequence(gs) = g.value()
+        {
+            if gs.items().len() == os.items().len() {
+                for (i, (oi, gi)) in os.items().iter().zip(gs.items()).enumerate() {
+                    check_item(oi, gi, &format!("{here}[{i}]"), bad);
                 }
+            } else if !gs.items().is_empty() {
+                bad.push(format!("{here}: item count changed"));
             }
         }
     }

@@ -72,13 +72,13 @@ pub fn replacement(vr: VR, value: &str) -> Result<PrimitiveValue, String> {
             return Err(bad());
         }
         _ => {
-            if let Some(max) = max_len(vr) {
-                if value.chars().count() > max {
-                    return Err(format!(
-                        "replacement `{value}` is longer than {max}, the limit of VR {}",
-                        vr.to_string()
-                    ));
-                }
+            if let Some(max) = max_len(vr)
+                && value.chars().count() > max
+            {
+                return Err(format!(
+                    "replacement `{value}` is longer than {max}, the limit of VR {}",
+                    vr.to_string()
+                ));
             }
             PrimitiveValue::from(value)
         }

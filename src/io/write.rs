@@ -128,12 +128,12 @@ fn write_to(
             ));
         }
     }
-    if let Some(trailing) = &source.trailing {
-        if !trailing.tags().next().is_none() {
-            trailing
-                .write_dataset_with_ts(&mut out, source.ts)
-                .map_err(|e| dicom_werr(&e))?;
-        }
+    if let Some(trailing) = &source.trailing
+        && trailing.tags().next().is_some()
+    {
+        trailing
+            .write_dataset_with_ts(&mut out, source.ts)
+            .map_err(|e| dicom_werr(&e))?;
     }
     let file = out
         .into_inner()

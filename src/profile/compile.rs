@@ -542,10 +542,10 @@ fn compile_rule(spec: &RuleSpec, source: &str, line: u64) -> Result<Rule, Vec<St
     } else {
         None
     };
-    if let Some(t) = &spec.table {
-        if Code::parse(t).is_none() {
-            problems.push(format!("`table: {t}` is not a Table E.1-1 action code"));
-        }
+    if let Some(t) = &spec.table
+        && Code::parse(t).is_none()
+    {
+        problems.push(format!("`table: {t}` is not a Table E.1-1 action code"));
     }
     for (opt, cell) in &spec.options {
         if !OPTION_COLUMNS.iter().any(|(n, _)| n == opt) {

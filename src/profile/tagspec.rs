@@ -131,7 +131,7 @@ fn parse_private(digits: &[u8], creator: &str, text: &str) -> Result<Target, Str
         let n = nibble(b).ok_or_else(|| format!("private rule `{text}`: the group must be hex"))?;
         group = (group << 4) | n as u16;
     }
-    if group % 2 == 0 {
+    if group.is_multiple_of(2) {
         return Err(format!(
             "private rule `{text}`: group {group:04X} is even, private groups are odd"
         ));
