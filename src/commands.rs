@@ -3,7 +3,7 @@
 use crate::error::{Error, ExitStatus};
 use crate::profile::table::RowTarget;
 use crate::profile::tagspec::Target;
-use crate::profile::{self, CompiledProfile, Decision, table};
+use crate::profile::{self, CompiledProfile, table};
 use std::io::Write;
 
 pub fn list(out: &mut dyn Write) -> std::io::Result<ExitStatus> {
@@ -83,7 +83,6 @@ pub fn show(out: &mut dyn Write, name: &str) -> Result<ExitStatus, Error> {
         )
         .map_err(io)?;
     }
-    let _ = Decision::Rule;
     Ok(ExitStatus::Success)
 }
 

@@ -14,6 +14,7 @@ use serde::Serialize;
 /// Sequences nest deeper than this only in crafted files; real data stays under 10.
 pub const MAX_DEPTH: usize = 64;
 
+#[cfg(test)]
 const SPECIFIC_CHARACTER_SET: Tag = Tag(0x0008, 0x0005);
 const PATIENT_IDENTITY_REMOVED: Tag = Tag(0x0012, 0x0062);
 const DEID_METHOD: Tag = Tag(0x0012, 0x0063);
@@ -390,8 +391,6 @@ impl<'a> Engine<'a> {
             VR::CS,
             PrimitiveValue::from(self.markers.longitudinal),
         ));
-        // Keep the declared character set in front of everything written with it.
-        let _ = SPECIFIC_CHARACTER_SET;
     }
 }
 
