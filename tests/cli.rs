@@ -912,3 +912,39 @@ fn standard_tags_stored_as_un_are_matched_by_tag() {
         "written back with its dictionary VR"
     );
 }
+
+#[test]
+fn datasets_without_meta_become_part10_files() {
+    let env = Env::new();
+    let key = env.key("key", 14);
+    let files = [
+        "nometa/ExplVR_LitEndNoMeta.dcm",
+        "nometa/ExplVR_BigEndNoMeta.dcm",
+        "nometa/rtstruct.dcm",
+    ];
+    let (o, map) = run_basic(&env, &files, &key, "out");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(map.len(), 3);
+    let expected_ts = [
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2.2",
+        "1.2.840.10008.1.2",
+    ];
+    for (f, ts) in files.iter().zip(expected_ts) {
+        let out = &map[&env.path("input").join(f)];
+        let bytes = std::fs::read(out).unwrap();
+        assert_eq!(&bytes[128..132], b"DICM");
+        let b = open(out);
+        assert_eq!(b.meta().transfer_syntax(), ts, "{f}");
+        assert_eq!(text(b.element(Tag(0x0012, 0x0062)).unwrap()), "YES");
+        assert_eq!(
+            b.meta().media_storage_sop_instance_uid(),
+            text(b.element(Tag(0x0008, 0x0018)).unwrap())
+        );
+    }
+}
