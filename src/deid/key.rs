@@ -19,7 +19,9 @@ pub enum KeyError {
         "key file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
     )]
     Permissions { path: PathBuf, mode: u32 },
-    #[error("key file {path} holds {len} bytes; a key needs at least {MIN_KEY_BYTES}")]
+    #[error(
+        "key file {path} holds {len} bytes (trailing whitespace of a text key not counted); a key needs at least {MIN_KEY_BYTES}"
+    )]
     TooShort { path: PathBuf, len: usize },
     #[error("cannot draw a random key: {0}")]
     Random(String),
@@ -64,8 +66,14 @@ impl Key {
             path: path.into(),
             source,
         })?;
-        while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
-            bytes.pop();
+        // Only a text key is trimmed: a binary key may end in a whitespace byte.
+        let is_text = bytes
+            .iter()
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+        if is_text {
+            while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                bytes.pop();
+            }
         }
         if bytes.len() < MIN_KEY_BYTES {
             return Err(KeyError::TooShort {
@@ -149,5 +157,10 @@ mod tests {
         std::fs::write(&p, format!("{}\n", "x".repeat(40))).unwrap();
         let b = Key::from_file(&p).unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
+        // A binary key ending in a whitespace byte keeps all 32 bytes.
+        let mut binary = vec![0xA5u8; 31];
+        binary.push(b'\n');
+        std::fs::write(&p, &binary).unwrap();
+        assert!(Key::from_file(&p).is_ok());
     }
 }
