@@ -22,6 +22,27 @@ pub enum Command {
     /// List, show or check profiles.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Check that de-identified files hold nothing identifying (exit 0 only when
+    /// nothing is found).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// De-identified files or folders to check (folders are walked recursively).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Built-in profile name or YAML file the files were de-identified with.
+    #[arg(long, default_value = "basic")]
+    pub profile: String,
+    /// Folder of the original inputs: each file is matched to its original and
+    /// searched for the original's identifying values.
+    #[arg(long, value_name = "DIR")]
+    pub originals: Option<PathBuf>,
+    /// Write a JSON Lines report (one object per file, then a summary). It names
+    /// tag paths and kinds of findings, never a value.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +73,21 @@ pub struct RunArgs {
     /// Do everything except writing DICOM outputs.
     #[arg(long)]
     pub dry_run: bool,
+    /// Switch on a PS3.15 E.3 option (repeatable): retain-safe-private, retain-uids,
+    /// retain-device-identity, retain-institution-identity,
+    /// retain-patient-characteristics, retain-long-full-dates,
+    /// retain-long-modified-dates, clean-descriptors, clean-structured-content,
+    /// clean-graphics.
+    #[arg(long = "option", value_name = "NAME")]
+    pub options: Vec<String>,
+    /// Write original -> pseudonym pairs (Patient ID, Accession Number, Study
+    /// Instance UID, date offset per patient) as CSV, mode 0600. The only place
+    /// original values are ever written: keep it with the originals.
+    #[arg(long, value_name = "FILE")]
+    pub crosswalk: Option<PathBuf>,
+    /// Replace an existing crosswalk file instead of refusing.
+    #[arg(long)]
+    pub overwrite_crosswalk: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +98,9 @@ pub enum ProfileCommand {
     Show {
         /// Built-in name or YAML file.
         name: String,
+        /// Show the effect of these PS3.15 options (repeatable).
+        #[arg(long = "option", value_name = "NAME")]
+        options: Vec<String>,
     },
     /// Validate a profile and report its coverage of PS3.15 Table E.1-1.
     Check {

@@ -21,6 +21,9 @@ fn header(out: &mut dyn Write, p: &CompiledProfile) -> std::io::Result<()> {
         writeln!(out, "description: {}", p.description)?;
     }
     writeln!(out, "sources: {}", p.sources.join(" <- "))?;
+    if !p.options.is_empty() {
+        writeln!(out, "options: {}", p.options.join(", "))?;
+    }
     writeln!(out, "digest: {}", p.digest)?;
     writeln!(
         out,
@@ -50,8 +53,8 @@ fn header(out: &mut dyn Write, p: &CompiledProfile) -> std::io::Result<()> {
 }
 
 /// One line per rule: tag, name, effective action, the table's code, origin.
-pub fn show(out: &mut dyn Write, name: &str) -> Result<ExitStatus, Error> {
-    let p = profile::load(name)?;
+pub fn show(out: &mut dyn Write, name: &str, options: &[String]) -> Result<ExitStatus, Error> {
+    let p = profile::compile::load_with_options(name, options)?;
     let io = |e| Error::Io {
         context: "stdout".into(),
         source: e,

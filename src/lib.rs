@@ -1,6 +1,7 @@
 //! dicom-deid: de-identifies DICOM archives with PS3.15 Annex E profiles.
 //! Data flows one way: walk -> read -> apply profile -> write -> report.
 
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod deid;
@@ -28,6 +29,9 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 layout: a.layout,
                 report: a.report,
                 dry_run: a.dry_run,
+                options: a.options,
+                crosswalk: a.crosswalk,
+                overwrite_crosswalk: a.overwrite_crosswalk,
             })?;
             eprintln!(
                 "dicom-deid: {} files: {} written{}, {} skipped ({} not DICOM), {} failed; {:.1} s, {:.0} files/s; key {}{}",
@@ -58,7 +62,18 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 source,
             })
         }
-        Command::Profile(ProfileCommand::Show { name }) => commands::show(&mut out, &name),
+        Command::Profile(ProfileCommand::Show { name, options }) => {
+            commands::show(&mut out, &name, &options)
+        }
         Command::Profile(ProfileCommand::Check { file }) => commands::check(&mut out, &file),
+        Command::Check(a) => check::run(
+            check::CheckOptions {
+                inputs: a.inputs,
+                profile: a.profile,
+                originals: a.originals,
+                report: a.report,
+            },
+            &mut out,
+        ),
     }
 }

@@ -1,7 +1,7 @@
 //! Outcomes of a run: one JSON line per input, a summary, progress and per-file
 //! error lines on stderr. Holds paths and counts, never an attribute value or a key.
 
-use crate::deid::Counts;
+use crate::deid::{Counts, CrosswalkEntry};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -33,6 +33,13 @@ pub struct FileOutcome {
     pub bytes_out: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Private creators whose blocks were removed (vendor names, not patient data).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub private_creators_dropped: Vec<String>,
+    /// Original -> pseudonym pairs; they go to the crosswalk file only, never to
+    /// the report.
+    #[serde(skip)]
+    pub crosswalk: Vec<CrosswalkEntry>,
 }
 
 impl FileOutcome {
@@ -47,6 +54,8 @@ impl FileOutcome {
             bytes_in: 0,
             bytes_out: 0,
             notes: Vec::new(),
+            private_creators_dropped: Vec::new(),
+            crosswalk: Vec::new(),
         }
     }
 
@@ -70,10 +79,13 @@ pub struct Summary {
     pub files_per_second: f64,
     pub counts: Counts,
     pub profile: String,
+    pub options: Vec<String>,
     pub profile_digest: String,
     pub key_fingerprint: String,
     pub key_ephemeral: bool,
     pub dry_run: bool,
+    pub private_creators_dropped: std::collections::BTreeSet<String>,
+    pub crosswalk_entries: u64,
 }
 
 /// Consumes outcomes on one thread: the only writer of the report file and of
@@ -87,6 +99,9 @@ pub struct Reporter {
     /// Hashes of output paths already written, to flag inputs that collide (two
     /// files with one SOP Instance UID). 8 bytes a file.
     outputs: HashSet<u64>,
+    crosswalk: Option<csv::Writer<std::fs::File>>,
+    /// Pairs already written, so each appears once however many files share it.
+    crosswalk_seen: HashSet<(String, String)>,
     pub io_error: Option<std::io::Error>,
 }
 
@@ -100,7 +115,35 @@ impl Reporter {
             last_progress: now,
             progress: std::io::stderr().is_terminal(),
             outputs: HashSet::new(),
+            crosswalk: None,
+            crosswalk_seen: HashSet::new(),
             io_error: None,
+        }
+    }
+
+    pub fn with_crosswalk(mut self, file: Option<std::fs::File>) -> Self {
+        self.crosswalk = file.map(|f| {
+            let mut w = csv::Writer::from_writer(f);
+            let _ = w.write_record(["kind", "original", "pseudonym"]);
+            w
+        });
+        self
+    }
+
+    fn write_crosswalk(&mut self, entries: &[CrosswalkEntry]) {
+        let Some(w) = self.crosswalk.as_mut() else {
+            return;
+        };
+        for e in entries {
+            if self
+                .crosswalk_seen
+                .insert((e.kind.clone(), e.original.clone()))
+            {
+                self.summary.crosswalk_entries += 1;
+                if let Err(err) = w.write_record([&e.kind, &e.original, &e.replacement]) {
+                    self.io_error.get_or_insert(err.into());
+                }
+            }
         }
     }
 
@@ -117,7 +160,11 @@ impl Reporter {
                 );
             }
         }
+        let entries = std::mem::take(&mut o.crosswalk);
+        self.write_crosswalk(&entries);
         let s = &mut self.summary;
+        s.private_creators_dropped
+            .extend(o.private_creators_dropped.iter().cloned());
         s.files_seen += 1;
         s.bytes_in += o.bytes_in;
         s.bytes_out += o.bytes_out;
@@ -178,6 +225,11 @@ impl Reporter {
 
     pub fn finish(mut self) -> (Summary, Option<std::io::Error>) {
         self.clear_progress();
+        if let Some(w) = self.crosswalk.as_mut()
+            && let Err(e) = w.flush()
+        {
+            self.io_error.get_or_insert(e);
+        }
         let secs = self.started.elapsed().as_secs_f64();
         self.summary.seconds = secs;
         self.summary.files_per_second = if secs > 0.0 {

@@ -23,6 +23,11 @@ pub struct RunOptions {
     pub layout: Layout,
     pub report: Option<PathBuf>,
     pub dry_run: bool,
+    /// PS3.15 options switched on from the command line.
+    pub options: Vec<String>,
+    /// Where to write original -> pseudonym pairs (mode 0600).
+    pub crosswalk: Option<PathBuf>,
+    pub overwrite_crosswalk: bool,
 }
 
 /// Worker threads get a large stack: the nesting depth is bounded before any
@@ -41,7 +46,7 @@ struct Context<'a> {
 }
 
 pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
-    let profile = crate::profile::load(&opts.profile)?;
+    let profile = crate::profile::compile::load_with_options(&opts.profile, &opts.options)?;
     let key = match &opts.key_file {
         Some(p) => Key::from_file(p)?,
         None => {
@@ -53,6 +58,10 @@ pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
         }
     };
     check_paths(&opts.inputs, &opts.out)?;
+    let crosswalk_out = match &opts.crosswalk {
+        Some(p) => Some(open_crosswalk(p, opts.overwrite_crosswalk)?),
+        None => None,
+    };
     let report_out: Option<Box<dyn std::io::Write + Send>> = match &opts.report {
         Some(p) => Some(Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).map_err(|source| Error::Io {
@@ -75,6 +84,7 @@ pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
         .map_err(|e| Error::Usage(format!("cannot start worker threads: {e}")))?;
 
     let summary = Summary {
+        options: profile.options.iter().map(|o| o.to_string()).collect(),
         profile: profile.name.clone(),
         profile_digest: profile.digest.clone(),
         key_fingerprint: key.fingerprint(),
@@ -83,7 +93,8 @@ pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
         ..Summary::default()
     };
     let ctx = Context {
-        engine: Engine::new(&profile, Pseudonymizer::new(&key)),
+        engine: Engine::new(&profile, Pseudonymizer::new(&key))
+            .with_crosswalk(crosswalk_out.is_some()),
         profile: &profile,
         key: &key,
         out: &opts.out,
@@ -94,7 +105,7 @@ pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
     let (tx, rx) = mpsc::sync_channel::<FileOutcome>(1024);
     let (summary, io_error) = std::thread::scope(|scope| {
         let reporter = scope.spawn(move || {
-            let mut r = Reporter::new(report_out, summary);
+            let mut r = Reporter::new(report_out, summary).with_crosswalk(crosswalk_out);
             for o in rx {
                 r.record(o);
             }
@@ -133,6 +144,44 @@ pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
         ExitStatus::Success
     };
     Ok((status, summary))
+}
+
+/// The crosswalk holds original values: created owner-only, never silently replaced.
+fn open_crosswalk(path: &Path, overwrite: bool) -> Result<std::fs::File, Error> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true);
+    if overwrite {
+        o.create(true).truncate(true);
+    } else {
+        o.create_new(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let file = o.open(path).map_err(|source| {
+        let context = if source.kind() == std::io::ErrorKind::AlreadyExists {
+            format!(
+                "crosswalk {} exists; pass --overwrite-crosswalk to replace it",
+                path.display()
+            )
+        } else {
+            format!("cannot create crosswalk {}", path.display())
+        };
+        Error::Io { context, source }
+    })?;
+    #[cfg(unix)]
+    {
+        // An existing file keeps its mode on truncation: make it owner-only too.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|source| Error::Io {
+                context: format!("cannot restrict crosswalk {}", path.display()),
+                source,
+            })?;
+    }
+    Ok(file)
 }
 
 /// Refuses an output directory equal to, inside, or containing an input: outputs
@@ -210,9 +259,12 @@ fn process_file(ctx: &Context<'_>, entry: &Entry) -> Result<FileOutcome, FileErr
     };
     let mut outcome = FileOutcome::new(entry.path.clone(), Status::Ok);
     outcome.bytes_in = src.size;
-    let mut counts = ctx.engine.apply(&mut src.header)?;
+    let result = ctx.engine.apply(&mut src.header)?;
+    let mut counts = result.counts;
+    outcome.crosswalk = result.crosswalk;
+    outcome.private_creators_dropped = result.creators_dropped;
     if let Some(mut trailing) = src.trailing.take() {
-        counts.add(&ctx.engine.apply_trailing(&mut trailing)?);
+        counts.add(&ctx.engine.apply_trailing(&mut trailing)?.counts);
         if trailing.tags().next().is_some() {
             src.trailing = Some(trailing);
         }

@@ -29,6 +29,10 @@ impl<'k> Pseudonymizer<'k> {
         Pseudonymizer { key }
     }
 
+    pub fn key(&self) -> &'k Key {
+        self.key
+    }
+
     /// `2.25.` + the decimal of the first 128 bits of HMAC-SHA256(key, uid): at most
     /// 44 characters, digits and dots, no leading zeros. The UID is its own domain:
     /// other domains prefix a name and a NUL, which no UID contains.

@@ -83,6 +83,23 @@ pub struct HashParams {
     pub prefix: String,
 }
 
+/// What a lookup does with a value its file does not list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnMissing {
+    Fail,
+    Keep,
+    Remove,
+    Hash,
+}
+
+/// A site-supplied crosswalk, loaded when the profile is compiled.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LookupTable {
+    pub source: String,
+    pub map: std::collections::HashMap<String, String>,
+    pub on_missing: OnMissing,
+}
+
 /// What the engine does to one element.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -103,6 +120,10 @@ pub enum Action {
     Replace(String),
     /// Write a keyed pseudonym of the original value.
     Hash(HashParams),
+    /// Shift DA/DT values by the patient's keyed offset (other VRs get a dummy).
+    DateShift,
+    /// Replace through a site crosswalk.
+    Lookup(std::sync::Arc<LookupTable>),
 }
 
 impl Action {
@@ -119,6 +140,8 @@ impl Action {
                 "hash domain={} length={} prefix={:?}",
                 h.domain, h.length, h.prefix
             ),
+            Action::DateShift => "date-shift".into(),
+            Action::Lookup(t) => format!("lookup {} on-missing={:?}", t.source, t.on_missing),
         }
     }
 

@@ -3,6 +3,7 @@
 //! before a run; the engine then asks it one question per element.
 
 use super::action::{Action, Code, HashParams};
+use super::action::{LookupTable, OnMissing};
 use super::builtin;
 use super::model::{ProfileFile, RuleSpec};
 use super::table::{self, OPTION_COLUMNS, RowTarget};
@@ -13,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One problem in a profile, located where the user can find it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +123,14 @@ pub struct CompiledProfile {
     private: TagMap<Vec<(String, u8, usize)>>,
     pub private_default: Fallback,
     pub public_default: Fallback,
+    /// PS3.15 E.3 options in effect, in table column order.
+    pub options: Vec<&'static str>,
+    /// Per-patient date shift: whole days into the past, inclusive range.
+    pub date_shift_days: (u32, u32),
+    /// DA/DT elements no rule names are shifted too (modified-dates option).
+    pub shift_unlisted_dates: bool,
+    /// Ages over 89 years are written as 090Y.
+    pub hipaa_ages: bool,
     /// Hex SHA-256 of the compiled rules: equal digests mean equal behaviour.
     pub digest: String,
 }
@@ -177,7 +187,12 @@ impl CompiledProfile {
             }
             // X/Z/U* without IOD knowledge keeps the sequence (its UIDs are remapped by the
             // U rules inside), so keeping it is not a weakening.
-            let weakened = action.keeps_value() && !matches!(row.basic, Code::K | Code::XZU);
+            let option_keeps = row
+                .options
+                .iter()
+                .any(|(o, c)| *c == Code::K && self.options.contains(o));
+            let weakened =
+                action.keeps_value() && !option_keeps && !matches!(row.basic, Code::K | Code::XZU);
             if weakened {
                 cov.weakened.push(row.tag_text.clone());
             } else if !named {
@@ -192,15 +207,22 @@ impl CompiledProfile {
     /// private attributes are removed.
     pub fn method_codes(&self) -> Vec<(&'static str, &'static str)> {
         let cov = self.coverage();
-        if cov.weakened.is_empty() && self.private_default == Fallback::Remove {
-            vec![("113100", "Basic Application Confidentiality Profile")]
-        } else {
-            Vec::new()
+        if !(cov.weakened.is_empty() && self.private_default == Fallback::Remove) {
+            return Vec::new();
         }
+        let mut codes = vec![("113100", "Basic Application Confidentiality Profile")];
+        codes.extend(self.options.iter().filter_map(|o| table::option_code(o)));
+        codes
     }
 
     /// Value of Longitudinal Temporal Information Modified (0028,0303).
     pub fn longitudinal_marker(&self) -> &'static str {
+        if self.options.contains(&"retain-long-modified-dates") {
+            return "MODIFIED";
+        }
+        if self.options.contains(&"retain-long-full-dates") {
+            return "UNMODIFIED";
+        }
         let date_rows: Vec<_> = table::rows()
             .iter()
             .filter(|r| {
@@ -230,9 +252,14 @@ pub struct Coverage {
 
 /// Loads and compiles a profile given by built-in name or by path.
 pub fn load(spec: &str) -> Result<CompiledProfile, ProfileErrors> {
+    load_with_options(spec, &[])
+}
+
+/// Like [`load`], with PS3.15 options switched on from the command line.
+pub fn load_with_options(spec: &str, options: &[String]) -> Result<CompiledProfile, ProfileErrors> {
     let mut layers = Vec::new();
     load_layers(spec, None, &mut layers, 0)?;
-    compile(&layers)
+    compile(&layers, options)
 }
 
 /// Compiles a profile from YAML text (`source` names it in diagnostics).
@@ -246,13 +273,16 @@ pub fn compile_str(source: &str, text: &str) -> Result<CompiledProfile, ProfileE
     }
     layers.push(Layer {
         source: source.to_string(),
+        dir: base,
         file,
     });
-    compile(&layers)
+    compile(&layers, &[])
 }
 
 struct Layer {
     source: String,
+    /// Directory relative paths in the layer resolve against (none for built-ins).
+    dir: Option<PathBuf>,
     file: ProfileFile,
 }
 
@@ -301,7 +331,7 @@ fn load_layers(
         load_layers(&parent.value, dir.as_deref(), layers, depth + 1)
             .map_err(|e| with_context(e, &source, parent.referenced.line()))?;
     }
-    layers.push(Layer { source, file });
+    layers.push(Layer { source, dir, file });
     Ok(())
 }
 
@@ -338,13 +368,45 @@ fn first_line_number(rendered: &str) -> Option<u64> {
         .ok()
 }
 
-fn compile(layers: &[Layer]) -> Result<CompiledProfile, ProfileErrors> {
+const DEFAULT_DATE_SHIFT: (u32, u32) = (1, 3650);
+const FULL_DATES: &str = "retain-long-full-dates";
+const MODIFIED_DATES: &str = "retain-long-modified-dates";
+
+/// A compiled rule before options are applied: the option cells still attached.
+struct Pending {
+    rule: Rule,
+    cells: Vec<(&'static str, Code)>,
+}
+
+fn compile(layers: &[Layer], cli_options: &[String]) -> Result<CompiledProfile, ProfileErrors> {
     let mut errors = Vec::new();
-    let mut merged: BTreeMap<Target, Rule> = BTreeMap::new();
+    let mut merged: BTreeMap<Target, Pending> = BTreeMap::new();
     let mut private_default = Fallback::Remove;
     let mut public_default = Fallback::Keep;
     let mut name = None;
     let mut description = None;
+    let mut options: Vec<&'static str> = Vec::new();
+    let mut date_shift_days = DEFAULT_DATE_SHIFT;
+    let mut hipaa_ages = false;
+
+    let mut add_option =
+        |errors: &mut Vec<Diagnostic>, source: &str, line: Option<u64>, opt: &str| {
+            match OPTION_COLUMNS.iter().find(|(n, _)| *n == opt) {
+                Some((n, _)) => {
+                    if !options.contains(n) {
+                        options.push(n);
+                    }
+                }
+                None => errors.push(Diagnostic {
+                    source: source.to_string(),
+                    line,
+                    message: format!(
+                        "unknown option `{opt}` (known: {})",
+                        OPTION_COLUMNS.map(|(n, _)| n).join(", ")
+                    ),
+                }),
+            }
+        };
 
     for layer in layers {
         let src = &layer.source;
@@ -362,20 +424,22 @@ fn compile(layers: &[Layer]) -> Result<CompiledProfile, ProfileErrors> {
             description.clone_from(&layer.file.description);
         }
         for opt in &layer.file.options {
-            let known = OPTION_COLUMNS.iter().any(|(n, _)| *n == opt.value);
-            let msg = if known {
-                format!(
-                    "option `{}` is recognised but not implemented yet; remove it from `options`",
-                    opt.value
-                )
+            add_option(&mut errors, src, Some(opt.referenced.line()), &opt.value);
+        }
+        if let Some(ds) = &layer.file.date_shift {
+            let (lo, hi) = (ds.value.min_days, ds.value.max_days);
+            if lo == 0 || lo > hi || hi > 36_500 {
+                err(
+                    &mut errors,
+                    ds.referenced.line(),
+                    format!("date-shift needs 1 <= min-days <= max-days <= 36500, got {lo}..{hi}"),
+                );
             } else {
-                format!(
-                    "unknown option `{}` (known: {})",
-                    opt.value,
-                    OPTION_COLUMNS.map(|(n, _)| n).join(", ")
-                )
-            };
-            err(&mut errors, opt.referenced.line(), msg);
+                date_shift_days = (lo, hi);
+            }
+        }
+        if let Some(h) = layer.file.hipaa_ages {
+            hipaa_ages = h;
         }
         if let Some(d) = &layer.file.defaults {
             if let Some(p) = &d.private {
@@ -408,19 +472,20 @@ fn compile(layers: &[Layer]) -> Result<CompiledProfile, ProfileErrors> {
         let mut seen: HashMap<Target, u64> = HashMap::new();
         for spanned in &layer.file.rules {
             let line = spanned.referenced.line();
-            match compile_rule(&spanned.value, src, line) {
-                Ok(rule) => {
-                    if let Some(first) = seen.insert(rule.target.clone(), line) {
+            match compile_rule(&spanned.value, src, layer.dir.as_deref(), line) {
+                Ok(pending) => {
+                    let target = pending.rule.target.clone();
+                    if let Some(first) = seen.insert(target.clone(), line) {
                         err(
                             &mut errors,
                             line,
                             format!(
                                 "conflicting rules: {} is already set at line {first}",
-                                rule.target.describe()
+                                target.describe()
                             ),
                         );
                     }
-                    merged.insert(rule.target.clone(), rule);
+                    merged.insert(target, pending);
                 }
                 Err(messages) => {
                     for m in messages {
@@ -430,17 +495,39 @@ fn compile(layers: &[Layer]) -> Result<CompiledProfile, ProfileErrors> {
             }
         }
     }
+    for opt in cli_options {
+        add_option(&mut errors, "command line", None, opt);
+    }
+    if options.contains(&FULL_DATES) && options.contains(&MODIFIED_DATES) {
+        errors.push(Diagnostic {
+            source: "options".into(),
+            line: None,
+            message: format!("`{FULL_DATES}` and `{MODIFIED_DATES}` exclude each other"),
+        });
+    }
     if !errors.is_empty() {
         return Err(ProfileErrors(errors));
     }
+    // Table column order, so markers and reports list options the same way every run.
+    options.sort_by_key(|o| OPTION_COLUMNS.iter().position(|(n, _)| n == o));
 
-    let rules: Vec<Rule> = merged.into_values().collect();
+    let mut rules: BTreeMap<Target, Rule> = merged
+        .into_values()
+        .map(|p| {
+            let mut rule = p.rule;
+            apply_option_cells(&mut rule, &p.cells, &options);
+            (rule.target.clone(), rule)
+        })
+        .collect();
+    add_option_rules(&mut rules, &options);
+    let rules: Vec<Rule> = rules.into_values().collect();
+
     let mut exact = TagMap::default();
     let mut patterns = Vec::new();
     let mut private: TagMap<Vec<(String, u8, usize)>> = TagMap::default();
     let mut hasher = Sha256::new();
     hasher.update(format!(
-        "private={private_default:?};public={public_default:?}\n"
+        "private={private_default:?};public={public_default:?};options={options:?};shift={date_shift_days:?};hipaa={hipaa_ages}\n"
     ));
     for (i, r) in rules.iter().enumerate() {
         hasher.update(format!("{}={}\n", r.target.describe(), r.action.describe()));
@@ -475,8 +562,107 @@ fn compile(layers: &[Layer]) -> Result<CompiledProfile, ProfileErrors> {
         private,
         private_default,
         public_default,
+        shift_unlisted_dates: options.contains(&MODIFIED_DATES),
+        options,
+        date_shift_days,
+        hipaa_ages,
         digest,
     })
+}
+
+/// An active option's cell replaces the rule's action. Where two active options
+/// disagree (K against C: the device calibration dates under retain-device-identity
+/// and retain-long-modified-dates), C wins: dates are modified, not kept.
+fn apply_option_cells(rule: &mut Rule, cells: &[(&'static str, Code)], active: &[&'static str]) {
+    let active_cells: Vec<Code> = cells
+        .iter()
+        .filter(|(o, _)| active.contains(o))
+        .map(|(_, c)| *c)
+        .collect();
+    let code = if active_cells.contains(&Code::C) {
+        Code::C
+    } else if active_cells.contains(&Code::K) {
+        Code::K
+    } else {
+        return;
+    };
+    rule.code = Some(code);
+    rule.action = code.resolve();
+}
+
+/// Rules an option brings beyond the table's cells.
+fn add_option_rules(rules: &mut BTreeMap<Target, Rule>, options: &[&'static str]) {
+    let builtin_rule = |target: Target, action: Action, name: &str, source: &str, line: u64| Rule {
+        target,
+        action,
+        code: None,
+        name: Some(name.to_string()),
+        origin: Origin {
+            source: source.to_string(),
+            line,
+        },
+    };
+    if options.contains(&"clean-graphics") {
+        // Overlays and graphic annotations stay; the text that labels them goes.
+        let graphics = [
+            (0xFF00_FFFF, 0x6000_0022, "Overlay Description"),
+            (0xFF00_FFFF, 0x6000_1500, "Overlay Label"),
+            (0xFF00_FFFF, 0x6000_4000, "Overlay Comments"),
+        ];
+        for (mask, value, name) in graphics {
+            let t = Target::Pattern { mask, value };
+            rules.insert(
+                t.clone(),
+                builtin_rule(t, Action::Remove, name, "option:clean-graphics", 0),
+            );
+        }
+        let t = Target::Tag(0x0070_0008);
+        rules.insert(
+            t.clone(),
+            builtin_rule(
+                t,
+                Action::Remove,
+                "Text Object Sequence",
+                "option:clean-graphics",
+                0,
+            ),
+        );
+    }
+    if options.contains(&MODIFIED_DATES) {
+        // The table empties the birth date under every option; shifted with the
+        // patient's offset instead, it keeps ages at each study right and reveals no
+        // more than the other shifted dates.
+        let t = Target::Tag(0x0010_0030);
+        rules.insert(
+            t.clone(),
+            builtin_rule(
+                t,
+                Action::DateShift,
+                "Patient's Birth Date",
+                "option:retain-long-modified-dates",
+                0,
+            ),
+        );
+    }
+    if options.contains(&"retain-safe-private") {
+        for (line, (group, elem, creator)) in table::safe_private().iter().enumerate() {
+            let t = Target::Private {
+                group: *group,
+                elem: *elem,
+                creator: creator.clone(),
+            };
+            // A site's own rule for the same element wins over the standard's list.
+            rules.entry(t.clone()).or_insert_with(|| {
+                builtin_rule(
+                    t,
+                    Action::Keep,
+                    "Safe Private Attribute (PS3.15 E.3.10)",
+                    "builtin:safe-private.csv",
+                    line as u64 + 2,
+                )
+            });
+        }
+    }
 }
 
 fn parse_fallback(s: &str) -> Option<Fallback> {
@@ -490,7 +676,26 @@ fn parse_fallback(s: &str) -> Option<Fallback> {
 const DEFAULT_HASH_LENGTH: usize = 16;
 const MAX_HASH_LENGTH: usize = 64;
 
-fn compile_rule(spec: &RuleSpec, source: &str, line: u64) -> Result<Rule, Vec<String>> {
+/// Function names accepted by `action:` besides the table's codes.
+fn named_action(s: &str) -> Option<Action> {
+    Some(match s.trim() {
+        "keep" => Action::Keep,
+        "remove" => Action::Remove,
+        "empty" => Action::Empty,
+        "dummy" => Action::Dummy,
+        "clean" => Action::Clean,
+        "hash-uid" => Action::Uid,
+        "date-shift" => Action::DateShift,
+        _ => return None,
+    })
+}
+
+fn compile_rule(
+    spec: &RuleSpec,
+    source: &str,
+    dir: Option<&Path>,
+    line: u64,
+) -> Result<Pending, Vec<String>> {
     let mut problems = Vec::new();
     let target = parse_target(
         &spec.tag.value,
@@ -502,21 +707,23 @@ fn compile_rule(spec: &RuleSpec, source: &str, line: u64) -> Result<Rule, Vec<St
         spec.action.is_some(),
         spec.replace.is_some(),
         spec.hash.is_some(),
+        spec.lookup.is_some(),
     ]
     .iter()
     .filter(|b| **b)
     .count();
     if given != 1 {
-        problems.push("a rule needs exactly one of `action`, `replace`, `hash`".into());
+        problems.push("a rule needs exactly one of `action`, `replace`, `hash`, `lookup`".into());
     }
     let mut code = None;
     let action = if let Some(a) = &spec.action {
-        match Code::parse(&a.value) {
-            Some(c) => {
+        match (Code::parse(&a.value), named_action(&a.value)) {
+            (Some(c), _) => {
                 code = Some(c);
                 Some(c.resolve())
             }
-            None => {
+            (None, Some(action)) => Some(action),
+            (None, None) => {
                 problems.push(unknown_action(a));
                 None
             }
@@ -539,6 +746,14 @@ fn compile_rule(spec: &RuleSpec, source: &str, line: u64) -> Result<Rule, Vec<St
             length,
             prefix,
         }))
+    } else if let Some(l) = &spec.lookup {
+        match load_lookup(l, dir) {
+            Ok(t) => Some(Action::Lookup(Arc::new(t))),
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        }
     } else {
         None
     };
@@ -547,32 +762,90 @@ fn compile_rule(spec: &RuleSpec, source: &str, line: u64) -> Result<Rule, Vec<St
     {
         problems.push(format!("`table: {t}` is not a Table E.1-1 action code"));
     }
+    let mut cells = Vec::new();
     for (opt, cell) in &spec.options {
-        if !OPTION_COLUMNS.iter().any(|(n, _)| n == opt) {
-            problems.push(format!("unknown option `{opt}` in rule"));
-        }
-        if !matches!(Code::parse(cell), Some(Code::K | Code::C)) {
-            problems.push(format!("option `{opt}`: expected K or C, got `{cell}`"));
+        match OPTION_COLUMNS.iter().find(|(n, _)| n == opt) {
+            Some((n, _)) => match Code::parse(cell) {
+                Some(c @ (Code::K | Code::C)) => cells.push((*n, c)),
+                _ => problems.push(format!("option `{opt}`: expected K or C, got `{cell}`")),
+            },
+            None => problems.push(format!("unknown option `{opt}` in rule")),
         }
     }
     match (target, action, problems.is_empty()) {
-        (Some(target), Some(action), true) => Ok(Rule {
-            target,
-            action,
-            code,
-            name: spec.name.clone(),
-            origin: Origin {
-                source: source.to_string(),
-                line,
+        (Some(target), Some(action), true) => Ok(Pending {
+            rule: Rule {
+                target,
+                action,
+                code,
+                name: spec.name.clone(),
+                origin: Origin {
+                    source: source.to_string(),
+                    line,
+                },
             },
+            cells,
         }),
         _ => Err(problems),
     }
 }
 
+/// Normalises a crosswalk key the way values are normalised before lookup.
+pub fn lookup_key(s: &str) -> &str {
+    s.trim_matches(|c: char| c == ' ' || c == '\0')
+        .trim_end_matches(['^', '='])
+}
+
+fn load_lookup(spec: &super::model::LookupSpec, dir: Option<&Path>) -> Result<LookupTable, String> {
+    let on_missing = match spec.on_missing.as_deref().unwrap_or("fail") {
+        "fail" => OnMissing::Fail,
+        "keep" => OnMissing::Keep,
+        "remove" => OnMissing::Remove,
+        "hash" => OnMissing::Hash,
+        other => {
+            return Err(format!(
+                "lookup on-missing must be fail, keep, remove or hash, got `{other}`"
+            ));
+        }
+    };
+    let path = match dir {
+        Some(d) if Path::new(&spec.file).is_relative() => d.join(&spec.file),
+        _ => PathBuf::from(&spec.file),
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_path(&path)
+        .map_err(|e| format!("lookup file {}: {e}", path.display()))?;
+    let mut map = HashMap::new();
+    for (i, rec) in reader.records().enumerate() {
+        let rec = rec.map_err(|e| format!("lookup file {}: {e}", path.display()))?;
+        let (Some(from), Some(to)) = (rec.get(0), rec.get(1)) else {
+            return Err(format!(
+                "lookup file {} row {}: needs two columns, original,replacement",
+                path.display(),
+                i + 1
+            ));
+        };
+        if i == 0 && from.eq_ignore_ascii_case("original") {
+            continue;
+        }
+        map.insert(lookup_key(from).to_string(), to.trim().to_string());
+    }
+    Ok(LookupTable {
+        // Only the file name: the crosswalk's location is no secret, its content is.
+        source: path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        map,
+        on_missing,
+    })
+}
+
 fn unknown_action(a: &Spanned<String>) -> String {
     format!(
-        "unknown action `{}` (expected one of {}; or use `replace:` / `hash:`)",
+        "unknown action `{}` (expected one of {}, a function keep, remove, empty, dummy, clean, hash-uid, date-shift; or use `replace:` / `hash:` / `lookup:`)",
         a.value,
         Code::ALL.map(|c| c.as_str()).join(", ")
     )

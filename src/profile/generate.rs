@@ -12,6 +12,15 @@ fn refinement(row: &Row) -> Option<&'static str> {
     (row.keyword == "PatientID").then_some("hash: {domain: patient-id, length: 16}")
 }
 
+/// Rules beyond the table, which says itself that it cannot list every attribute
+/// that may carry identifying information (its Note 4).
+const EXTRAS: &str = r#"  # Beyond Table E.1-1:
+  # Text Value holds the free text of SR, acquisition context and specimen content
+  # items; the table lists their Content Sequence, not the text inside. Without this
+  # rule a kept content tree would keep the text.
+  - {tag: "(0040,A160)", name: "Text Value", action: D, options: {clean-structured-content: C}}
+"#;
+
 fn yaml_quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
@@ -68,6 +77,7 @@ pub fn basic_yaml(table_csv: &str) -> Result<String, String> {
         }
         out.push_str(&format!("  - {{{}}}\n", fields.join(", ")));
     }
+    out.push_str(EXTRAS);
     Ok(out)
 }
 

@@ -5,6 +5,7 @@ pub mod action;
 pub mod builtin;
 pub mod compile;
 pub mod generate;
+pub mod iod;
 pub mod model;
 pub mod table;
 pub mod tagspec;

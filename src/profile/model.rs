@@ -6,7 +6,7 @@ use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ProfileFile {
     /// Short name shown in reports and in De-identification Method (0012,0063).
     pub name: Option<String>,
@@ -20,6 +20,31 @@ pub struct ProfileFile {
     pub defaults: Option<Defaults>,
     #[serde(default)]
     pub rules: Vec<Spanned<RuleSpec>>,
+    /// Range of the per-patient date shift used by `date-shift` and the
+    /// retain-long-modified-dates option.
+    pub date_shift: Option<Spanned<DateShiftSpec>>,
+    /// Ages over 89 years are written as `090Y` (HIPAA Safe Harbor) when kept.
+    pub hipaa_ages: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DateShiftSpec {
+    /// Fewest days into the past (at least 1: a shift is never zero).
+    pub min_days: u32,
+    /// Most days into the past.
+    pub max_days: u32,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LookupSpec {
+    /// CSV file with `original,replacement` rows (a header row is allowed), relative
+    /// to the profile.
+    pub file: String,
+    /// What to do with a value the file does not list: `fail` (the file fails),
+    /// `keep`, `remove` or `hash` (keyed pseudonym, domain `lookup`).
+    pub on_missing: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,12 +68,15 @@ pub struct RuleSpec {
     /// Human-readable attribute name (documentation only).
     pub name: Option<String>,
     /// The action code as Table E.1-1 writes it (D, Z, X, K, C, U, Z/D, X/Z, X/D,
-    /// X/Z/D, X/Z/U*). Exactly one of `action`, `replace`, `hash` is given.
+    /// X/Z/D, X/Z/U*), or a function name: keep, remove, empty, dummy, clean,
+    /// hash-uid, date-shift. Exactly one of `action`, `replace`, `hash`, `lookup`.
     pub action: Option<Spanned<String>>,
     /// Write this fixed value.
     pub replace: Option<String>,
     /// Write a keyed pseudonym of the original value.
     pub hash: Option<HashSpec>,
+    /// Replace through a site-supplied crosswalk (pre-assigned trial IDs).
+    pub lookup: Option<LookupSpec>,
     /// The code Table E.1-1 gives this row, recorded when the rule deviates from it.
     pub table: Option<String>,
     /// Per-option action codes from Table E.1-1 (option name -> K or C).

@@ -24,6 +24,58 @@ pub const OPTION_COLUMNS: [(&str, &str); 10] = [
     ("clean-graphics", "clean_graphics"),
 ];
 
+const CID7050_CSV: &str = include_str!("../../profiles/standard/cid7050.csv");
+const SAFE_PRIVATE_CSV: &str = include_str!("../../profiles/standard/safe-private.csv");
+
+/// CID 7050 code (value, meaning) of an option, read from PS3.16's table.
+pub fn option_code(option: &str) -> Option<(&'static str, &'static str)> {
+    static CODES: OnceLock<Vec<(String, &'static str, &'static str)>> = OnceLock::new();
+    let codes = CODES.get_or_init(|| {
+        let mut out = Vec::new();
+        let mut reader = csv::Reader::from_reader(CID7050_CSV.as_bytes());
+        for rec in reader.records().flatten() {
+            let (Some(value), Some(meaning), Some(column)) = (rec.get(1), rec.get(2), rec.get(4))
+            else {
+                continue;
+            };
+            // Leaked once per process: three short strings for each of 13 codes.
+            let value: &'static str = Box::leak(value.to_string().into_boxed_str());
+            let meaning: &'static str = Box::leak(meaning.to_string().into_boxed_str());
+            out.push((column.to_string(), value, meaning));
+        }
+        out
+    });
+    let column = OPTION_COLUMNS.iter().find(|(n, _)| *n == option)?.1;
+    codes
+        .iter()
+        .find(|(c, _, _)| c == column)
+        .map(|(_, v, m)| (*v, *m))
+}
+
+/// PS3.15 Table E.3.10-1: (odd group, element byte, private creator) of each safe
+/// private attribute.
+pub fn safe_private() -> &'static [(u16, u8, String)] {
+    static ROWS: OnceLock<Vec<(u16, u8, String)>> = OnceLock::new();
+    ROWS.get_or_init(|| {
+        let mut out = Vec::new();
+        let mut reader = csv::Reader::from_reader(SAFE_PRIVATE_CSV.as_bytes());
+        for rec in reader.records().flatten() {
+            let (Some(tag), Some(creator)) = (rec.get(0), rec.get(1)) else {
+                continue;
+            };
+            if let Ok(Target::Private {
+                group,
+                elem,
+                creator,
+            }) = parse_target(tag, Some(creator))
+            {
+                out.push((group, elem, creator));
+            }
+        }
+        out
+    })
+}
+
 /// What a row of the table addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RowTarget {
@@ -127,5 +179,20 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn safe_private_list_and_option_codes_load() {
+        assert_eq!(
+            safe_private().len(),
+            479,
+            "every row of Table E.3.10-1 parses"
+        );
+        assert_eq!(
+            option_code("retain-uids"),
+            Some(("113110", "Retain UIDs Option"))
+        );
+        assert_eq!(option_code("clean-graphics").map(|c| c.0), Some("113103"));
+        assert_eq!(option_code("nope"), None);
     }
 }

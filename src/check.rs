@@ -1,0 +1,459 @@
+//! `dicom-deid check`: is a de-identified tree clean enough to share? Reads every
+//! file (read-only) and reports what the profile required but the file still
+//! holds, invalid or dangling UIDs, missing markers, burned-in annotation risk and,
+//! given the originals, any identifying value of the original left anywhere in
+//! the file.
+//!
+//! The check is a separate code path on purpose: it reads files with `io::read`
+//! and asks the compiled profile what each tag requires, but never calls the
+//! de-identification engine, so the engine is not the only judge of its work.
+
+mod dataset;
+mod finding;
+mod markers;
+mod originals;
+mod phi;
+mod rules;
+mod uids;
+
+pub use finding::{Finding, Kind, ValueKind};
+
+use crate::error::{Error, ExitStatus};
+use crate::io::read::{Classified, Source, read};
+use crate::io::walk::{Walked, walk};
+use crate::profile::{self, CompiledProfile};
+use dataset::{Visit, flatten};
+use originals::{Index, Match, Original};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use uids::{Known, Reference};
+
+/// Examples of each finding kind printed on stdout.
+const EXAMPLES_PER_KIND: usize = 3;
+
+/// What `dicom-deid check` was asked to do.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// De-identified files or folders.
+    pub inputs: Vec<PathBuf>,
+    /// The profile the tree was de-identified with (name or YAML path).
+    pub profile: String,
+    /// Folder of the originals: enables the residual-PHI search.
+    pub originals: Option<PathBuf>,
+    /// JSON Lines report.
+    pub report: Option<PathBuf>,
+}
+
+/// The outcome for one file of the tree.
+#[derive(Debug, Serialize)]
+pub struct FileReport {
+    pub file: PathBuf,
+    /// How the file was matched to its original (`fingerprint` or `path`), with
+    /// `--originals`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original: Option<&'static str>,
+    pub findings: Vec<Finding>,
+    #[serde(skip)]
+    references: Vec<Reference>,
+    #[serde(skip)]
+    sop_instance_uid: Option<String>,
+    #[serde(skip)]
+    study_instance_uid: Option<String>,
+}
+
+impl FileReport {
+    fn new(file: &Path) -> FileReport {
+        FileReport {
+            file: file.to_path_buf(),
+            original: None,
+            findings: Vec::new(),
+            references: Vec::new(),
+            sop_instance_uid: None,
+            study_instance_uid: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct OriginalsSummary {
+    /// Originals read.
+    pub files: u64,
+    /// Files under the originals folder that are not readable DICOM.
+    pub skipped: u64,
+    /// Checked files matched to an original.
+    pub matched: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub files: u64,
+    pub files_with_findings: u64,
+    pub findings: u64,
+    pub warnings: u64,
+    /// Findings per kind.
+    pub counts: BTreeMap<&'static str, u64>,
+    /// Residual-PHI findings per kind of value matched.
+    pub matches: BTreeMap<&'static str, u64>,
+    pub profile: String,
+    pub profile_digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub originals: Option<OriginalsSummary>,
+}
+
+/// Runs the check; exit status 0 only when nothing was found.
+pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+    check_paths(&opts)?;
+    let profile = profile::load(&opts.profile)?;
+    let mut report = opts.report.as_deref().map(create_report).transpose()?;
+    let index = opts
+        .originals
+        .as_deref()
+        .map(|dir| Index::build(dir, &profile));
+    let skip = opts.report.as_deref().and_then(|p| p.canonicalize().ok());
+    let entries: Vec<Walked> = walk(&opts.inputs)
+        .filter(|w| !is_same_file(w, skip.as_deref()))
+        .collect();
+    let checker = Checker {
+        profile: &profile,
+        index: index.as_ref(),
+    };
+    let mut files: Vec<FileReport> = entries.par_iter().map(|w| checker.check_entry(w)).collect();
+    resolve_references(&mut files);
+    let summary = summarize(&files, &profile, index.as_ref());
+    if let Some((path, w)) = report.as_mut() {
+        write_report(w, &files, &summary).map_err(|source| Error::Io {
+            context: path.display().to_string(),
+            source,
+        })?;
+    }
+    print_summary(out, &files, &summary).map_err(|source| Error::Io {
+        context: "stdout".into(),
+        source,
+    })?;
+    Ok(if summary.findings == 0 {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Partial
+    })
+}
+
+fn check_paths(opts: &CheckOptions) -> Result<(), Error> {
+    if let Some(missing) = opts.inputs.iter().find(|p| !p.exists()) {
+        return Err(Error::Usage(format!(
+            "{}: no such file or folder",
+            missing.display()
+        )));
+    }
+    match &opts.originals {
+        Some(dir) if !dir.is_dir() => Err(Error::Usage(format!(
+            "--originals {}: not a folder",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+type ReportFile = (PathBuf, std::io::BufWriter<std::fs::File>);
+
+fn create_report(path: &Path) -> Result<ReportFile, Error> {
+    let file = std::fs::File::create(path).map_err(|source| Error::Io {
+        context: path.display().to_string(),
+        source,
+    })?;
+    Ok((path.to_path_buf(), std::io::BufWriter::new(file)))
+}
+
+/// The report file, when written inside the checked tree, is not checked.
+fn is_same_file(w: &Walked, report: Option<&Path>) -> bool {
+    match (w, report) {
+        (Walked::File(e), Some(r)) => e.path.canonicalize().is_ok_and(|p| p == r),
+        _ => false,
+    }
+}
+
+/// The dataset and the elements after Pixel Data, flattened.
+pub(crate) fn visits_of(src: &Source) -> Vec<Visit<'_>> {
+    let mut visits = Vec::new();
+    flatten(&src.header, &mut visits);
+    if let Some(trailing) = &src.trailing {
+        flatten(trailing, &mut visits);
+    }
+    visits
+}
+
+struct Checker<'a> {
+    profile: &'a CompiledProfile,
+    index: Option<&'a Index>,
+}
+
+impl Checker<'_> {
+    fn check_entry(&self, w: &Walked) -> FileReport {
+        match w {
+            Walked::File(e) => self.check_file(&e.path, &e.rel),
+            Walked::Error { path, message } => {
+                let mut r = FileReport::new(path);
+                r.findings
+                    .push(Finding::new(Kind::Unreadable, message.clone()));
+                r
+            }
+        }
+    }
+
+    /// Never panics outward: a panic in a parser becomes a finding for its file.
+    fn check_file(&self, path: &Path, rel: &Path) -> FileReport {
+        let run = std::panic::AssertUnwindSafe(|| self.check_file_inner(path, rel));
+        std::panic::catch_unwind(run).unwrap_or_else(|_| {
+            let mut r = FileReport::new(path);
+            r.findings.push(Finding::new(
+                Kind::Unreadable,
+                "internal error while checking this file",
+            ));
+            r
+        })
+    }
+
+    fn check_file_inner(&self, path: &Path, rel: &Path) -> FileReport {
+        let mut r = FileReport::new(path);
+        match read(path) {
+            Err(e) => r
+                .findings
+                .push(Finding::new(Kind::Unreadable, e.to_string())),
+            Ok(Classified::NotDicom) => r.findings.push(Finding::new(
+                Kind::NotDicom,
+                "not a DICOM file: nothing in it can be verified",
+            )),
+            Ok(Classified::Dicomdir) => r.findings.push(Finding::new(
+                Kind::Dicomdir,
+                "a DICOMDIR lists patient names and must not be shared",
+            )),
+            Ok(Classified::Dicom(src)) => self.check_dicom(path, rel, &src, &mut r),
+        }
+        r
+    }
+
+    fn check_dicom(&self, path: &Path, rel: &Path, src: &Source, r: &mut FileReport) {
+        let visits = visits_of(src);
+        let candidates = self.match_original(path, rel, src, r);
+        let judge = rules::Judge {
+            profile: self.profile,
+            originals: candidates.iter().map(|o| &o.values).collect(),
+        };
+        let findings = &mut r.findings;
+        judge.check(&visits, findings);
+        visits
+            .iter()
+            .for_each(|v| uids::check_uid_element(v, findings));
+        let meta_class = src.meta.as_ref().map(|m| m.media_storage_sop_class_uid());
+        if let Some(meta) = &src.meta {
+            uids::check_meta(meta, &src.header, findings);
+            judge.check_meta_instance(meta.media_storage_sop_instance_uid(), findings);
+        }
+        markers::check_markers(&src.header, findings);
+        markers::check_burned_in(&src.header, meta_class, findings);
+        if src.dropped_trailing_bytes > 0 {
+            findings.push(Finding::new(
+                Kind::UnparsedBytes,
+                format!(
+                    "{} bytes after Pixel Data do not parse as DICOM",
+                    src.dropped_trailing_bytes
+                ),
+            ));
+        }
+        if !candidates.is_empty() {
+            search_phi(path, src, &visits, &candidates, findings);
+        }
+        uids::collect_references(&src.header, "", 0, &mut r.references);
+        if let Some(trailing) = &src.trailing {
+            uids::collect_references(trailing, "", 0, &mut r.references);
+        }
+        r.sop_instance_uid = uids::first_string(&src.header, uids::SOP_INSTANCE_UID);
+        r.study_instance_uid = uids::first_string(&src.header, uids::STUDY_INSTANCE_UID);
+    }
+
+    /// The originals this file may come from (none without `--originals`); a file
+    /// without one is a finding, since it cannot be searched for residual PHI.
+    fn match_original(
+        &self,
+        path: &Path,
+        rel: &Path,
+        src: &Source,
+        r: &mut FileReport,
+    ) -> Vec<&Original> {
+        let Some(index) = self.index else {
+            return Vec::new();
+        };
+        let found = originals::fingerprint(path, src)
+            .ok()
+            .and_then(|fp| index.lookup(&fp, rel));
+        match found {
+            Some((candidates, how)) => {
+                r.original = Some(match how {
+                    Match::Fingerprint => "fingerprint",
+                    Match::Path => "path",
+                });
+                candidates
+            }
+            None => {
+                r.findings.push(Finding::new(
+                    Kind::OriginalNotFound,
+                    "no original has this file's pixel fingerprint or relative path: residual PHI not searched",
+                ));
+                Vec::new()
+            }
+        }
+    }
+}
+
+fn search_phi(
+    path: &Path,
+    src: &Source,
+    visits: &[Visit<'_>],
+    candidates: &[&Original],
+    findings: &mut Vec<Finding>,
+) {
+    let mut needles = phi::Needles::default();
+    candidates.iter().for_each(|o| needles.merge(&o.needles));
+    if needles.is_empty() {
+        return;
+    }
+    let needles = needles.compile();
+    let found = phi::search_strings(visits, &needles, findings);
+    match phi::search_raw(path, &needles, &found, src.pixel.clone()) {
+        Ok(raw) => findings.extend(raw),
+        Err(e) => findings.push(Finding::new(
+            Kind::Unreadable,
+            format!("cannot read the file's bytes: {e}"),
+        )),
+    }
+}
+
+/// References must name an instance (or study) of the checked tree.
+fn resolve_references(files: &mut [FileReport]) {
+    let mut known = Known::default();
+    for f in files.iter() {
+        known.instances.extend(f.sop_instance_uid.clone());
+        known.studies.extend(f.study_instance_uid.clone());
+    }
+    for f in files.iter_mut() {
+        for reference in std::mem::take(&mut f.references) {
+            if !known.resolves(&reference) {
+                f.findings.push(uids::unresolved(&reference));
+            }
+        }
+    }
+}
+
+fn summarize(files: &[FileReport], profile: &CompiledProfile, index: Option<&Index>) -> Summary {
+    let mut s = Summary {
+        files: files.len() as u64,
+        profile: profile.name.clone(),
+        profile_digest: profile.digest.clone(),
+        ..Summary::default()
+    };
+    for f in files {
+        if !f.findings.is_empty() {
+            s.files_with_findings += 1;
+        }
+        for finding in &f.findings {
+            s.findings += 1;
+            if finding.kind.is_warning() {
+                s.warnings += 1;
+            }
+            *s.counts.entry(finding.kind.as_str()).or_default() += 1;
+            if let Some(m) = finding.matched {
+                *s.matches.entry(m.as_str()).or_default() += 1;
+            }
+        }
+    }
+    s.originals = index.map(|ix| OriginalsSummary {
+        files: ix.count() as u64,
+        skipped: ix.skipped as u64,
+        matched: files.iter().filter(|f| f.original.is_some()).count() as u64,
+    });
+    s
+}
+
+fn write_report(
+    w: &mut impl Write,
+    files: &[FileReport],
+    summary: &Summary,
+) -> std::io::Result<()> {
+    for f in files {
+        serde_json::to_writer(&mut *w, f)?;
+        writeln!(w)?;
+    }
+    serde_json::to_writer(&mut *w, &serde_json::json!({ "summary": summary }))?;
+    writeln!(w)?;
+    w.flush()
+}
+
+fn print_summary(out: &mut dyn Write, files: &[FileReport], s: &Summary) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "dicom-deid check: {} files, {} with findings; {} findings ({} warnings); profile {}",
+        s.files, s.files_with_findings, s.findings, s.warnings, s.profile
+    )?;
+    if let Some(o) = &s.originals {
+        writeln!(
+            out,
+            "originals: {} read, {} skipped; {} of {} checked files matched to an original",
+            o.files, o.skipped, o.matched, s.files
+        )?;
+    }
+    for (kind, n) in &s.counts {
+        let extra = if *kind == Kind::ResidualPhi.as_str() {
+            let by_match: Vec<String> = s.matches.iter().map(|(m, n)| format!("{m} {n}")).collect();
+            format!("  ({})", by_match.join(", "))
+        } else if *kind == Kind::UnresolvedReference.as_str() {
+            "  (warning)".into()
+        } else {
+            String::new()
+        };
+        writeln!(out, "  {kind:<22} {n:>6}{extra}")?;
+    }
+    print_examples(out, files)?;
+    if s.findings == 0 {
+        writeln!(out, "clean: nothing found")
+    } else {
+        writeln!(
+            out,
+            "NOT CLEAN: {} findings in {} files",
+            s.findings, s.files_with_findings
+        )
+    }
+}
+
+fn print_examples(out: &mut dyn Write, files: &[FileReport]) -> std::io::Result<()> {
+    let mut shown: BTreeMap<Kind, usize> = BTreeMap::new();
+    let mut header = false;
+    for f in files {
+        for finding in &f.findings {
+            let n = shown.entry(finding.kind).or_default();
+            if *n >= EXAMPLES_PER_KIND {
+                continue;
+            }
+            *n += 1;
+            if !header {
+                writeln!(out, "first examples:")?;
+                header = true;
+            }
+            let matched = finding
+                .matched
+                .map(|m| format!(" [{}]", m.as_str()))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  {}: {} at {}{}: {}",
+                f.file.display(),
+                finding.kind,
+                finding.location(),
+                matched,
+                finding.detail
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! The originals a de-identified tree was made from, indexed so each output finds
+//! its original. Outputs are renamed by their new UIDs, so the match is by a
+//! fingerprint the de-identification keeps (SHA-256 of the Pixel Data value,
+//! Instance Number, SOP Class UID), falling back to the same relative path.
+
+use super::dataset::Visit;
+use super::phi::Needles;
+use super::rules::{ValueMap, value_map};
+use super::uids::{SOP_CLASS_UID, first_string};
+use crate::io::read::{Classified, Source, read};
+use crate::io::walk::{Walked, walk};
+use crate::profile::CompiledProfile;
+use dicom_core::Tag;
+use dicom_core::value::Value;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
+const INSTANCE_NUMBER: Tag = Tag(0x0020, 0x0013);
+const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+
+/// What identifies an image across de-identification.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fingerprint {
+    pixels: Option<[u8; 32]>,
+    instance_number: Option<String>,
+    sop_class: Option<String>,
+}
+
+impl Fingerprint {
+    pub fn has_pixels(&self) -> bool {
+        self.pixels.is_some()
+    }
+}
+
+/// The fingerprint of a file read by `io::read`.
+pub fn fingerprint(path: &Path, src: &Source) -> std::io::Result<Fingerprint> {
+    let meta_class = src
+        .meta
+        .as_ref()
+        .map(|m| m.media_storage_sop_class_uid().to_string());
+    Ok(Fingerprint {
+        pixels: pixel_digest(path, src)?,
+        instance_number: first_string(&src.header, INSTANCE_NUMBER),
+        sop_class: first_string(&src.header, SOP_CLASS_UID).or(meta_class),
+    })
+}
+
+/// SHA-256 of the Pixel Data value: read from the file when the reader left it
+/// there, else from the dataset (a deflated file is read whole).
+fn pixel_digest(path: &Path, src: &Source) -> std::io::Result<Option<[u8; 32]>> {
+    if let Some(range) = &src.pixel {
+        let header = if src.ts.uid() == IMPLICIT_VR_LE {
+            8
+        } else {
+            12
+        };
+        let start = (range.start + header).min(range.end);
+        let mut file = File::open(path)?;
+        file.seek(SeekFrom::Start(start))?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file.take(range.end - start), &mut hasher)?;
+        return Ok(Some(hasher.finalize().into()));
+    }
+    let Some(e) = src.header.get(PIXEL_DATA) else {
+        return Ok(None);
+    };
+    let mut hasher = Sha256::new();
+    match e.value() {
+        Value::Primitive(p) => hasher.update(p.to_bytes()),
+        Value::PixelSequence(seq) => seq.fragments().iter().for_each(|f| hasher.update(f)),
+        Value::Sequence(_) => {}
+    }
+    Ok(Some(hasher.finalize().into()))
+}
+
+/// What the check needs of one original.
+pub struct Original {
+    pub needles: Needles,
+    pub values: ValueMap,
+}
+
+#[derive(Default)]
+pub struct Index {
+    originals: Vec<Original>,
+    by_fingerprint: HashMap<Fingerprint, Vec<usize>>,
+    by_rel: HashMap<PathBuf, usize>,
+    /// Files under the originals folder that are not readable DICOM.
+    pub skipped: usize,
+}
+
+/// How an output was matched to its original.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    Fingerprint,
+    Path,
+}
+
+impl Index {
+    /// Reads every file under `dir` (read-only), in parallel.
+    pub fn build(dir: &Path, profile: &CompiledProfile) -> Index {
+        let entries: Vec<(PathBuf, PathBuf)> = walk(&[dir.to_path_buf()])
+            .filter_map(|w| match w {
+                Walked::File(e) => Some((e.path, e.rel)),
+                Walked::Error { .. } => None,
+            })
+            .collect();
+        let loaded: Vec<Option<(PathBuf, Fingerprint, Original)>> = entries
+            .par_iter()
+            .map(|(path, rel)| load(path, profile).map(|(fp, o)| (rel.clone(), fp, o)))
+            .collect();
+        let mut index = Index::default();
+        for item in loaded {
+            let Some((rel, fp, original)) = item else {
+                index.skipped += 1;
+                continue;
+            };
+            let i = index.originals.len();
+            index.originals.push(original);
+            index.by_fingerprint.entry(fp).or_default().push(i);
+            index.by_rel.insert(rel, i);
+        }
+        index
+    }
+
+    /// Originals read.
+    pub fn count(&self) -> usize {
+        self.originals.len()
+    }
+
+    /// The originals an output may come from: all those sharing its fingerprint
+    /// (ambiguous matches are searched together), else the one at its relative
+    /// path. Without pixel data the fingerprint is weak, so the path goes first.
+    pub fn lookup(&self, fp: &Fingerprint, rel: &Path) -> Option<(Vec<&Original>, Match)> {
+        let by_fp = || {
+            self.by_fingerprint.get(fp).map(|ids| {
+                (
+                    ids.iter().map(|i| &self.originals[*i]).collect(),
+                    Match::Fingerprint,
+                )
+            })
+        };
+        let by_path = || {
+            self.by_rel
+                .get(rel)
+                .map(|i| (vec![&self.originals[*i]], Match::Path))
+        };
+        if fp.has_pixels() {
+            by_fp().or_else(by_path)
+        } else {
+            by_path().or_else(by_fp)
+        }
+    }
+}
+
+fn load(path: &Path, profile: &CompiledProfile) -> Option<(Fingerprint, Original)> {
+    let Ok(Classified::Dicom(src)) = read(path) else {
+        return None;
+    };
+    let visits: Vec<Visit<'_>> = super::visits_of(&src);
+    let mut values = value_map(&visits, profile);
+    if let Some(meta) = &src.meta {
+        values.insert(
+            "(0002,0003)".into(),
+            vec![meta.media_storage_sop_instance_uid().to_string()],
+        );
+    }
+    let fp = fingerprint(path, &src).ok()?;
+    let needles = Needles::collect(&visits, profile);
+    Some((fp, Original { needles, values }))
+}

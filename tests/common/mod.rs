@@ -1,0 +1,127 @@
+//! Helpers shared by the integration tests: a temp dir per test, the real binary,
+//! the JSON Lines report.
+#![allow(dead_code)]
+
+use dicom_core::value::Value;
+use dicom_object::{DefaultDicomObject, InMemDicomObject, open_file};
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dicom-deid");
+
+pub fn testdata(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(p)
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    /// Copies testdata files into `input/`, keeping their relative paths.
+    pub fn inputs(&self, files: &[&str]) -> PathBuf {
+        let root = self.path("input");
+        for f in files {
+            let dest = root.join(f);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(testdata(f), &dest).unwrap();
+        }
+        root
+    }
+    pub fn key(&self, name: &str, byte: u8) -> PathBuf {
+        let p = self.path(name);
+        // Printable bytes: a key file loses trailing whitespace.
+        std::fs::write(&p, vec![b'A' + byte; 32]).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        p
+    }
+}
+
+pub fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("DICOM_DEID_KEY_FILE");
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd.output().expect("binary runs")
+}
+
+pub fn report(path: &Path) -> (Vec<Json>, Json) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<Json> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = lines.pop().unwrap();
+    (lines, summary["summary"].clone())
+}
+
+/// input path -> output path from the report.
+pub fn outputs(lines: &[Json]) -> HashMap<PathBuf, PathBuf> {
+    lines
+        .iter()
+        .filter(|l| l["status"] == "ok")
+        .map(|l| {
+            (
+                PathBuf::from(l["input"].as_str().unwrap()),
+                PathBuf::from(l["output"].as_str().unwrap()),
+            )
+        })
+        .collect()
+}
+
+pub fn run_basic(
+    env: &Env,
+    files: &[&str],
+    key: &Path,
+    out: &str,
+) -> (Output, HashMap<PathBuf, PathBuf>) {
+    let input = env.inputs(files);
+    let out = env.path(out);
+    let rep = env.path(&format!(
+        "{}.jsonl",
+        out.file_name().unwrap().to_string_lossy()
+    ));
+    // Mirror layout: several samples share a source and hence a SOP Instance UID.
+    let o = run(&[
+        &"run",
+        &input,
+        &"--out",
+        &out,
+        &"--key-file",
+        &key,
+        &"--report",
+        &rep,
+        &"--layout",
+        &"mirror",
+    ]);
+    let (lines, _) = report(&rep);
+    (o, outputs(&lines))
+}
+
+pub fn text(e: &dicom_core::DataElement<InMemDicomObject>) -> String {
+    match e.value() {
+        Value::Primitive(p) => p.to_str().trim_end_matches(['\0', ' ']).to_string(),
+        _ => String::new(),
+    }
+}
+
+pub fn open(p: &Path) -> DefaultDicomObject {
+    open_file(p).unwrap_or_else(|e| panic!("{} does not re-read: {e}", p.display()))
+}
