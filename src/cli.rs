@@ -48,11 +48,11 @@ pub struct CheckArgs {
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Files or folders to de-identify (folders are walked recursively).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "explain")]
     pub inputs: Vec<PathBuf>,
     /// Output directory (created if needed; must not overlap an input).
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "explain")]
+    pub out: Option<PathBuf>,
     /// Built-in profile name or YAML file.
     #[arg(long, default_value = "basic")]
     pub profile: String,
@@ -88,6 +88,10 @@ pub struct RunArgs {
     /// Replace an existing crosswalk file instead of refusing.
     #[arg(long)]
     pub overwrite_crosswalk: bool,
+    /// Print, for this one input file, every element's tag path, its action and the
+    /// rule (profile line) that chose it, values masked. Writes nothing.
+    #[arg(long, value_name = "FILE", requires = "dry_run")]
+    pub explain: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

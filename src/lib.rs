@@ -19,10 +19,20 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.command {
+        Command::Run(a) if a.explain.is_some() => {
+            let file = a.explain.clone().unwrap_or_default();
+            run::explain(
+                &a.profile,
+                &a.options,
+                a.key_file.as_deref(),
+                &file,
+                &mut out,
+            )
+        }
         Command::Run(a) => {
             let (status, summary) = run::run(run::RunOptions {
                 inputs: a.inputs,
-                out: a.out,
+                out: a.out.unwrap_or_default(),
                 profile: a.profile,
                 key_file: a.key_file,
                 jobs: a.jobs,

@@ -314,3 +314,107 @@ fn fill_sop_identity(
         }
     }
 }
+
+/// `run --dry-run --explain FILE`: what the profile does to each element of one
+/// file, and why; never a value.
+pub fn explain(
+    profile: &str,
+    options: &[String],
+    key_file: Option<&Path>,
+    file: &Path,
+    out: &mut dyn std::io::Write,
+) -> Result<ExitStatus, Error> {
+    let profile = crate::profile::compile::load_with_options(profile, options)?;
+    let key = match key_file {
+        Some(p) => Key::from_file(p)?,
+        None => Key::random()?,
+    };
+    let engine = Engine::new(&profile, Pseudonymizer::new(&key));
+    let io = |source| Error::Io {
+        context: "stdout".into(),
+        source,
+    };
+    let mut src = match read(file) {
+        Ok(Classified::Dicom(src)) => src,
+        Ok(Classified::NotDicom) => {
+            writeln!(out, "{}: not DICOM: would be skipped", file.display()).map_err(io)?;
+            return Ok(ExitStatus::Success);
+        }
+        Ok(Classified::Dicomdir) => {
+            writeln!(out, "{}: DICOMDIR: would be skipped", file.display()).map_err(io)?;
+            return Ok(ExitStatus::Partial);
+        }
+        Err(e) => {
+            writeln!(out, "{}: would fail: {e}", file.display()).map_err(io)?;
+            return Ok(ExitStatus::Partial);
+        }
+    };
+    let sop_class = src
+        .header
+        .get(dicom_core::Tag(0x0008, 0x0016))
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+        .unwrap_or_default();
+    let iod = crate::profile::iod::for_sop_class(&sop_class)
+        .map(|i| i.iod_id().to_string())
+        .unwrap_or_else(|| "unknown (IOD-free resolution of compound codes)".into());
+    let (result, lines) = match engine.explain(&mut src.header) {
+        Ok(r) => r,
+        Err(e) => {
+            writeln!(out, "{}: would fail: {e}", file.display()).map_err(io)?;
+            return Ok(ExitStatus::Partial);
+        }
+    };
+    writeln!(out, "file: {}", file.display()).map_err(io)?;
+    writeln!(
+        out,
+        "profile: {} ({})",
+        profile.name,
+        profile.sources.join(" <- ")
+    )
+    .map_err(io)?;
+    if !profile.options.is_empty() {
+        writeln!(out, "options: {}", profile.options.join(", ")).map_err(io)?;
+    }
+    writeln!(out, "SOP class: {sop_class}; IOD: {iod}").map_err(io)?;
+    writeln!(
+        out,
+        "\n{:<44} {:<36} {:<3} {:<12} {:<22} rule",
+        "path", "keyword", "vr", "size", "action"
+    )
+    .map_err(io)?;
+    for l in &lines {
+        writeln!(
+            out,
+            "{:<44} {:<36} {:<3} {:<12} {:<22} {}",
+            l.path, l.keyword, l.vr, l.size, l.action, l.why
+        )
+        .map_err(io)?;
+    }
+    if src.pixel.is_some() {
+        let keep = *profile.decide(PIXEL_DATA, None).action() == Action::Keep;
+        writeln!(
+            out,
+            "{:<44} {:<36} {:<3} {:<12} {:<22} pixel data is copied byte for byte, never decoded",
+            "(7FE0,0010)",
+            "PixelData",
+            "",
+            "",
+            if keep { "keep" } else { "remove" }
+        )
+        .map_err(io)?;
+    }
+    let c = result.counts;
+    writeln!(
+        out,
+        "\n{} elements: {} removed, {} emptied, {} replaced, {} UIDs remapped, {} kept; markers (0012,0062/0063/0064) and (0028,0303) written",
+        lines.len(),
+        c.removed,
+        c.emptied,
+        c.replaced,
+        c.uid_remapped,
+        c.kept
+    )
+    .map_err(io)?;
+    Ok(ExitStatus::Success)
+}

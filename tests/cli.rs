@@ -906,3 +906,48 @@ fn compound_codes_follow_the_attribute_type_in_the_iod() {
         assert_eq!(text(e), "19000101");
     }
 }
+
+#[test]
+fn explain_shows_every_element_its_action_and_rule_without_values() {
+    let o = run(&[
+        &"run",
+        &"--dry-run",
+        &"--explain",
+        &testdata("derived/phi_nested.dcm"),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = |path: &str| {
+        out.lines()
+            .find(|l| l.starts_with(path))
+            .unwrap_or_else(|| panic!("{path} missing:\n{out}"))
+            .to_string()
+    };
+    assert!(
+        line("(0010,0010) ").contains("empty") && line("(0010,0010) ").contains("builtin:basic:")
+    );
+    assert!(line("(0010,0020) ").contains("hash"));
+    assert!(line("(0008,0080) ").contains("resolved by Type in the IOD"));
+    assert!(line("(0009,1101) ").contains("defaults.private"));
+    assert!(
+        line("(0008,0060) ").contains("keep") && line("(0008,0060) ").contains("defaults.public")
+    );
+    assert!(out.contains("IOD: ct-image"));
+    for phi in [
+        "DOE^JOHN",
+        "PID-SECRET-4711",
+        "19610704",
+        "HOUSE",
+        "ACC-99887766",
+    ] {
+        assert!(!out.contains(phi), "explain shows a value: {phi}");
+    }
+    // Without --dry-run it is refused.
+    let o = run(&[&"run", &"--explain", &testdata("derived/phi_nested.dcm")]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -110,6 +110,25 @@ struct Walk {
     iod: Option<&'static IodTypes>,
     /// Tags of the sequences above the current item, outermost first.
     path: Vec<u32>,
+    /// One line per element when explaining a file, else `None`.
+    explain: Option<Vec<ExplainLine>>,
+    /// Item index per sequence level, for explain paths.
+    item_index: Vec<usize>,
+}
+
+/// What happened to one element, for `run --explain`: never its value, only its
+/// size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplainLine {
+    /// `(0040,A730)[0]/(0040,A123)`.
+    pub path: String,
+    pub keyword: String,
+    pub vr: String,
+    /// Bytes or items of the original value.
+    pub size: String,
+    pub action: String,
+    /// The profile line, default or IOD Type that chose the action.
+    pub why: String,
 }
 
 fn tag_text(tag: Tag) -> String {
@@ -180,6 +199,15 @@ fn resolve_compound(code: Code, ty: AttrType) -> Option<Action> {
     })
 }
 
+fn explain_path(walk: &Walk, tag: Tag) -> String {
+    let mut out = String::new();
+    for (t, i) in walk.path.iter().zip(&walk.item_index) {
+        out.push_str(&format!("({:04X},{:04X})[{i}]/", t >> 16, t & 0xFFFF));
+    }
+    out.push_str(&tag_text(tag));
+    out
+}
+
 /// Ages above 89 years, in any unit, are written as `090Y` (HIPAA Safe Harbor).
 fn cap_age(age: &str) -> Option<String> {
     let a = age.trim();
@@ -226,6 +254,19 @@ impl<'a> Engine<'a> {
     pub fn with_crosswalk(mut self, on: bool) -> Self {
         self.collect_crosswalk = on;
         self
+    }
+
+    /// De-identifies like [`Engine::apply`] and also says, element by element, what
+    /// happened and which rule chose it.
+    pub fn explain(
+        &self,
+        obj: &mut InMemDicomObject,
+    ) -> Result<(FileResult, Vec<ExplainLine>), DeidError> {
+        let mut walk = self.start(obj);
+        walk.explain = Some(Vec::new());
+        self.apply_item(obj, 0, &mut walk)?;
+        self.write_markers(obj);
+        Ok((walk.result, walk.explain.unwrap_or_default()))
     }
 
     pub fn pseudonymizer(&self) -> &Pseudonymizer<'a> {
@@ -286,6 +327,23 @@ impl<'a> Engine<'a> {
         walk
     }
 
+    fn explain_fixed(&self, walk: &mut Walk, tag: Tag, action: &str, why: &str) {
+        if walk.explain.is_none() {
+            return;
+        }
+        let line = ExplainLine {
+            path: explain_path(walk, tag),
+            keyword: String::new(),
+            vr: String::new(),
+            size: String::new(),
+            action: action.into(),
+            why: why.into(),
+        };
+        if let Some(lines) = walk.explain.as_mut() {
+            lines.push(line);
+        }
+    }
+
     /// The action for a compound code from the file's IOD, when the IOD lists the
     /// attribute at this path; otherwise the profile's IOD-free resolution stands.
     fn iod_action(&self, decision: &Decision<'_>, tag: Tag, walk: &mut Walk) -> Option<Action> {
@@ -336,6 +394,12 @@ impl<'a> Engine<'a> {
             if tag.1 == 0x0000 || tag.0 == 0x0002 {
                 // Group lengths go stale once anything changes; meta elements
                 // belong in the rebuilt file meta group, not in the dataset.
+                self.explain_fixed(
+                    walk,
+                    tag,
+                    "remove",
+                    "group length or meta element in the dataset",
+                );
                 obj.remove_element(tag);
                 walk.result.counts.removed += 1;
                 continue;
@@ -361,9 +425,17 @@ impl<'a> Engine<'a> {
             let lo = Tag(*group, block << 8);
             let hi = Tag(*group, (block << 8) | 0xFF);
             let used = obj.tags().any(|t| t >= lo && t <= hi);
+            let creator_tag = Tag(*group, *block);
             if used {
+                self.explain_fixed(walk, creator_tag, "keep", "private creator of a kept block");
                 walk.result.counts.kept += 1;
             } else {
+                self.explain_fixed(
+                    walk,
+                    creator_tag,
+                    "remove",
+                    "private creator of a removed block",
+                );
                 obj.remove_element(Tag(*group, *block));
                 walk.result.counts.removed += 1;
                 if !walk.result.creators_dropped.contains(name) {
@@ -392,16 +464,59 @@ impl<'a> Engine<'a> {
         let is_seq = matches!(e.value(), Value::Sequence(_));
         let vr = effective_vr(tag, e.vr());
         let resolved = self.iod_action(&decision, tag, walk);
-        let counts = &mut walk.result.counts;
         let mut action = resolved.as_ref().unwrap_or(decision.action());
         // Dates no rule names follow the date option (the standard recommends
         // handling every DA/DT by VR, since its table cannot list them all).
-        if let Decision::PublicDefault(Action::Keep) = decision
+        let unlisted_date = matches!(decision, Decision::PublicDefault(Action::Keep))
             && self.profile.shift_unlisted_dates
-            && matches!(vr, VR::DA | VR::DT)
-        {
+            && matches!(vr, VR::DA | VR::DT);
+        if unlisted_date {
             action = &Action::DateShift;
         }
+        if walk.explain.is_some() {
+            let why = match decision {
+                Decision::Rule(r) => {
+                    let mut w = format!("{}:{}", r.origin.source, r.origin.line);
+                    if let (Some(code), true) = (r.code, resolved.is_some()) {
+                        w.push_str(&format!(" ({code} resolved by Type in the IOD)"));
+                    } else if let Some(code) = r.code {
+                        w.push_str(&format!(" ({code})"));
+                    }
+                    w
+                }
+                Decision::PrivateDefault(_) => "defaults.private".into(),
+                Decision::PublicDefault(_) if unlisted_date => {
+                    "unlisted date (retain-long-modified-dates)".into()
+                }
+                Decision::PublicDefault(_) => "defaults.public".into(),
+            };
+            let size = match e.value() {
+                Value::Sequence(s) => format!("{} items", s.items().len()),
+                Value::PixelSequence(_) => "encapsulated".into(),
+                Value::Primitive(p) => format!("{} bytes", p.calculate_byte_len()),
+            };
+            let line = ExplainLine {
+                path: explain_path(walk, tag),
+                keyword: StandardDataDictionary
+                    .by_tag(tag)
+                    .map(|d| d.alias().to_string())
+                    .unwrap_or_else(|| {
+                        if tag.0 % 2 == 1 {
+                            "(private)".into()
+                        } else {
+                            String::new()
+                        }
+                    }),
+                vr: vr.to_string().to_string(),
+                size,
+                action: action.describe(),
+                why,
+            };
+            if let Some(lines) = walk.explain.as_mut() {
+                lines.push(line);
+            }
+        }
+        let counts = &mut walk.result.counts;
         match action {
             Action::Remove => {
                 obj.remove_element(tag);
@@ -615,9 +730,13 @@ impl<'a> Engine<'a> {
     ) -> Result<(), DeidError> {
         let mut result = Ok(());
         walk.path.push(tag_u32(tag));
+        walk.item_index.push(0);
         obj.update_value(tag, |v| {
             if let Some(items) = v.items_mut() {
-                for item in items.iter_mut() {
+                for (i, item) in items.iter_mut().enumerate() {
+                    if let Some(last) = walk.item_index.last_mut() {
+                        *last = i;
+                    }
                     if let Err(e) = self.apply_item(item, depth + 1, walk) {
                         result = Err(e);
                         return;
@@ -626,6 +745,7 @@ impl<'a> Engine<'a> {
             }
         });
         walk.path.pop();
+        walk.item_index.pop();
         result
     }
 

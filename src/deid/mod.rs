@@ -8,6 +8,6 @@ pub mod pseudonym;
 pub mod scrub;
 pub mod values;
 
-pub use engine::{Counts, CrosswalkEntry, DeidError, Engine, FileResult, MAX_DEPTH};
+pub use engine::{Counts, CrosswalkEntry, DeidError, Engine, ExplainLine, FileResult, MAX_DEPTH};
 pub use key::{Key, KeyError};
 pub use pseudonym::Pseudonymizer;
