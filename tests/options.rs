@@ -85,7 +85,7 @@ fn option_cell(tag: Tag, option: &str) -> Option<Code> {
     rows().iter().find_map(|r| match &r.target {
         RowTarget::Target(Target::Tag(x)) if *x == t => cell(r),
         RowTarget::Target(Target::Pattern { mask, value })
-            if t & mask == *value && tag.0 % 2 == 0 =>
+            if t & mask == *value && tag.0.is_multiple_of(2) =>
         {
             cell(r)
         }

@@ -539,12 +539,13 @@ impl<'a> Engine<'a> {
                 self.recurse(obj, tag, depth, walk)?;
             }
             Action::Keep => {
-                if tag == PATIENT_AGE && self.profile.hipaa_ages {
-                    if let Some(capped) = text_values(e).first().and_then(|a| cap_age(a)) {
-                        Self::put(obj, tag, VR::AS, PrimitiveValue::from(capped));
-                        counts.replaced += 1;
-                        return Ok(());
-                    }
+                if tag == PATIENT_AGE
+                    && self.profile.hipaa_ages
+                    && let Some(capped) = text_values(e).first().and_then(|a| cap_age(a))
+                {
+                    Self::put(obj, tag, VR::AS, PrimitiveValue::from(capped));
+                    counts.replaced += 1;
+                    return Ok(());
                 }
                 counts.kept += 1;
             }
