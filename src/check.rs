@@ -101,6 +101,8 @@ pub struct Summary {
     pub profile_digest: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub originals: Option<OriginalsSummary>,
+    /// Ledger files of `run` found in the tree (not checked).
+    pub ledgers_not_checked: u64,
 }
 
 /// Runs the check; exit status 0 only when nothing was found.
@@ -113,16 +115,17 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
         .as_deref()
         .map(|dir| Index::build(dir, &profile));
     let skip = opts.report.as_deref().and_then(|p| p.canonicalize().ok());
-    let entries: Vec<Walked> = walk(&opts.inputs)
+    let (ledgers, entries): (Vec<Walked>, Vec<Walked>) = walk(&opts.inputs)
         .filter(|w| !is_same_file(w, skip.as_deref()))
-        .collect();
+        .partition(is_run_ledger);
     let checker = Checker {
         profile: &profile,
         index: index.as_ref(),
     };
     let mut files: Vec<FileReport> = entries.par_iter().map(|w| checker.check_entry(w)).collect();
     resolve_references(&mut files);
-    let summary = summarize(&files, &profile, index.as_ref());
+    let mut summary = summarize(&files, &profile, index.as_ref());
+    summary.ledgers_not_checked = ledgers.len() as u64;
     if let Some((path, w)) = report.as_mut() {
         write_report(w, &files, &summary).map_err(|source| Error::Io {
             context: path.display().to_string(),
@@ -164,6 +167,16 @@ fn create_report(path: &Path) -> Result<ReportFile, Error> {
         source,
     })?;
     Ok((path.to_path_buf(), std::io::BufWriter::new(file)))
+}
+
+/// `run` keeps its ledger (keyed ids, sizes and times, no path or value) with the
+/// output; it is bookkeeping, not data, and is counted but not checked.
+fn is_run_ledger(w: &Walked) -> bool {
+    let Walked::File(e) = w else {
+        return false;
+    };
+    let name = e.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.starts_with(".dicom-deid-ledger") && name.ends_with(".jsonl")
 }
 
 /// The report file, when written inside the checked tree, is not checked.
@@ -396,6 +409,9 @@ fn print_summary(out: &mut dyn Write, files: &[FileReport], s: &Summary) -> std:
         "dicom-deid check: {} files, {} with findings; {} findings ({} warnings); profile {}",
         s.files, s.files_with_findings, s.findings, s.warnings, s.profile
     )?;
+    if s.ledgers_not_checked > 0 {
+        writeln!(out, "run ledgers not checked: {}", s.ledgers_not_checked)?;
+    }
     if let Some(o) = &s.originals {
         writeln!(
             out,
@@ -426,29 +442,31 @@ fn print_summary(out: &mut dyn Write, files: &[FileReport], s: &Summary) -> std:
     }
 }
 
+/// The first findings of each kind, with file and tag path (or byte offset).
 fn print_examples(out: &mut dyn Write, files: &[FileReport]) -> std::io::Result<()> {
-    let mut shown: BTreeMap<Kind, usize> = BTreeMap::new();
-    let mut header = false;
+    let mut by_kind: BTreeMap<Kind, Vec<(&Path, &Finding)>> = BTreeMap::new();
     for f in files {
         for finding in &f.findings {
-            let n = shown.entry(finding.kind).or_default();
-            if *n >= EXAMPLES_PER_KIND {
-                continue;
+            let examples = by_kind.entry(finding.kind).or_default();
+            if examples.len() < EXAMPLES_PER_KIND {
+                examples.push((&f.file, finding));
             }
-            *n += 1;
-            if !header {
-                writeln!(out, "first examples:")?;
-                header = true;
-            }
+        }
+    }
+    if !by_kind.is_empty() {
+        writeln!(out, "first examples of each kind:")?;
+    }
+    for (kind, examples) in by_kind {
+        writeln!(out, "  {kind}")?;
+        for (file, finding) in examples {
             let matched = finding
                 .matched
                 .map(|m| format!(" [{}]", m.as_str()))
                 .unwrap_or_default();
             writeln!(
                 out,
-                "  {}: {} at {}{}: {}",
-                f.file.display(),
-                finding.kind,
+                "    {} at {}{}: {}",
+                file.display(),
                 finding.location(),
                 matched,
                 finding.detail

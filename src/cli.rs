@@ -88,6 +88,27 @@ pub struct RunArgs {
     /// Replace an existing crosswalk file instead of refusing.
     #[arg(long)]
     pub overwrite_crosswalk: bool,
+    /// List failed inputs in DIR/manifest.jsonl (kind and reason per file).
+    #[arg(long, value_name = "DIR")]
+    pub quarantine: Option<PathBuf>,
+    /// Also copy failed originals into DIR/files/ (they are PHI: opt-in).
+    #[arg(long, requires = "quarantine")]
+    pub quarantine_copy: bool,
+    /// Skip inputs the output's run ledger shows finished with the same profile and
+    /// key (the default when a ledger exists).
+    #[arg(long, conflicts_with = "no_resume")]
+    pub resume: bool,
+    /// Reprocess every input even if the ledger shows it finished.
+    #[arg(long)]
+    pub no_resume: bool,
+    /// Process only shard I of N (0-based: 0/3, 1/3, 2/3), or `auto` from
+    /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX.
+    #[arg(long, value_name = "I/N|auto")]
+    pub shard: Option<String>,
+    /// Number of shards for `--shard auto` when the batch system does not say it
+    /// (Kubernetes Indexed Jobs: the Job's completions).
+    #[arg(long, value_name = "N")]
+    pub shard_count: Option<u64>,
     /// Print, for this one input file, every element's tag path, its action and the
     /// rule (profile line) that chose it, values masked. Writes nothing.
     #[arg(long, value_name = "FILE", requires = "dry_run")]

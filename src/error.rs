@@ -35,6 +35,13 @@ pub enum FileError {
     Deid(#[from] DeidError),
     #[error("cannot write output: {0}")]
     Write(String),
+    /// The output device is full: later files cannot succeed either.
+    #[error("cannot write output: {0}")]
+    OutputFull(String),
+    #[error("quarantined: {0}")]
+    Quarantined(String),
+    #[error("not processed: an earlier write found the output device full")]
+    Aborted,
     #[error("internal error while processing this file: {0}")]
     Panic(String),
 }
@@ -49,6 +56,9 @@ impl FileError {
             FileError::TooDeep => "malformed",
             FileError::Deid(_) => "deid",
             FileError::Write(_) => "write",
+            FileError::OutputFull(_) => "output-full",
+            FileError::Quarantined(_) => "quarantined",
+            FileError::Aborted => "aborted",
             FileError::Panic(_) => "internal",
         }
     }

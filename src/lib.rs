@@ -7,7 +7,9 @@ pub mod commands;
 pub mod deid;
 pub mod error;
 pub mod io;
+pub mod ledger;
 pub mod profile;
+pub mod quarantine;
 pub mod report;
 pub mod run;
 
@@ -30,6 +32,11 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
             )
         }
         Command::Run(a) => {
+            let shard = a
+                .shard
+                .as_deref()
+                .map(|s| run::parse_shard(s, a.shard_count, |k| std::env::var(k).ok()))
+                .transpose()?;
             let (status, summary) = run::run(run::RunOptions {
                 inputs: a.inputs,
                 out: a.out.unwrap_or_default(),
@@ -42,6 +49,10 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 options: a.options,
                 crosswalk: a.crosswalk,
                 overwrite_crosswalk: a.overwrite_crosswalk,
+                quarantine: a.quarantine,
+                quarantine_copy: a.quarantine_copy,
+                resume: !a.no_resume,
+                shard,
             })?;
             eprintln!(
                 "dicom-deid: {} files: {} written{}, {} skipped ({} not DICOM), {} failed; {:.1} s, {:.0} files/s; key {}{}",

@@ -40,6 +40,12 @@ pub struct FileOutcome {
     /// the report.
     #[serde(skip)]
     pub crosswalk: Vec<CrosswalkEntry>,
+    /// Ledger line to append once the outcome is recorded.
+    #[serde(skip)]
+    pub ledger: Option<crate::ledger::Record>,
+    /// Path relative to its input root (for quarantine copies).
+    #[serde(skip)]
+    pub rel: PathBuf,
 }
 
 impl FileOutcome {
@@ -56,13 +62,15 @@ impl FileOutcome {
             notes: Vec::new(),
             private_creators_dropped: Vec::new(),
             crosswalk: Vec::new(),
+            ledger: None,
+            rel: PathBuf::new(),
         }
     }
 
     /// Skips of non-DICOM files are expected in a mixed tree and do not affect the
     /// exit code; every other skip does.
     pub fn is_benign_skip(&self) -> bool {
-        self.status == Status::Skipped && self.kind == Some("not-dicom")
+        self.status == Status::Skipped && matches!(self.kind, Some("not-dicom" | "unchanged"))
     }
 }
 
@@ -72,6 +80,8 @@ pub struct Summary {
     pub written: u64,
     pub skipped: u64,
     pub skipped_not_dicom: u64,
+    /// Finished by an earlier run (ledger) and not redone.
+    pub skipped_unchanged: u64,
     pub failed: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -100,6 +110,10 @@ pub struct Reporter {
     /// files with one SOP Instance UID). 8 bytes a file.
     outputs: HashSet<u64>,
     crosswalk: Option<csv::Writer<std::fs::File>>,
+    ledger: Option<crate::ledger::LedgerWriter>,
+    out_dir: PathBuf,
+    quarantine: Option<(PathBuf, std::fs::File)>,
+    quarantine_copy: bool,
     /// Pairs already written, so each appears once however many files share it.
     crosswalk_seen: HashSet<(String, String)>,
     pub io_error: Option<std::io::Error>,
@@ -116,6 +130,10 @@ impl Reporter {
             progress: std::io::stderr().is_terminal(),
             outputs: HashSet::new(),
             crosswalk: None,
+            ledger: None,
+            out_dir: PathBuf::new(),
+            quarantine: None,
+            quarantine_copy: false,
             crosswalk_seen: HashSet::new(),
             io_error: None,
         }
@@ -128,6 +146,54 @@ impl Reporter {
             w
         });
         self
+    }
+
+    pub fn with_ledger(mut self, w: Option<crate::ledger::LedgerWriter>, out_dir: PathBuf) -> Self {
+        self.ledger = w;
+        self.out_dir = out_dir;
+        self
+    }
+
+    pub fn with_quarantine(mut self, q: Option<(PathBuf, std::fs::File)>, copy: bool) -> Self {
+        self.quarantine = q;
+        self.quarantine_copy = copy;
+        self
+    }
+
+    /// Lists a failed input in the quarantine manifest and, if asked, copies the
+    /// original there (it is PHI: opt-in only).
+    fn quarantine(&mut self, o: &FileOutcome) {
+        let Some((dir, manifest)) = self.quarantine.as_mut() else {
+            return;
+        };
+        let mut copied = None;
+        if self.quarantine_copy && o.kind != Some("aborted") {
+            let dest = dir.join("files").join(&o.rel);
+            let ok = dest
+                .parent()
+                .is_some_and(|p| std::fs::create_dir_all(p).is_ok())
+                && std::fs::copy(&o.input, &dest).is_ok();
+            if ok {
+                copied = Some(dest);
+            }
+        }
+        #[derive(Serialize)]
+        struct Line<'a> {
+            input: &'a std::path::Path,
+            kind: Option<&'a str>,
+            reason: Option<&'a str>,
+            copy: Option<&'a std::path::Path>,
+        }
+        let line = serde_json::to_string(&Line {
+            input: &o.input,
+            kind: o.kind,
+            reason: o.reason.as_deref(),
+            copy: copied.as_deref(),
+        })
+        .unwrap_or_default();
+        if let Err(e) = writeln!(manifest, "{line}") {
+            self.io_error.get_or_insert(e);
+        }
     }
 
     fn write_crosswalk(&mut self, entries: &[CrosswalkEntry]) {
@@ -162,6 +228,14 @@ impl Reporter {
         }
         let entries = std::mem::take(&mut o.crosswalk);
         self.write_crosswalk(&entries);
+        if let (Status::Ok, Some(record), Some(w)) = (o.status, &o.ledger, self.ledger.as_mut())
+            && let Err(e) = w.append(record)
+        {
+            self.io_error.get_or_insert(e);
+        }
+        if o.status == Status::Failed {
+            self.quarantine(&o);
+        }
         let s = &mut self.summary;
         s.private_creators_dropped
             .extend(o.private_creators_dropped.iter().cloned());
@@ -173,8 +247,10 @@ impl Reporter {
             Status::Ok => s.written += 1,
             Status::Skipped => {
                 s.skipped += 1;
-                if o.is_benign_skip() {
-                    s.skipped_not_dicom += 1;
+                match o.kind {
+                    Some("not-dicom") => s.skipped_not_dicom += 1,
+                    Some("unchanged") => s.skipped_unchanged += 1,
+                    _ => {}
                 }
             }
             Status::Failed => s.failed += 1,

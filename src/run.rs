@@ -5,13 +5,16 @@ use crate::deid::{Engine, Key, Pseudonymizer};
 use crate::error::{Error, ExitStatus, FileError};
 use crate::io::layout::{Layout, output_path};
 use crate::io::read::{Classified, read};
-use crate::io::walk::{Entry, Walked, canonical_lenient, walk};
-use crate::io::write::{build_meta, write_part10};
+use crate::io::walk::{Entry, Walked, canonical_lenient, in_shard, walk};
+use crate::io::write::{build_meta, remove_stale_temporaries, write_part10};
+use crate::ledger::{self, Ledger, LedgerWriter};
+use crate::profile::compile::Severity;
 use crate::profile::{Action, CompiledProfile};
 use crate::report::{FileOutcome, Reporter, Status, Summary};
 use rayon::prelude::*;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 pub struct RunOptions {
@@ -28,6 +31,13 @@ pub struct RunOptions {
     /// Where to write original -> pseudonym pairs (mode 0600).
     pub crosswalk: Option<PathBuf>,
     pub overwrite_crosswalk: bool,
+    /// Where failed inputs are listed (manifest.jsonl), and copied if asked.
+    pub quarantine: Option<PathBuf>,
+    pub quarantine_copy: bool,
+    /// Skip inputs the output's ledger shows finished with this profile and key.
+    pub resume: bool,
+    /// Process only shard `i` of `n` (0-based).
+    pub shard: Option<(u64, u64)>,
 }
 
 /// Worker threads get a large stack: the nesting depth is bounded before any
@@ -43,6 +53,9 @@ struct Context<'a> {
     out: &'a Path,
     layout: Layout,
     dry_run: bool,
+    ledger: Ledger,
+    /// Set when the output device is full: the remaining inputs are not attempted.
+    stop: AtomicBool,
 }
 
 pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
@@ -76,7 +89,43 @@ pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
             context: format!("cannot create output directory {}", opts.out.display()),
             source,
         })?;
+        let stale = remove_stale_temporaries(&opts.out);
+        if stale > 0 {
+            eprintln!("dicom-deid: removed {stale} temporary files left by an interrupted run");
+        }
     }
+    let fingerprint = key.fingerprint();
+    let ledger_file = ledger::ledger_path(&opts.out, opts.shard);
+    let (ledger, ledger_out) = if opts.dry_run {
+        (Ledger::default(), None)
+    } else {
+        let previous = if opts.resume {
+            Ledger::load(&ledger_file, &profile.digest, &fingerprint)
+        } else {
+            Ledger::default()
+        };
+        let writer = LedgerWriter::open(
+            &ledger_file,
+            !previous.is_empty(),
+            &profile.digest,
+            &fingerprint,
+        )
+        .map_err(|source| Error::Io {
+            context: format!("cannot write the run ledger {}", ledger_file.display()),
+            source,
+        })?;
+        if !previous.is_empty() {
+            eprintln!(
+                "dicom-deid: resuming: {} inputs already finished with this profile and key",
+                previous.len()
+            );
+        }
+        (previous, Some(writer))
+    };
+    let quarantine_out = match &opts.quarantine {
+        Some(dir) => Some(open_quarantine(dir, opts.shard)?),
+        None => None,
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.unwrap_or(0))
         .stack_size(WORKER_STACK)
@@ -87,7 +136,7 @@ pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
         options: profile.options.iter().map(|o| o.to_string()).collect(),
         profile: profile.name.clone(),
         profile_digest: profile.digest.clone(),
-        key_fingerprint: key.fingerprint(),
+        key_fingerprint: fingerprint.clone(),
         key_ephemeral: key.ephemeral,
         dry_run: opts.dry_run,
         ..Summary::default()
@@ -100,12 +149,18 @@ pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
         out: &opts.out,
         layout: opts.layout,
         dry_run: opts.dry_run,
+        ledger,
+        stop: AtomicBool::new(false),
     };
 
+    let out_dir = opts.out.clone();
     let (tx, rx) = mpsc::sync_channel::<FileOutcome>(1024);
     let (summary, io_error) = std::thread::scope(|scope| {
         let reporter = scope.spawn(move || {
-            let mut r = Reporter::new(report_out, summary).with_crosswalk(crosswalk_out);
+            let mut r = Reporter::new(report_out, summary)
+                .with_crosswalk(crosswalk_out)
+                .with_ledger(ledger_out, out_dir)
+                .with_quarantine(quarantine_out, opts.quarantine_copy);
             for o in rx {
                 r.record(o);
             }
@@ -113,6 +168,10 @@ pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
         });
         pool.install(|| {
             walk(&opts.inputs)
+                .filter(|w| match w {
+                    Walked::File(e) => in_shard(&e.rel, opts.shard),
+                    Walked::Error { .. } => opts.shard.is_none_or(|(i, _)| i == 0),
+                })
                 .par_bridge()
                 .for_each_with(tx, |tx, walked| {
                     let outcome = match walked {
@@ -138,12 +197,35 @@ pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
             source: e,
         });
     }
-    let status = if summary.failed > 0 || summary.skipped > summary.skipped_not_dicom {
+    let status = if summary.failed > 0
+        || summary.skipped > summary.skipped_not_dicom + summary.skipped_unchanged
+    {
         ExitStatus::Partial
     } else {
         ExitStatus::Success
     };
     Ok((status, summary))
+}
+
+/// The quarantine manifest: one JSON line per failed input (shards keep their own).
+fn open_quarantine(
+    dir: &Path,
+    shard: Option<(u64, u64)>,
+) -> Result<(PathBuf, std::fs::File), Error> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        context: format!("cannot create quarantine directory {}", dir.display()),
+        source,
+    })?;
+    let name = match shard {
+        Some((i, n)) => format!("manifest-{i}-of-{n}.jsonl"),
+        None => "manifest.jsonl".into(),
+    };
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).map_err(|source| Error::Io {
+        context: format!("cannot create quarantine manifest {}", path.display()),
+        source,
+    })?;
+    Ok((dir.to_path_buf(), file))
 }
 
 /// The crosswalk holds original values: created owner-only, never silently replaced.
@@ -224,6 +306,7 @@ fn process_guarded(ctx: &Context<'_>, entry: &Entry) -> FileOutcome {
 
 fn fail(entry: &Entry, e: FileError) -> FileOutcome {
     let mut o = FileOutcome::new(entry.path.clone(), Status::Failed);
+    o.rel = entry.rel.clone();
     o.kind = Some(e.kind());
     o.reason = Some(e.to_string());
     o.bytes_in = std::fs::metadata(&entry.path).map(|m| m.len()).unwrap_or(0);
@@ -231,13 +314,37 @@ fn fail(entry: &Entry, e: FileError) -> FileOutcome {
 }
 
 fn process(ctx: &Context<'_>, entry: &Entry) -> FileOutcome {
+    if ctx.stop.load(Ordering::Relaxed) {
+        return fail(entry, FileError::Aborted);
+    }
     match process_file(ctx, entry) {
         Ok(o) => o,
-        Err(e) => fail(entry, e),
+        Err(e) => {
+            if matches!(e, FileError::OutputFull(_)) {
+                ctx.stop.store(true, Ordering::Relaxed);
+            }
+            fail(entry, e)
+        }
     }
 }
 
 fn process_file(ctx: &Context<'_>, entry: &Entry) -> Result<FileOutcome, FileError> {
+    let stamp = std::fs::metadata(&entry.path)
+        .map(|m| ledger::stamp(&m))
+        .map_err(FileError::Read)?;
+    let ledger_id = (!ctx.dry_run).then(|| ledger::input_id(ctx.key, &entry.path));
+    if let Some(done) = ledger_id
+        .as_deref()
+        .and_then(|id| ctx.ledger.finished(id, stamp, ctx.out))
+    {
+        let mut o = FileOutcome::new(entry.path.clone(), Status::Skipped);
+        o.kind = Some("unchanged");
+        o.reason = Some("finished by an earlier run with this profile and key".into());
+        o.output = Some(ctx.out.join(&done.output));
+        o.bytes_in = stamp.0;
+        o.ledger = Some(done.clone());
+        return Ok(o);
+    }
     let mut src = match read(&entry.path)? {
         Classified::Dicom(src) => src,
         Classified::NotDicom => {
@@ -258,7 +365,14 @@ fn process_file(ctx: &Context<'_>, entry: &Entry) -> Result<FileOutcome, FileErr
         }
     };
     let mut outcome = FileOutcome::new(entry.path.clone(), Status::Ok);
+    outcome.rel = entry.rel.clone();
     outcome.bytes_in = src.size;
+    for finding in crate::quarantine::assess(&src.header, &ctx.profile.quarantine) {
+        match finding.severity {
+            Severity::Fail => return Err(FileError::Quarantined(finding.reason)),
+            _ => outcome.notes.push(format!("warning: {}", finding.reason)),
+        }
+    }
     let result = ctx.engine.apply(&mut src.header)?;
     let mut counts = result.counts;
     outcome.crosswalk = result.crosswalk;
@@ -295,6 +409,14 @@ fn process_file(ctx: &Context<'_>, entry: &Entry) -> Result<FileOutcome, FileErr
     let dest = output_path(ctx.layout, ctx.out, &entry.rel, &src.header, ctx.key);
     if !ctx.dry_run {
         outcome.bytes_out = write_part10(&dest, &entry.path, &meta, &src)?;
+        if let Some(id) = ledger_id {
+            outcome.ledger = Some(ledger::Record {
+                id,
+                size: stamp.0,
+                mtime_ns: stamp.1,
+                output: dest.strip_prefix(ctx.out).unwrap_or(&dest).to_path_buf(),
+            });
+        }
     }
     outcome.output = Some(dest);
     Ok(outcome)
@@ -417,4 +539,88 @@ pub fn explain(
     )
     .map_err(io)?;
     Ok(ExitStatus::Success)
+}
+
+/// Parses `--shard`: `I/N` (0-based), or `auto` from the variables array jobs set:
+/// Slurm's SLURM_ARRAY_TASK_ID (minus SLURM_ARRAY_TASK_MIN) and
+/// SLURM_ARRAY_TASK_COUNT, or Kubernetes' JOB_COMPLETION_INDEX with `count`.
+pub fn parse_shard(
+    spec: &str,
+    count: Option<u64>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(u64, u64), Error> {
+    let num = |name: &str, v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| Error::Usage(format!("{name} is not a number: `{v}`")))
+    };
+    let (i, n) = if spec == "auto" {
+        if let Some(id) = env("SLURM_ARRAY_TASK_ID") {
+            let min = match env("SLURM_ARRAY_TASK_MIN") {
+                Some(m) => num("SLURM_ARRAY_TASK_MIN", &m)?,
+                None => 0,
+            };
+            let n = match (env("SLURM_ARRAY_TASK_COUNT"), count) {
+                (Some(c), _) => num("SLURM_ARRAY_TASK_COUNT", &c)?,
+                (None, Some(c)) => c,
+                (None, None) => {
+                    return Err(Error::Usage(
+                        "--shard auto: SLURM_ARRAY_TASK_COUNT is not set; pass --shard-count"
+                            .into(),
+                    ));
+                }
+            };
+            (num("SLURM_ARRAY_TASK_ID", &id)?.saturating_sub(min), n)
+        } else if let Some(idx) = env("JOB_COMPLETION_INDEX") {
+            let n = count.ok_or_else(|| {
+                Error::Usage("--shard auto with JOB_COMPLETION_INDEX needs --shard-count (the Job's completions)".into())
+            })?;
+            (num("JOB_COMPLETION_INDEX", &idx)?, n)
+        } else {
+            return Err(Error::Usage(
+                "--shard auto: neither SLURM_ARRAY_TASK_ID nor JOB_COMPLETION_INDEX is set".into(),
+            ));
+        }
+    } else {
+        let (i, n) = spec
+            .split_once('/')
+            .ok_or_else(|| Error::Usage(format!("--shard expects I/N or auto, got `{spec}`")))?;
+        (num("shard index", i)?, num("shard count", n)?)
+    };
+    if n == 0 || i >= n {
+        return Err(Error::Usage(format!(
+            "shard {i} of {n} does not exist (shards are numbered 0 to N-1)"
+        )));
+    }
+    Ok((i, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn shards_parse_from_flags_slurm_and_kubernetes() {
+        assert_eq!(parse_shard("1/3", None, env(&[])).unwrap(), (1, 3));
+        assert!(parse_shard("3/3", None, env(&[])).is_err());
+        assert!(parse_shard("x", None, env(&[])).is_err());
+        let slurm = env(&[
+            ("SLURM_ARRAY_TASK_ID", "3"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ]);
+        assert_eq!(parse_shard("auto", None, slurm).unwrap(), (2, 4));
+        let k8s = env(&[("JOB_COMPLETION_INDEX", "0")]);
+        assert_eq!(parse_shard("auto", Some(5), &k8s).unwrap(), (0, 5));
+        assert!(parse_shard("auto", None, &k8s).is_err());
+        assert!(parse_shard("auto", None, env(&[])).is_err());
+    }
 }

@@ -44,6 +44,11 @@ fn run_with(
     for e in extra {
         args.push(e);
     }
+    let prof = lenient_profile(env);
+    if !extra.contains(&"--profile") {
+        args.push(&"--profile");
+        args.push(&prof);
+    }
     let o = run(&args);
     let map = if rep.exists() {
         outputs(&report(&rep).0)

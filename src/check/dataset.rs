@@ -101,7 +101,7 @@ fn private_creators(obj: &InMemDicomObject) -> Vec<(u16, u16, String)> {
 }
 
 fn creator_of(creators: &[(u16, u16, String)], tag: Tag) -> Option<String> {
-    if tag.0 % 2 == 0 || tag.1 < 0x1000 {
+    if tag.0.is_multiple_of(2) || tag.1 < 0x1000 {
         return None;
     }
     let block = tag.1 >> 8;

@@ -103,15 +103,14 @@ pub enum Match {
 impl Index {
     /// Reads every file under `dir` (read-only), in parallel.
     pub fn build(dir: &Path, profile: &CompiledProfile) -> Index {
-        let entries: Vec<(PathBuf, PathBuf)> = walk(&[dir.to_path_buf()])
-            .filter_map(|w| match w {
-                Walked::File(e) => Some((e.path, e.rel)),
-                Walked::Error { .. } => None,
-            })
-            .collect();
+        let entries: Vec<Walked> = walk(&[dir.to_path_buf()]).collect();
+        // Unreadable entries and files that are not DICOM are only counted.
         let loaded: Vec<Option<(PathBuf, Fingerprint, Original)>> = entries
             .par_iter()
-            .map(|(path, rel)| load(path, profile).map(|(fp, o)| (rel.clone(), fp, o)))
+            .map(|w| match w {
+                Walked::File(e) => load(&e.path, profile).map(|(fp, o)| (e.rel.clone(), fp, o)),
+                Walked::Error { .. } => None,
+            })
             .collect();
         let mut index = Index::default();
         for item in loaded {

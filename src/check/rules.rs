@@ -2,7 +2,8 @@
 //! on its own: the dummies dicom-deid writes, `2.25.` UIDs and pseudonyms of the
 //! rule's shape pass, other values fail when they look like real data of their
 //! VR. With a matched original, a replaced value fails only when it equals the
-//! original's value at the same tag path.
+//! original's value at the same tag path. A cleaned value (C) is left to the
+//! residual-PHI search.
 
 use super::dataset::{Visit, has_content, is_string_vr, is_zero_number, tag_u32, trim_value};
 use super::finding::{Finding, Kind};
@@ -87,6 +88,9 @@ impl Judge<'_> {
                 }),
             // The items of a kept, dummied or cleaned sequence meet their own rules.
             _ if v.is_sequence() => None,
+            // Cleaning keeps what is not identifying, so a cleaned value may look
+            // real: the residual-PHI search judges it, not this rule.
+            Action::Clean if v.vr != VR::UI => None,
             Action::Dummy | Action::Clean | Action::Uid => self.judge_value(v, Expect::Dummy),
             Action::Replace(value) => self.judge_value(v, Expect::Fixed(value)),
             Action::Hash(h) => self.judge_value(v, Expect::Pseudonym(h)),
@@ -110,7 +114,8 @@ impl Judge<'_> {
         bad.then(|| self.value_finding(v))
     }
 
-    /// A binary value (OB, OW, numbers) passes when it is zero or empty.
+    /// A binary value (OB, OW, numbers) passes when it is zero or empty; it is not
+    /// compared with the original (only text values are).
     fn judge_binary(&self, v: &Visit<'_>) -> Option<Finding> {
         let zero = match v.element.value() {
             Value::Primitive(p) => is_zero_number(p),
@@ -253,7 +258,7 @@ fn looks_real(vr: VR, s: &str) -> bool {
     let nonzero_digit = s.bytes().any(|b| (b'1'..=b'9').contains(&b));
     match vr {
         VR::DA | VR::TM | VR::DT | VR::AS => nonzero_digit && !is_known_dummy(s),
-        VR::IS | VR::DS => s.parse::<f64>().map_or(true, |x| x != 0.0),
+        VR::IS | VR::DS => !s.parse::<f64>().is_ok_and(|x| x == 0.0),
         VR::UI => !is_remapped_uid(s),
         _ => s.chars().any(char::is_alphanumeric) && !is_known_dummy(s),
     }

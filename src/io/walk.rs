@@ -18,6 +18,19 @@ pub enum Walked {
     Error { path: PathBuf, message: String },
 }
 
+/// Shard `i` of `n` (0-based) takes the inputs whose relative path hashes to `i`:
+/// SHA-256, so every machine splits a tree the same way.
+pub fn in_shard(rel: &Path, shard: Option<(u64, u64)>) -> bool {
+    use sha2::{Digest, Sha256};
+    let Some((i, n)) = shard else {
+        return true;
+    };
+    let d = Sha256::digest(rel.as_os_str().as_encoded_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(first) % n == i
+}
+
 pub fn walk(inputs: &[PathBuf]) -> impl Iterator<Item = Walked> + Send + '_ {
     let several = inputs.len() > 1;
     inputs.iter().enumerate().flat_map(move |(i, root)| {

@@ -76,14 +76,10 @@ pub fn write_part10(
     let dir = dest
         .parent()
         .ok_or_else(|| FileError::Write("output path has no parent".into()))?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| FileError::Write(format!("cannot create output directory: {e}")))?;
+    std::fs::create_dir_all(dir).map_err(write_error)?;
     let tmp = temp_path(dir);
-    let result = write_to(&tmp, input, meta, source).and_then(|n| {
-        std::fs::rename(&tmp, dest)
-            .map_err(|e| FileError::Write(format!("cannot rename into place: {e}")))
-            .map(|()| n)
-    });
+    let result = write_to(&tmp, input, meta, source)
+        .and_then(|n| std::fs::rename(&tmp, dest).map_err(write_error).map(|()| n));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -92,7 +88,63 @@ pub fn write_part10(
 
 fn temp_path(dir: &Path) -> PathBuf {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()))
+    dir.join(format!(
+        "{TEMP_PREFIX}{}-{}-{n}",
+        host_tag(),
+        std::process::id()
+    ))
+}
+
+/// A short name for this machine, so runs on several machines sharing one output
+/// tell their temporaries apart.
+fn host_tag() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(32)
+                .collect()
+        })
+        .unwrap_or_else(|_| "host".into())
+}
+
+/// Removes temporaries that a killed run of this machine left under `out`: same
+/// host, process no longer running. Returns how many were removed.
+pub fn remove_stale_temporaries(out: &Path) -> usize {
+    let proc_fs = Path::new("/proc/self").exists();
+    if !proc_fs {
+        return 0; // cannot tell a dead process from a live one here
+    }
+    let prefix = format!("{TEMP_PREFIX}{}-", host_tag());
+    let mut removed = 0;
+    for e in walkdir::WalkDir::new(out)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let name = e.file_name().to_string_lossy();
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or("");
+        let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
+        if !alive && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Write errors, with a full device told apart: it stops the batch.
+fn write_error(e: std::io::Error) -> FileError {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) {
+        FileError::OutputFull(e.to_string())
+    } else {
+        FileError::Write(e.to_string())
+    }
 }
 
 fn write_to(
@@ -101,7 +153,7 @@ fn write_to(
     meta: &FileMetaTable,
     source: &Source,
 ) -> Result<u64, FileError> {
-    let werr = |e: std::io::Error| FileError::Write(e.to_string());
+    let werr = write_error;
     let dicom_werr = |e: &dyn std::error::Error| FileError::Write(error_chain(e));
     let file = OpenOptions::new()
         .write(true)
@@ -135,9 +187,7 @@ fn write_to(
             .write_dataset_with_ts(&mut out, source.ts)
             .map_err(|e| dicom_werr(&e))?;
     }
-    let file = out
-        .into_inner()
-        .map_err(|e| FileError::Write(e.error().to_string()))?;
+    let file = out.into_inner().map_err(|e| write_error(e.into_error()))?;
     let len = file.metadata().map_err(werr)?.len();
     Ok(len)
 }

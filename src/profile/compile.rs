@@ -55,6 +55,45 @@ pub struct Rule {
     pub origin: Origin,
 }
 
+/// What a quarantine rule does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The file fails and is listed in the quarantine manifest.
+    Fail,
+    /// The file is processed; the report notes the finding.
+    Warn,
+    Off,
+}
+
+/// Quarantine rules; fail-closed unless a profile says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinePolicy {
+    pub burned_in_annotation: Severity,
+    pub burned_in_unknown: Severity,
+    pub encapsulated_documents: Severity,
+    pub allowed_sop_classes: Option<Vec<String>>,
+}
+
+impl Default for QuarantinePolicy {
+    fn default() -> Self {
+        QuarantinePolicy {
+            burned_in_annotation: Severity::Fail,
+            burned_in_unknown: Severity::Fail,
+            encapsulated_documents: Severity::Fail,
+            allowed_sop_classes: None,
+        }
+    }
+}
+
+fn parse_severity(s: &str) -> Option<Severity> {
+    match s.trim() {
+        "fail" => Some(Severity::Fail),
+        "warn" => Some(Severity::Warn),
+        "off" => Some(Severity::Off),
+        _ => None,
+    }
+}
+
 /// What applies to elements no rule names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fallback {
@@ -131,6 +170,7 @@ pub struct CompiledProfile {
     pub shift_unlisted_dates: bool,
     /// Ages over 89 years are written as 090Y.
     pub hipaa_ages: bool,
+    pub quarantine: QuarantinePolicy,
     /// Hex SHA-256 of the compiled rules: equal digests mean equal behaviour.
     pub digest: String,
 }
@@ -388,6 +428,7 @@ fn compile(layers: &[Layer], cli_options: &[String]) -> Result<CompiledProfile, 
     let mut options: Vec<&'static str> = Vec::new();
     let mut date_shift_days = DEFAULT_DATE_SHIFT;
     let mut hipaa_ages = false;
+    let mut quarantine = QuarantinePolicy::default();
 
     let mut add_option =
         |errors: &mut Vec<Diagnostic>, source: &str, line: Option<u64>, opt: &str| {
@@ -440,6 +481,41 @@ fn compile(layers: &[Layer], cli_options: &[String]) -> Result<CompiledProfile, 
         }
         if let Some(h) = layer.file.hipaa_ages {
             hipaa_ages = h;
+        }
+        if let Some(q) = &layer.file.quarantine {
+            let line = q.referenced.line();
+            for (field, value, slot) in [
+                (
+                    "burned-in-annotation",
+                    &q.value.burned_in_annotation,
+                    &mut quarantine.burned_in_annotation,
+                ),
+                (
+                    "burned-in-unknown",
+                    &q.value.burned_in_unknown,
+                    &mut quarantine.burned_in_unknown,
+                ),
+                (
+                    "encapsulated-documents",
+                    &q.value.encapsulated_documents,
+                    &mut quarantine.encapsulated_documents,
+                ),
+            ] {
+                if let Some(v) = value {
+                    match parse_severity(v) {
+                        Some(sev) => *slot = sev,
+                        None => err(
+                            &mut errors,
+                            line,
+                            format!("quarantine.{field} must be fail, warn or off, got `{v}`"),
+                        ),
+                    }
+                }
+            }
+            if let Some(list) = &q.value.allowed_sop_classes {
+                quarantine.allowed_sop_classes =
+                    Some(list.iter().map(|u| u.trim().to_string()).collect());
+            }
         }
         if let Some(d) = &layer.file.defaults {
             if let Some(p) = &d.private {
@@ -527,7 +603,7 @@ fn compile(layers: &[Layer], cli_options: &[String]) -> Result<CompiledProfile, 
     let mut private: TagMap<Vec<(String, u8, usize)>> = TagMap::default();
     let mut hasher = Sha256::new();
     hasher.update(format!(
-        "private={private_default:?};public={public_default:?};options={options:?};shift={date_shift_days:?};hipaa={hipaa_ages}\n"
+        "private={private_default:?};public={public_default:?};options={options:?};shift={date_shift_days:?};hipaa={hipaa_ages};quarantine={quarantine:?}\n"
     ));
     for (i, r) in rules.iter().enumerate() {
         hasher.update(format!("{}={}\n", r.target.describe(), r.action.describe()));
@@ -566,6 +642,7 @@ fn compile(layers: &[Layer], cli_options: &[String]) -> Result<CompiledProfile, 
         options,
         date_shift_days,
         hipaa_ages,
+        quarantine,
         digest,
     })
 }

@@ -25,6 +25,22 @@ pub struct ProfileFile {
     pub date_shift: Option<Spanned<DateShiftSpec>>,
     /// Ages over 89 years are written as `090Y` (HIPAA Safe Harbor) when kept.
     pub hipaa_ages: Option<bool>,
+    /// Files de-identification cannot make safe: each rule `fail` (default), `warn`
+    /// or `off`.
+    pub quarantine: Option<Spanned<QuarantineSpec>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct QuarantineSpec {
+    /// Burned In Annotation (0028,0301) is YES.
+    pub burned_in_annotation: Option<String>,
+    /// Secondary capture, photographs, ultrasound without Burned In Annotation NO.
+    pub burned_in_unknown: Option<String>,
+    /// Encapsulated PDF, CDA and 3D documents.
+    pub encapsulated_documents: Option<String>,
+    /// Only these SOP Class UIDs are processed; others fail.
+    pub allowed_sop_classes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]
