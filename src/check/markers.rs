@@ -24,7 +24,7 @@ pub fn check_markers(obj: &InMemDicomObject, findings: &mut Vec<Finding>) {
         None => findings.push(Finding::at(
             Kind::MissingMarker,
             "(0012,0062)",
-            "Patient Identity Removed is absent",
+            "Patient Identity Removed is absent or empty",
         )),
         Some(v) if !v.eq_ignore_ascii_case("YES") => findings.push(Finding::at(
             Kind::WrongMarker,
@@ -44,7 +44,7 @@ pub fn check_markers(obj: &InMemDicomObject, findings: &mut Vec<Finding>) {
         None => findings.push(Finding::at(
             Kind::MissingMarker,
             "(0028,0303)",
-            "Longitudinal Temporal Information Modified is absent",
+            "Longitudinal Temporal Information Modified is absent or empty",
         )),
         Some(v) if !LONGITUDINAL_VALUES.contains(&v.to_ascii_uppercase().as_str()) => findings
             .push(Finding::at(

@@ -1,0 +1,463 @@
+//! Nightly-job reliability through the real binary: a killed run resumed, shards,
+//! quarantine, hostile lengths and nesting, unwritable outputs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::*;
+
+/// Samples without quarantine findings (no secondary captures, no burned-in text).
+const PLAIN: &[&str] = &[
+    "dicom/ct_explicit_le.dcm",
+    "dicom/mr_implicit_le.dcm",
+    "dicom/rtplan_implicit_le.dcm",
+    "dicom/mr_explicit_be.dcm",
+    "dicom/sr_comprehensive_nested.dcm",
+    "dicom/mr_fake_phi_dicognito.dcm",
+    "dicom/rtdose_multiframe.dcm",
+    "dicom/mr_overlay.dcm",
+    "derived/phi_nested.dcm",
+    "derived/phi_implicit_private.dcm",
+];
+
+/// `copies` copies of each plain sample under `root/dNNN/`.
+fn make_tree(root: &Path, copies: usize) -> usize {
+    let mut n = 0;
+    for c in 0..copies {
+        let dir = root.join(format!("d{c:03}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, f) in PLAIN.iter().enumerate() {
+            std::fs::copy(testdata(f), dir.join(format!("f{i}.dcm"))).unwrap();
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Every file under `dir` (relative path -> bytes), ledgers aside.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            !e.file_name()
+                .to_string_lossy()
+                .starts_with(".dicom-deid-ledger")
+        })
+        .map(|e| {
+            (
+                e.path().strip_prefix(dir).unwrap().to_path_buf(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn count_dcm(dir: &Path) -> usize {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".dcm"))
+        .count()
+}
+
+#[test]
+fn a_run_killed_mid_way_resumes_to_the_same_tree() {
+    let env = Env::new();
+    let key = env.key("key", 20);
+    let input = env.path("in");
+    let total = make_tree(&input, 300);
+    let args = |out: &Path, rep: &Path| -> Vec<std::ffi::OsString> {
+        vec![
+            "run".into(),
+            input.clone().into(),
+            "--out".into(),
+            out.into(),
+            "--key-file".into(),
+            key.clone().into(),
+            "--report".into(),
+            rep.into(),
+            "--jobs".into(),
+            "1".into(),
+            // Copies share SOP Instance UIDs: keep them apart by path.
+            "--layout".into(),
+            "mirror".into(),
+        ]
+    };
+    // Reference: one clean run.
+    let clean = env.path("clean");
+    let o = Command::new(BIN)
+        .args(args(&clean, &env.path("clean.jsonl")))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The same run, killed with SIGKILL once some outputs exist.
+    let out = env.path("out");
+    let mut child = Command::new(BIN)
+        .args(args(&out, &env.path("killed.jsonl")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while count_dcm(&out) < 40 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let before = count_dcm(&out);
+    assert!(
+        before < total,
+        "the run was killed before it finished ({before} of {total})"
+    );
+
+    // Re-run: resumes from the ledger, removes what the kill left, ends equal.
+    let rep = env.path("resumed.jsonl");
+    let o = Command::new(BIN).args(args(&out, &rep)).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (_, summary) = report(&rep);
+    let unchanged = summary["skipped_unchanged"].as_u64().unwrap();
+    assert!(unchanged > 0, "the resumed run skipped finished inputs");
+    assert_eq!(summary["files_seen"].as_u64().unwrap() as usize, total);
+    assert_eq!(
+        summary["written"].as_u64().unwrap() + unchanged,
+        total as u64,
+        "every input is either written now or finished before"
+    );
+    let (a, b) = (tree(&clean), tree(&out));
+    assert!(
+        b.keys()
+            .all(|p| !p.to_string_lossy().contains(".dicom-deid-tmp-")),
+        "no temporary file remains"
+    );
+    assert_eq!(a.len(), b.len());
+    assert!(a == b, "resumed tree equals a clean run byte for byte");
+
+    // A third run with the same profile and key has nothing to do; another key redoes all.
+    let rep = env.path("third.jsonl");
+    Command::new(BIN).args(args(&out, &rep)).output().unwrap();
+    assert_eq!(report(&rep).1["written"], 0);
+    let other = env.key("other", 21);
+    let rep = env.path("other.jsonl");
+    let mut a2 = args(&out, &rep);
+    a2[5] = other.into();
+    Command::new(BIN).args(a2).output().unwrap();
+    assert_eq!(report(&rep).1["written"].as_u64().unwrap() as usize, total);
+}
+
+#[test]
+fn shards_together_equal_one_run() {
+    let env = Env::new();
+    let key = env.key("key", 22);
+    let input = env.path("in");
+    make_tree(&input, 30);
+    let base = |out: &Path| -> Vec<std::ffi::OsString> {
+        vec![
+            "run".into(),
+            input.clone().into(),
+            "--out".into(),
+            out.into(),
+            "--key-file".into(),
+            key.clone().into(),
+            "--layout".into(),
+            "mirror".into(),
+        ]
+    };
+    let single = env.path("single");
+    assert_eq!(
+        Command::new(BIN)
+            .args(base(&single))
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(0)
+    );
+    let want = tree(&single);
+
+    // --shard I/N
+    let sharded = env.path("sharded");
+    let mut per_shard = Vec::new();
+    for i in 0..3 {
+        let mut a = base(&sharded);
+        a.extend(["--shard".into(), format!("{i}/3").into()]);
+        let o = Command::new(BIN).args(a).output().unwrap();
+        assert_eq!(o.status.code(), Some(0));
+        per_shard.push(count_dcm(&sharded));
+        assert!(
+            sharded
+                .join(format!(".dicom-deid-ledger-{i}-of-3.jsonl"))
+                .is_file()
+        );
+    }
+    assert!(per_shard[0] > 0 && per_shard[0] < per_shard[1] && per_shard[1] < per_shard[2]);
+    assert!(tree(&sharded) == want, "union of 3 shards equals one run");
+
+    // Slurm array (task ids 1..=3) and Kubernetes Indexed Job (indexes 0..=2).
+    let slurm = env.path("slurm");
+    for id in 1..=3 {
+        let mut a = base(&slurm);
+        a.extend(["--shard".into(), "auto".into()]);
+        let o = Command::new(BIN)
+            .args(a)
+            .env("SLURM_ARRAY_TASK_ID", id.to_string())
+            .env("SLURM_ARRAY_TASK_MIN", "1")
+            .env("SLURM_ARRAY_TASK_COUNT", "3")
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    assert!(tree(&slurm) == want);
+    let k8s = env.path("k8s");
+    for idx in 0..3 {
+        let mut a = base(&k8s);
+        a.extend([
+            "--shard".into(),
+            "auto".into(),
+            "--shard-count".into(),
+            "3".into(),
+        ]);
+        let o = Command::new(BIN)
+            .args(a)
+            .env("JOB_COMPLETION_INDEX", idx.to_string())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0));
+    }
+    assert!(tree(&k8s) == want);
+    // Without the variables `auto` is a usage error.
+    let mut a = base(&env.path("none"));
+    a.extend(["--shard".into(), "auto".into()]);
+    assert_eq!(
+        Command::new(BIN).args(a).output().unwrap().status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn unsafe_files_are_quarantined_by_default_and_listed() {
+    let env = Env::new();
+    let key = env.key("key", 23);
+    let input = env.inputs(&[
+        "dicom/nm_j2k_burned_in_private.dcm",
+        "dicom/sc_jpeg_baseline.dcm",
+        "dicom/ct_explicit_le.dcm",
+        "bad/mr_truncated.dcm",
+    ]);
+    let q = env.path("quarantine");
+    let out = env.path("out");
+    let o = run(&[
+        &"run",
+        &input,
+        &"--out",
+        &out,
+        &"--key-file",
+        &key,
+        &"--quarantine",
+        &q,
+        &"--quarantine-copy",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let manifest = std::fs::read_to_string(q.join("manifest.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = manifest
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{manifest}");
+    let kind_of = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["input"].as_str().unwrap().ends_with(name))
+            .map(|l| l["kind"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(kind_of("nm_j2k_burned_in_private.dcm"), "quarantined");
+    assert_eq!(kind_of("sc_jpeg_baseline.dcm"), "quarantined");
+    assert_eq!(kind_of("mr_truncated.dcm"), "malformed");
+    assert!(manifest.contains("Burned In Annotation"));
+    // Copies are opt-in and byte-identical.
+    assert_eq!(
+        std::fs::read(q.join("files/dicom/sc_jpeg_baseline.dcm")).unwrap(),
+        std::fs::read(testdata("dicom/sc_jpeg_baseline.dcm")).unwrap()
+    );
+    assert_eq!(count_dcm(&out), 1, "only the CT was written");
+    // A profile can switch a rule to a warning.
+    let prof = env.path("warn.yaml");
+    std::fs::write(
+        &prof,
+        "extends: basic\nquarantine: {burned-in-unknown: warn}\n",
+    )
+    .unwrap();
+    let rep = env.path("r.jsonl");
+    let o = run(&[
+        &"run",
+        &input,
+        &"--out",
+        &env.path("out2"),
+        &"--key-file",
+        &key,
+        &"--profile",
+        &prof,
+        &"--report",
+        &rep,
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "burned-in YES and the truncated file still fail"
+    );
+    let text = std::fs::read_to_string(&rep).unwrap();
+    assert!(text.contains("warning: SOP class 1.2.840.10008.5.1.4.1.1.7"));
+}
+
+/// Preamble, DICM and an explicit VR little endian meta group for a CT instance.
+fn part10_header() -> Vec<u8> {
+    let meta = dicom_object::FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
+        .media_storage_sop_instance_uid("1.2.3.4.5")
+        .transfer_syntax("1.2.840.10008.1.2.1")
+        .build()
+        .unwrap();
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    meta.write(&mut out).unwrap();
+    out
+}
+
+fn explicit(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&tag.0.to_le_bytes());
+    v.extend_from_slice(&tag.1.to_le_bytes());
+    v.extend_from_slice(vr);
+    v.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    v.extend_from_slice(value);
+    v
+}
+
+#[test]
+fn hostile_lengths_and_nesting_fail_cleanly() {
+    let env = Env::new();
+    let key = env.key("key", 24);
+    let input = env.path("in");
+    std::fs::create_dir_all(&input).unwrap();
+    // An element claiming 4 GiB - 16 bytes in a file of a few hundred.
+    let mut huge = part10_header();
+    huge.extend(explicit(
+        (0x0008, 0x0016),
+        b"UI",
+        b"1.2.840.10008.5.1.4.1.1.2\0",
+    ));
+    huge.extend_from_slice(&[0x20, 0x00, 0x00, 0x40, b'U', b'T', 0, 0]);
+    huge.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    huge.extend_from_slice(b"short");
+    std::fs::write(input.join("huge.dcm"), &huge).unwrap();
+    // 20,000 nested sequences of undefined length (enough to overflow any stack).
+    let mut deep = part10_header();
+    deep.extend(explicit(
+        (0x0008, 0x0016),
+        b"UI",
+        b"1.2.840.10008.5.1.4.1.1.2\0",
+    ));
+    for _ in 0..20_000 {
+        deep.extend_from_slice(&[
+            0x40, 0x00, 0x30, 0xA7, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+        ]);
+        deep.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+    }
+    std::fs::write(input.join("deep.dcm"), &deep).unwrap();
+    let rep = env.path("r.jsonl");
+    let o = run(&[
+        &"run",
+        &input,
+        &"--out",
+        &env.path("out"),
+        &"--key-file",
+        &key,
+        &"--report",
+        &rep,
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a clean failure, not a crash: {:?}",
+        o.status
+    );
+    let (lines, summary) = report(&rep);
+    assert_eq!(summary["failed"], 2);
+    let reason = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["input"].as_str().unwrap().ends_with(name))
+            .map(|l| l["reason"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert!(
+        reason("huge.dcm").contains("declares 4294967280 bytes"),
+        "{}",
+        reason("huge.dcm")
+    );
+    assert!(
+        reason("deep.dcm").contains("nest deeper"),
+        "{}",
+        reason("deep.dcm")
+    );
+}
+
+#[test]
+fn an_unwritable_output_fails_the_file_without_partial_output() {
+    let env = Env::new();
+    let key = env.key("key", 25);
+    let input = env.inputs(&["dicom/mr_implicit_le.dcm", "dicom/ct_explicit_le.dcm"]);
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // A file where the mirror layout needs a directory.
+    std::fs::write(out.join("dicom"), b"in the way").unwrap();
+    let rep = env.path("r.jsonl");
+    let o = run(&[
+        &"run",
+        &input,
+        &"--out",
+        &out,
+        &"--key-file",
+        &key,
+        &"--layout",
+        &"mirror",
+        &"--report",
+        &rep,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let (lines, _) = report(&rep);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["status"] == "failed" && l["kind"] == "write"),
+        "{lines:?}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot write output"));
+    let leftovers: Vec<_> = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".dicom-deid-tmp-"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
