@@ -22,6 +22,9 @@ pub enum Command {
     /// List, show or check profiles.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Work with run reports.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Check that de-identified files hold nothing identifying (exit 0 only when
     /// nothing is found).
     Check(CheckArgs),
@@ -131,5 +134,17 @@ pub enum ProfileCommand {
     Check {
         /// YAML file (or built-in name).
         file: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge the JSON Lines reports of several shards into one (to stdout): every
+    /// file line, then one summary with the counts added up. Exit code as for the
+    /// run: 1 when any shard had failures.
+    Merge {
+        /// Reports to merge.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
     },
 }

@@ -8,12 +8,13 @@ pub mod deid;
 pub mod error;
 pub mod io;
 pub mod ledger;
+pub mod merge;
 pub mod profile;
 pub mod quarantine;
 pub mod report;
 pub mod run;
 
-use cli::{Cli, Command, ProfileCommand};
+use cli::{Cli, Command, ProfileCommand, ReportCommand};
 pub use error::{Error, ExitStatus};
 
 /// Runs a parsed command line; the caller prints a returned error once.
@@ -77,6 +78,7 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
             );
             Ok(status)
         }
+        Command::Report(ReportCommand::Merge { reports }) => merge::merge(&reports, &mut out),
         Command::Profile(ProfileCommand::List) => {
             commands::list(&mut out).map_err(|source| Error::Io {
                 context: "stdout".into(),

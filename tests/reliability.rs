@@ -190,12 +190,20 @@ fn shards_together_equal_one_run() {
     );
     let want = tree(&single);
 
-    // --shard I/N
+    // --shard I/N, each shard with its own report, merged afterwards.
     let sharded = env.path("sharded");
     let mut per_shard = Vec::new();
+    let mut reports = Vec::new();
     for i in 0..3 {
         let mut a = base(&sharded);
-        a.extend(["--shard".into(), format!("{i}/3").into()]);
+        let rep = env.path(&format!("shard-{i}.jsonl"));
+        a.extend([
+            "--shard".into(),
+            format!("{i}/3").into(),
+            "--report".into(),
+            rep.clone().into(),
+        ]);
+        reports.push(rep);
         let o = Command::new(BIN).args(a).output().unwrap();
         assert_eq!(o.status.code(), Some(0));
         per_shard.push(count_dcm(&sharded));
@@ -207,6 +215,25 @@ fn shards_together_equal_one_run() {
     }
     assert!(per_shard[0] > 0 && per_shard[0] < per_shard[1] && per_shard[1] < per_shard[2]);
     assert!(tree(&sharded) == want, "union of 3 shards equals one run");
+    let merged = Command::new(BIN)
+        .arg("report")
+        .arg("merge")
+        .args(&reports)
+        .output()
+        .unwrap();
+    assert_eq!(merged.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&merged.stdout);
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        last["summary"]["written"].as_u64().unwrap() as usize,
+        want.len()
+    );
+    assert_eq!(last["summary"]["reports_merged"], 3);
+    assert_eq!(
+        text.lines().count(),
+        want.len() + 1,
+        "one line per file, one summary"
+    );
 
     // Slurm array (task ids 1..=3) and Kubernetes Indexed Job (indexes 0..=2).
     let slurm = env.path("slurm");
