@@ -45,6 +45,8 @@ pub struct CheckOptions {
     pub originals: Option<PathBuf>,
     /// JSON Lines report.
     pub report: Option<PathBuf>,
+    /// PS3.15 options the tree was de-identified with.
+    pub options: Vec<String>,
 }
 
 /// The outcome for one file of the tree.
@@ -108,7 +110,7 @@ pub struct Summary {
 /// Runs the check; exit status 0 only when nothing was found.
 pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error> {
     check_paths(&opts)?;
-    let profile = profile::load(&opts.profile)?;
+    let profile = profile::compile::load_with_options(&opts.profile, &opts.options)?;
     let mut report = opts.report.as_deref().map(create_report).transpose()?;
     let index = opts
         .originals

@@ -46,6 +46,9 @@ pub struct CheckArgs {
     /// tag paths and kinds of findings, never a value.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// PS3.15 options the tree was de-identified with (repeatable).
+    #[arg(long = "option", value_name = "NAME")]
+    pub options: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]

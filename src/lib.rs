@@ -95,6 +95,7 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 profile: a.profile,
                 originals: a.originals,
                 report: a.report,
+                options: a.options,
             },
             &mut out,
         ),

@@ -628,3 +628,45 @@ fn values_inside_kept_sequences_meet_their_own_rules() {
             .any(|(_, f)| f["path"] == at("(0008,0021)"))
     );
 }
+
+#[test]
+fn a_tree_made_with_options_is_checked_against_those_options() {
+    let env = Env::new();
+    let input = env.inputs(CLEAN_SET);
+    let out = env.path("opt-out");
+    let o = Command::new(BIN)
+        .env_remove("DICOM_DEID_KEY_FILE")
+        .args([
+            "run",
+            "--option",
+            "clean-descriptors",
+            "--option",
+            "retain-long-modified-dates",
+        ])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .arg("--key-file")
+        .arg(env.key())
+        .output()
+        .expect("run starts");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let checked = env.check(
+        &out,
+        &[
+            &"--option",
+            &"clean-descriptors",
+            &"--option",
+            &"retain-long-modified-dates",
+            &"--originals",
+            &input,
+        ],
+    );
+    assert_eq!(
+        checked.code,
+        Some(0),
+        "{}\n{}",
+        checked.stdout,
+        checked.report_text
+    );
+}
