@@ -14,6 +14,12 @@
 # time relative to `cp -r`. Everything it writes is removed on exit. The only thing
 # it may install is GNU time (the `time` package, through apt-get), and it says so
 # first.
+#
+# Peers are timed on the same tree when they are on PATH, and named as skipped
+# otherwise (nothing is installed for them): dicognito, `deid` (pydicom deid),
+# gdcmanon (GDCM) and dcmodify (dcmtk). Each writes into its own output directory;
+# dcmodify edits in place, so its time includes a `cp -r` of the tree first. Their
+# settings are close to, not the same as, the Basic Profile. PEERS=0 skips them.
 set -euo pipefail
 
 N=${1:-2000}
@@ -63,9 +69,11 @@ fi
 
 TREE=$WORK/tree
 KEY=$WORK/key
-# A text key of 64 hex digits. (A raw 32-byte key is refused whenever its last
-# byte happens to be ASCII whitespace, about 1 run in 50: dicom-deid trims trailing
-# whitespace from key files before checking the 32-byte minimum.)
+# The generated tree holds secondary captures without Burned In Annotation NO, which
+# the default profile quarantines; measure the same work on every file instead.
+PROFILE=$WORK/bench-profile.yaml
+printf 'extends: basic\nquarantine: {burned-in-annotation: off, burned-in-unknown: off, encapsulated-documents: off}\n' > "$PROFILE"
+# A text key of 64 hex digits, as `openssl rand -hex 32` writes it.
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$KEY"
 chmod 600 "$KEY"
 
@@ -112,25 +120,58 @@ check_report() {
     skipped=$(sed -n 's/.*"skipped":\([0-9]*\).*/\1/p' <<<"$summary")
     if [ "$written" != "$files" ] || [ "$failed" != 0 ] || [ "$skipped" != 0 ]; then
         echo "WARNING: $report: written $written of $files, failed $failed, skipped $skipped" >&2
-        grep -v '"status":"ok"' "$report" | head -n 10 >&2
+        # (no pipe into head: under pipefail, SIGPIPE would end the script)
+        awk '!/"status":"ok"/ && n++ < 10' "$report" >&2
     fi
 }
 
-modes=(cp jobs1 "jobs$CORES")
+# Peers: name, then the command line (TREE and OUT are substituted at run time).
+peer_modes=()
+skipped_peers=()
+if [ "${PEERS:-1}" != 0 ]; then
+    if command -v dicognito >/dev/null; then peer_modes+=(dicognito); else skipped_peers+=(dicognito); fi
+    if command -v deid >/dev/null; then peer_modes+=(pydicom-deid); else skipped_peers+=("deid (pydicom deid)"); fi
+    if command -v gdcmanon >/dev/null; then peer_modes+=(gdcmanon); else skipped_peers+=("gdcmanon (GDCM)"); fi
+    if command -v dcmodify >/dev/null; then peer_modes+=(dcmodify); else skipped_peers+=("dcmodify (dcmtk)"); fi
+fi
+# run_peer NAME OUT: one de-identification of $TREE into OUT by a peer tool.
+run_peer() {
+    local name=$1 out=$2
+    case $name in
+        dicognito) dicognito --output-directory "$out" --quiet "$TREE" ;;
+        pydicom-deid) deid --outfolder "$out" clean --input "$TREE" ;;
+        gdcmanon) gdcmanon --continue --recursive --dumb \
+            --empty 10,10 --empty 10,20 --empty 10,30 --empty 8,90 --empty 8,50 \
+            -i "$TREE" -o "$out" ;;
+        dcmodify)
+            cp -r "$TREE" "$out"
+            find "$out" -type f -print0 | xargs -0 -n 200 -P "$CORES" dcmodify -nb -q -ie -imt \
+                -ma "(0010,0010)=ANON" -ma "(0010,0020)=ANON" -ea "(0010,0030)" \
+                -ea "(0008,0090)" -ea "(0008,0080)" -ea "(0008,0050)" ;;
+    esac
+}
+export -f run_peer
+export TREE CORES
+
+modes=(cp jobs1 "jobs$CORES" "${peer_modes[@]}")
 for r in $(seq 1 "$REPEAT"); do
+    for p in "${peer_modes[@]}"; do
+        [ "$r" = 1 ] && say "$p" on "$TREE"
+        run_timed "$p" "$WORK/peer" bash -c 'run_peer "$1" "$2"' _ "$p" "$WORK/peer"
+    done
     [ "$r" = 1 ] && say cp -r "$TREE" "$WORK/cp"
     run_timed cp "$WORK/cp" cp -r "$TREE" "$WORK/cp"
     for jobs in 1 "$CORES"; do
         rm -f "$WORK/report.jsonl"
-        [ "$r" = 1 ] && say "$BIN" run "$TREE" --out "$WORK/out" --key-file "$KEY" --jobs "$jobs" --report "$WORK/report.jsonl"
+        [ "$r" = 1 ] && say "$BIN" run "$TREE" --out "$WORK/out" --key-file "$KEY" --profile "$PROFILE" --no-resume --jobs "$jobs" --report "$WORK/report.jsonl"
         run_timed "jobs$jobs" "$WORK/out" \
-            "$BIN" run "$TREE" --out "$WORK/out" --key-file "$KEY" --jobs "$jobs" --report "$WORK/report.jsonl"
+            "$BIN" run "$TREE" --out "$WORK/out" --key-file "$KEY" --profile "$PROFILE" --no-resume --jobs "$jobs" --report "$WORK/report.jsonl"
         check_report "$WORK/report.jsonl"
     done
 done
 
 failed_modes=()
-for m in "${modes[@]}"; do
+for m in cp jobs1 "jobs$CORES"; do
     if awk '$3 != 0 { bad = 1 } END { exit !bad }' "$WORK/$m.runs"; then
         failed_modes+=("$m")
         echo "WARNING: $m exited non-zero in some run; its stderr:" >&2
@@ -151,7 +192,8 @@ printf '%-22s %9s %10s %9s %12s %12s\n' mode "wall s" "files/s" "MB/s" "peak RSS
 for m in "${modes[@]}"; do
     case $m in
         cp) label="cp -r" ;;
-        *) label="dicom-deid --jobs ${m#jobs}" ;;
+        jobs*) label="dicom-deid --jobs ${m#jobs}" ;;
+        *) label=$m ;;
     esac
     wall=$(awk '{ print $1 }' "$WORK/$m.runs" | median)
     rss=$(awk '$2 > m { m = $2 } END { print m }' "$WORK/$m.runs")
@@ -162,6 +204,19 @@ for m in "${modes[@]}"; do
     fi
     echo
 done
+if [ "${#peer_modes[@]}" -gt 0 ]; then
+    ours=$(awk '{ print $1 }' "$WORK/jobs$CORES.runs" | median)
+    echo
+    echo "dicom-deid --jobs $CORES vs peers (peer wall / our wall = how many times faster we are):"
+    for p in "${peer_modes[@]}"; do
+        pw=$(awk '{ print $1 }' "$WORK/$p.runs" | median)
+        awk -v p="$p" -v a="$pw" -v b="$ours" 'BEGIN { printf "  %-14s %8.1fx\n", p, a / b }'
+    done
+fi
+if [ "${#skipped_peers[@]}" -gt 0 ]; then
+    echo
+    echo "peers skipped (not on PATH; nothing installed): ${skipped_peers[*]}"
+fi
 echo
 echo "all runs (wall s, peak RSS KiB, exit status):"
 for m in "${modes[@]}"; do

@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io::{BufReader, Cursor, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 pub const DICOMDIR_SOP_CLASS: &str = "1.2.840.10008.1.3.10";
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
@@ -47,6 +48,9 @@ pub struct Source {
     /// Bytes after Pixel Data that do not parse as DICOM and were dropped.
     pub dropped_trailing_bytes: u64,
     pub size: u64,
+    /// The whole input file, when it was small enough to be read in one go and has
+    /// Pixel Data: the writer copies `pixel` from here instead of reopening the input.
+    pub contents: Option<Arc<Vec<u8>>>,
 }
 
 pub enum Classified {
@@ -62,9 +66,46 @@ fn malformed(what: &str, e: impl std::error::Error) -> FileError {
 
 /// Opens `path` read-only and classifies it, reading what a de-identification needs.
 pub fn read(path: &Path) -> Result<Classified, FileError> {
-    let file = File::open(path).map_err(FileError::Read)?;
+    let mut file = File::open(path).map_err(FileError::Read)?;
     let size = file.metadata().map_err(FileError::Read)?.len();
-    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    if size <= WHOLE_FILE_BYTES {
+        // One read of the whole file; the scan, the parse and the Pixel Data copy
+        // then all work from memory.
+        let mut bytes = Vec::with_capacity(size as usize);
+        (&mut file)
+            .take(WHOLE_FILE_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(FileError::Read)?;
+        let size = bytes.len() as u64;
+        let bytes = Arc::new(bytes);
+        let mut classified = read_from(Cursor::new(SharedBytes(bytes.clone())), size)?;
+        if let Classified::Dicom(src) = &mut classified
+            && src.pixel.is_some()
+        {
+            src.contents = Some(bytes);
+        }
+        return Ok(classified);
+    }
+    read_from(BufReader::with_capacity(64 * 1024, file), size)
+}
+
+/// Files up to this size are read into memory in one go (per worker, so memory stays
+/// flat); larger ones are scanned through a buffer and Pixel Data is never loaded.
+const WHOLE_FILE_BYTES: u64 = 2 << 20;
+
+/// The bytes of a whole file, shared between the reader and [`Source::contents`].
+struct SharedBytes(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn read_from<R: Read + Seek + Send + 'static>(
+    mut reader: R,
+    size: u64,
+) -> Result<Classified, FileError> {
     let mut head = [0u8; 132];
     let n = read_up_to(&mut reader, &mut head).map_err(FileError::Read)?;
     let head = &head[..n];
@@ -139,6 +180,7 @@ pub fn read(path: &Path) -> Result<Classified, FileError> {
                 trailing: None,
                 dropped_trailing_bytes: 0,
                 size,
+                contents: None,
             }
         }
         Codec::Dataset(None) => return Err(FileError::UnsupportedTs(ts.uid().to_string())),
@@ -147,8 +189,8 @@ pub fn read(path: &Path) -> Result<Classified, FileError> {
     Ok(Classified::Dicom(Box::new(source)))
 }
 
-fn read_streamable(
-    mut reader: BufReader<File>,
+fn read_streamable<R: Read + Seek>(
+    mut reader: R,
     meta: Option<FileMetaTable>,
     ts: &'static TransferSyntax,
     dataset_start: u64,
@@ -194,6 +236,7 @@ fn read_streamable(
         trailing,
         dropped_trailing_bytes: dropped,
         size,
+        contents: None,
     })
 }
 
@@ -208,7 +251,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-fn read_range(r: &mut BufReader<File>, range: Range<u64>) -> Result<Vec<u8>, FileError> {
+fn read_range<R: Read + Seek>(r: &mut R, range: Range<u64>) -> Result<Vec<u8>, FileError> {
     r.seek(SeekFrom::Start(range.start))
         .map_err(FileError::Read)?;
     let len = range.end.saturating_sub(range.start);

@@ -97,16 +97,19 @@ fn temp_path(dir: &Path) -> PathBuf {
 
 /// A short name for this machine, so runs on several machines sharing one output
 /// tell their temporaries apart.
-fn host_tag() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| {
-            h.trim()
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric())
-                .take(32)
-                .collect()
-        })
-        .unwrap_or_else(|_| "host".into())
+fn host_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| {
+                h.trim()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric())
+                    .take(32)
+                    .collect()
+            })
+            .unwrap_or_else(|_| "host".into())
+    })
 }
 
 /// Removes temporaries that a killed run of this machine left under `out`: same
@@ -168,7 +171,16 @@ fn write_to(
         .header
         .write_dataset_with_ts(&mut out, source.ts)
         .map_err(|e| dicom_werr(&e))?;
-    if let Some(range) = &source.pixel {
+    if let (Some(range), Some(bytes)) = (&source.pixel, &source.contents) {
+        let pixel = usize::try_from(range.start)
+            .ok()
+            .zip(usize::try_from(range.end).ok())
+            .and_then(|(a, b)| bytes.get(a..b))
+            .ok_or_else(|| {
+                FileError::Malformed("Pixel Data runs past the end of the file".into())
+            })?;
+        out.write_all(pixel).map_err(werr)?;
+    } else if let Some(range) = &source.pixel {
         let mut src = File::open(input).map_err(FileError::Read)?;
         src.seek(SeekFrom::Start(range.start))
             .map_err(FileError::Read)?;
