@@ -86,6 +86,9 @@ fn shift_compact(date: &str, days: u32) -> Option<String> {
 /// the value is not a date, so the caller can fall back to a dummy.
 pub fn shift_da(value: &str, days: u32) -> Option<String> {
     let v = trim_padding(value).trim();
+    if !v.is_ascii() {
+        return None; // not a date; byte offsets below assume ASCII
+    }
     if v.is_empty() {
         return Some(String::new());
     }
@@ -116,6 +119,9 @@ pub fn shift_da(value: &str, days: u32) -> Option<String> {
 /// Shifts the date part of a DT value; time, fraction and UTC offset are kept.
 pub fn shift_dt(value: &str, days: u32) -> Option<String> {
     let v = trim_padding(value).trim();
+    if !v.is_ascii() {
+        return None; // not a date-time; byte offsets below assume ASCII
+    }
     if v.is_empty() {
         return Some(String::new());
     }
@@ -215,6 +221,12 @@ mod tests {
         assert_eq!(shift_da("-20200131", 10).as_deref(), Some("-20200121"));
         assert_eq!(shift_da("20201340", 1), None);
         assert_eq!(shift_da("notadate", 1), None);
+        assert_eq!(
+            shift_da("123\u{e9}567", 1),
+            None,
+            "fuzz: non-ASCII must not panic"
+        );
+        assert_eq!(shift_dt("x-123\u{e9}-", 1), None);
         assert_eq!(shift_da("", 5).as_deref(), Some(""));
     }
 

@@ -211,7 +211,7 @@ fn explain_path(walk: &Walk, tag: Tag) -> String {
 /// Ages above 89 years, in any unit, are written as `090Y` (HIPAA Safe Harbor).
 fn cap_age(age: &str) -> Option<String> {
     let a = age.trim();
-    if a.len() != 4 {
+    if a.len() != 4 || !a.is_ascii() {
         return None;
     }
     let n: u32 = a[..3].parse().ok()?;
@@ -391,9 +391,10 @@ impl<'a> Engine<'a> {
         };
 
         for &tag in &tags {
-            if tag.1 == 0x0000 || tag.0 == 0x0002 {
+            if tag.1 == 0x0000 || tag.0 == 0x0002 || tag.0 == 0xFFFE {
                 // Group lengths go stale once anything changes; meta elements
-                // belong in the rebuilt file meta group, not in the dataset.
+                // belong in the rebuilt file meta group, not in the dataset; item and
+                // delimiter tags read as elements would make the output unreadable.
                 self.explain_fixed(
                     walk,
                     tag,

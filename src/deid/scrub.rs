@@ -101,15 +101,20 @@ impl Scrubber {
         let mut changed = false;
         for term in &self.terms {
             // ASCII lower-casing keeps byte offsets, so positions found in the lowered
-            // copy are valid in the original.
-            loop {
-                let lowered = out.to_ascii_lowercase();
-                let Some(pos) = lowered.find(term.as_str()) else {
-                    break;
-                };
-                out.replace_range(pos..pos + term.len(), TOKEN);
+            // copy are valid in the original. One pass per term over the text as it
+            // was: the token never gets searched again (a name like "XXXX" would
+            // otherwise match its own replacement forever).
+            let lowered = out.to_ascii_lowercase();
+            let mut next = String::with_capacity(out.len());
+            let mut last = 0;
+            for (pos, _) in lowered.match_indices(term.as_str()) {
+                next.push_str(&out[last..pos]);
+                next.push_str(TOKEN);
+                last = pos + term.len();
                 changed = true;
             }
+            next.push_str(&out[last..]);
+            out = next;
         }
         changed.then_some(out)
     }
@@ -159,6 +164,17 @@ mod tests {
         }
         assert!(out.contains("Seen by Dr."));
         assert_eq!(s.scrub("CHEST PA AND LATERAL"), None);
+    }
+
+    #[test]
+    fn a_name_equal_to_the_token_terminates() {
+        let root = InMemDicomObject::from_element_iter([DataElement::new(
+            Tag(0x0010, 0x0010),
+            VR::PN,
+            PrimitiveValue::from("XXX"),
+        )]);
+        let s = Scrubber::from_dataset(&root);
+        assert_eq!(s.scrub("xxx and XXXX").as_deref(), Some("XXXX and XXXXX"));
     }
 
     #[test]

@@ -119,6 +119,7 @@ fn read_from<R: Read + Seek + Send + 'static>(
     };
     let (meta, ts, dataset_start) = match meta_offset {
         Some(off) => {
+            check_meta_lengths(&mut reader, off, size)?;
             reader.seek(SeekFrom::Start(off)).map_err(FileError::Read)?;
             let meta = FileMetaTable::from_reader(&mut reader)
                 .map_err(|e| malformed("file meta group", e))?;
@@ -166,7 +167,7 @@ fn read_from<R: Read + Seek + Send + 'static>(
                 .get(EXPLICIT_VR_LE)
                 .ok_or_else(|| FileError::UnsupportedTs(EXPLICIT_VR_LE.into()))?;
             let len = inflated.len() as u64;
-            let layout = scan(Cursor::new(&inflated), explicit, len)?;
+            let layout = scan(Cursor::new(&inflated), explicit, len, true)?;
             if layout.max_depth > MAX_DEPTH {
                 return Err(FileError::TooDeep);
             }
@@ -199,7 +200,7 @@ fn read_streamable<R: Read + Seek>(
     reader
         .seek(SeekFrom::Start(dataset_start))
         .map_err(FileError::Read)?;
-    let layout = scan(&mut reader, ts, size)?;
+    let layout = scan(&mut reader, ts, size, false)?;
     if layout.max_depth > MAX_DEPTH {
         return Err(FileError::TooDeep);
     }
@@ -217,7 +218,7 @@ fn read_streamable<R: Read + Seek>(
             dropped = tail_len;
         } else if tail_len > 0 {
             let bytes = read_range(&mut reader, p.end..size)?;
-            match scan(Cursor::new(&bytes), ts, tail_len) {
+            match scan(Cursor::new(&bytes), ts, tail_len, false) {
                 Ok(l) if l.max_depth <= MAX_DEPTH && l.pixel.is_none() => {
                     match InMemDicomObject::read_dataset_with_ts(&bytes[..], ts) {
                         Ok(obj) => trailing = Some(obj),
@@ -238,6 +239,62 @@ fn read_streamable<R: Read + Seek>(
         size,
         contents: None,
     })
+}
+
+/// The meta group parser allocates each element's declared length before reading it:
+/// check those lengths against the file first (the group is always explicit VR
+/// little endian).
+fn check_meta_lengths<R: Read + Seek>(r: &mut R, off: u64, size: u64) -> Result<(), FileError> {
+    const MAX_META: u64 = 64 * 1024;
+    let start = off + 4;
+    r.seek(SeekFrom::Start(start)).map_err(FileError::Read)?;
+    let mut buf = vec![0u8; size.saturating_sub(start).min(MAX_META) as usize];
+    let n = read_up_to(r, &mut buf).map_err(FileError::Read)?;
+    let buf = &buf[..n];
+    let mut pos = 0usize;
+    while pos + 8 <= buf.len() {
+        let group = u16::from_le_bytes([buf[pos], buf[pos + 1]]);
+        if group != 0x0002 {
+            break;
+        }
+        let elem = u16::from_le_bytes([buf[pos + 2], buf[pos + 3]]);
+        let long = matches!(
+            &buf[pos + 4..pos + 6],
+            b"OB"
+                | b"OW"
+                | b"OF"
+                | b"OD"
+                | b"OL"
+                | b"OV"
+                | b"SQ"
+                | b"UT"
+                | b"UN"
+                | b"UC"
+                | b"UR"
+                | b"SV"
+                | b"UV"
+        );
+        let (header, len) = if long {
+            if pos + 12 > buf.len() {
+                break;
+            }
+            let l = u32::from_le_bytes([buf[pos + 8], buf[pos + 9], buf[pos + 10], buf[pos + 11]]);
+            (12u64, u64::from(l))
+        } else {
+            (
+                8u64,
+                u64::from(u16::from_le_bytes([buf[pos + 6], buf[pos + 7]])),
+            )
+        };
+        let end = start + pos as u64 + header + len;
+        if len == u64::from(u32::MAX) || end > size {
+            return Err(FileError::Malformed(format!(
+                "file meta element (0002,{elem:04X}) declares {len} bytes but the file has {size}"
+            )));
+        }
+        pos += (header + len) as usize;
+    }
+    Ok(())
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -279,7 +336,33 @@ fn is_pixel_tag(tag: Tag) -> bool {
 /// skipping values, to find top-level Pixel Data and the deepest sequence nesting.
 /// Iterative, so a hostile depth cannot overflow the stack. Offsets are absolute
 /// because the decoder counts from the reader's position.
-fn scan<R: Read + Seek>(src: R, ts: &TransferSyntax, size: u64) -> Result<Layout, FileError> {
+///
+/// With `full`, Pixel Data is treated like any other element and the whole dataset
+/// is checked (a deflated dataset is parsed whole, elements after Pixel Data too).
+fn scan<R: Read + Seek>(
+    src: R,
+    ts: &TransferSyntax,
+    size: u64,
+    full: bool,
+) -> Result<Layout, FileError> {
+    // dicom-parser 0.10.1 panics (an `expect`) on an item header outside any
+    // sequence; that is malformed input, not a bug of ours: report it as such.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        scan_tokens(src, ts, size, full)
+    }))
+    .unwrap_or_else(|_| {
+        Err(FileError::Malformed(
+            "dataset: an item or delimiter outside any sequence".into(),
+        ))
+    })
+}
+
+fn scan_tokens<R: Read + Seek>(
+    src: R,
+    ts: &TransferSyntax,
+    size: u64,
+    full: bool,
+) -> Result<Layout, FileError> {
     let bad =
         |e: &dyn std::error::Error| FileError::Malformed(format!("dataset: {}", error_chain(e)));
     let mut lazy = LazyDataSetReader::new_with_ts(src, ts)
@@ -305,13 +388,14 @@ fn scan<R: Read + Seek>(src: R, ts: &TransferSyntax, size: u64) -> Result<Layout
                     return Err(FileError::TooDeep);
                 }
             }
+            LazyDataToken::PixelSequenceStart if full => depth += 1,
             LazyDataToken::SequenceEnd if in_pixel_sequence => {
                 pixel_sequence_closed = true;
                 break;
             }
             LazyDataToken::SequenceEnd => depth = depth.saturating_sub(1),
             LazyDataToken::PixelSequenceStart if depth == 0 => in_pixel_sequence = true,
-            LazyDataToken::ElementHeader(h) if depth == 0 && is_pixel_tag(h.tag) => {
+            LazyDataToken::ElementHeader(h) if depth == 0 && !full && is_pixel_tag(h.tag) => {
                 native_pixel_header = Some(h);
             }
             LazyDataToken::LazyValue { header, decoder } if native_pixel_header.is_some() => {
@@ -338,10 +422,11 @@ fn scan<R: Read + Seek>(src: R, ts: &TransferSyntax, size: u64) -> Result<Layout
                 })?;
                 fragment_bytes += 8 + u64::from(len);
             }
-            LazyDataToken::LazyItemValue { len, decoder } if in_pixel_sequence => {
+            LazyDataToken::LazyItemValue { len, decoder } => {
                 if decoder.position() + u64::from(len) > size {
                     return Err(FileError::Malformed(
-                        "a Pixel Data fragment runs past the end of the file (truncated)".into(),
+                        "an item value (Pixel Data fragment) runs past the end of the file (truncated)"
+                            .into(),
                     ));
                 }
                 LazyDataToken::LazyItemValue { len, decoder }

@@ -56,6 +56,15 @@ pub fn build_meta(
         .ok_or_else(|| {
             FileError::Malformed("no SOP Instance UID in dataset or file meta".into())
         })?;
+    // Values kept from the dataset go into the meta group unchecked by the builder,
+    // and an invalid one makes the output unreadable: refuse them here.
+    for (what, uid) in [("SOP Class UID", &class), ("SOP Instance UID", &instance)] {
+        if !is_valid_uid(uid) {
+            return Err(FileError::Malformed(format!(
+                "{what} is not a valid UID (digits and dots, at most 64 characters)"
+            )));
+        }
+    }
     FileMetaTableBuilder::new()
         .media_storage_sop_class_uid(class)
         .media_storage_sop_instance_uid(instance)
@@ -64,6 +73,14 @@ pub fn build_meta(
         .implementation_version_name(IMPLEMENTATION_VERSION_NAME)
         .build()
         .map_err(|e| FileError::Malformed(format!("file meta group: {}", error_chain(&e))))
+}
+
+fn is_valid_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid
+            .split('.')
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Writes `dest` atomically; returns the number of bytes written.
