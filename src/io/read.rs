@@ -252,27 +252,40 @@ fn check_meta_lengths<R: Read + Seek>(r: &mut R, off: u64, size: u64) -> Result<
     let n = read_up_to(r, &mut buf).map_err(FileError::Read)?;
     let buf = &buf[..n];
     let mut pos = 0usize;
+    // The meta reader trusts the group length: within it, every element is read,
+    // whatever its group number says.
+    let mut group_end = 0usize;
     while pos + 8 <= buf.len() {
         let group = u16::from_le_bytes([buf[pos], buf[pos + 1]]);
-        if group != 0x0002 {
+        if group != 0x0002 && pos >= group_end {
             break;
         }
         let elem = u16::from_le_bytes([buf[pos + 2], buf[pos + 3]]);
-        let long = matches!(
+        // Only these VRs have a 2-byte length; the meta reader takes any other code,
+        // unknown ones included, as having a 4-byte length.
+        let long = !matches!(
             &buf[pos + 4..pos + 6],
-            b"OB"
-                | b"OW"
-                | b"OF"
-                | b"OD"
-                | b"OL"
-                | b"OV"
-                | b"SQ"
-                | b"UT"
-                | b"UN"
-                | b"UC"
-                | b"UR"
-                | b"SV"
-                | b"UV"
+            b"AE"
+                | b"AS"
+                | b"AT"
+                | b"CS"
+                | b"DA"
+                | b"DS"
+                | b"DT"
+                | b"FL"
+                | b"FD"
+                | b"IS"
+                | b"LO"
+                | b"LT"
+                | b"PN"
+                | b"SH"
+                | b"SL"
+                | b"SS"
+                | b"ST"
+                | b"TM"
+                | b"UI"
+                | b"UL"
+                | b"US"
         );
         let (header, len) = if long {
             if pos + 12 > buf.len() {
@@ -286,6 +299,10 @@ fn check_meta_lengths<R: Read + Seek>(r: &mut R, off: u64, size: u64) -> Result<
                 u64::from(u16::from_le_bytes([buf[pos + 6], buf[pos + 7]])),
             )
         };
+        if group == 0x0002 && elem == 0x0000 && len == 4 && pos + 12 <= buf.len() {
+            let v = u32::from_le_bytes([buf[pos + 8], buf[pos + 9], buf[pos + 10], buf[pos + 11]]);
+            group_end = (pos + 12).saturating_add(v as usize);
+        }
         let end = start + pos as u64 + header + len;
         if len == u64::from(u32::MAX) || end > size {
             return Err(FileError::Malformed(format!(
