@@ -10,6 +10,7 @@
 #   FUZZ_TIMEOUT=N    seconds one input may take before it counts as a hang (20)
 #   FUZZ_FORK=N       N worker processes that go on after a finding (long runs by
 #                     hand while bugs are open); every finding lands in artifacts/
+#   FUZZ_SEED=N, FUZZ_RUNS=N  fixed seed and number of runs (reproducible, as in CI)
 #   FUZZ_SANITIZER=S  cargo fuzz --sanitizer (default address; `none` runs faster,
 #                     and -rss_limit_mb still catches runaway allocations)
 #
@@ -64,8 +65,16 @@ mkdir -p "$SCRATCH/work"
 touch "$SCRATCH/start"
 LOG=$SCRATCH/fuzz.log
 extra=()
+# FUZZ_SEED and FUZZ_RUNS make a run reproducible (CI): the same binary, corpus,
+# seed and number of runs explore the same inputs, so a green run stays green.
+if [ -n "${FUZZ_SEED:-}" ]; then
+  extra+=(-seed="$FUZZ_SEED")
+fi
+if [ -n "${FUZZ_RUNS:-}" ]; then
+  extra+=(-runs="$FUZZ_RUNS")
+fi
 if [ -n "${FUZZ_FORK:-}" ]; then
-  extra=(-fork="$FUZZ_FORK" -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
+  extra+=(-fork="$FUZZ_FORK" -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
 fi
 set +e
 FUZZ_SCRATCH=$SCRATCH/work RUSTC_BOOTSTRAP=1 cargo fuzz run \

@@ -562,10 +562,9 @@ proptest! {
         let _ = shift_dt(&s, days);
     }
 
-    /// Known to fail until dates.rs stops slicing inside multi-byte characters
-    /// (fuzz/regressions/README.md: dates-*-nonascii.bin).
+    /// Multi-byte characters where digits are expected (fuzz/regressions/README.md:
+    /// dates-*-nonascii.bin).
     #[test]
-    #[ignore = "open src bug: dates.rs slices inside multi-byte characters; run with --ignored"]
     fn shift_da_survives_arbitrary_text(
         s in prop_oneof![any::<String>(), date_like()],
         days in any::<u32>(),
@@ -574,7 +573,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "open src bug: dates.rs slices inside multi-byte characters; run with --ignored"]
     fn shift_dt_survives_arbitrary_text(
         s in prop_oneof![any::<String>(), date_like()],
         days in any::<u32>(),
@@ -902,17 +900,60 @@ fn with_options() -> CompiledProfile {
 proptest! {
     #![proptest_config(config())]
 
-    /// Date shifting, cleaning and age capping on a random dataset: no panic. Known
-    /// to fail until the bugs named in fuzz/regressions/README.md are fixed.
+    /// Date shifting, cleaning and age capping on a random dataset, with values that
+    /// once broke them (non-ASCII dates and ages, names equal to the cleaning token):
+    /// no panic, and done in bounded time.
     #[test]
-    #[ignore = "open src bugs: see fuzz/regressions/README.md; run with --ignored"]
-    fn optioned_profiles_never_panic(nodes in prop::collection::vec(node(), 0..12)) {
-        for profile in extra_profiles() {
-            let mut obj = build(&nodes);
-            let engine = Engine::new(profile, Pseudonymizer::new(key()));
-            let _ = engine.apply(&mut obj);
+    fn optioned_profiles_never_panic(nodes in prop::collection::vec(nasty_node(), 0..12)) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let outcome = std::panic::catch_unwind(|| {
+                for profile in extra_profiles() {
+                    let mut obj = build(&nodes);
+                    let engine = Engine::new(profile, Pseudonymizer::new(key()));
+                    let _ = engine.apply(&mut obj);
+                }
+            });
+            let _ = tx.send(outcome.is_ok());
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+            Ok(no_panic) => prop_assert!(no_panic, "the engine panicked"),
+            Err(_) => return Err(TestCaseError::fail("the engine did not finish in 20 s")),
         }
     }
+}
+
+/// Values that broke the engine's value handling once (fuzz/regressions/README.md).
+fn nasty_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => text_value(),
+        1 => prop::sample::select(vec![
+            "XXXX", "XXX", "xxx", "XXXXX", "123é567", "x-123é-", "12é", "١٢٣٤٠١٠١",
+            "20200101-2020é", "--0०", "090Y", "120Y", "1200M",
+        ])
+        .prop_map(str::to_string),
+        1 => date_like(),
+    ]
+}
+
+/// Like [`node`], with leaves drawn from [`nasty_value`] for the attributes cleaning,
+/// date shifting and age capping read.
+fn nasty_node() -> impl Strategy<Value = Node> {
+    let targets = vec![
+        (Tag(0x0010, 0x0010), VR::PN), // Patient's Name: a cleaning term
+        (Tag(0x0010, 0x0020), VR::LO), // Patient ID: a cleaning term
+        (Tag(0x0010, 0x0030), VR::DA), // Patient's Birth Date
+        (Tag(0x0010, 0x1010), VR::AS), // Patient's Age
+        (Tag(0x0008, 0x0020), VR::DA), // Study Date
+        (Tag(0x0008, 0x002A), VR::DT), // Acquisition DateTime
+        (Tag(0x0008, 0x1030), VR::LO), // Study Description: cleaned
+        (Tag(0x0010, 0x4000), VR::LT), // Patient Comments: cleaned
+    ];
+    prop_oneof![
+        2 => node(),
+        3 => (prop::sample::select(targets), prop::collection::vec(nasty_value(), 0..3))
+            .prop_map(|((tag, vr), value)| Node::Leaf { tag, vr, value }),
+    ]
 }
 
 // ---------------------------------------------------------------------------

@@ -82,7 +82,6 @@ fn setup() -> &'static Setup {
         .into_iter()
         .map(|p| p.expect("fuzz profile compiles"))
         .collect();
-        let key = Key::random().expect("random key");
         let root = std::env::var_os("FUZZ_SCRATCH")
             .map(PathBuf::from)
             .or_else(|| {
@@ -93,6 +92,7 @@ fn setup() -> &'static Setup {
             .join(format!("dicom-deid-fuzz-{}", std::process::id()));
         let out_dir = root.join("out");
         std::fs::create_dir_all(&out_dir).expect("scratch directory");
+        let key = fixed_key(&root);
         Setup {
             basic,
             extra,
@@ -101,6 +101,27 @@ fn setup() -> &'static Setup {
             out_dir,
         }
     })
+}
+
+/// A constant key, so that a run with a fixed `-seed` takes the same paths every time
+/// (UIDs, pseudonyms and date offsets all derive from the key). Loaded the way the CLI
+/// loads one: from an owner-only file.
+fn fixed_key(dir: &std::path::Path) -> Key {
+    let path = dir.join("fuzz.key");
+    let mut f = std::fs::OpenOptions::new();
+    f.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        f.mode(0o600);
+    }
+    let mut file = f.open(&path).expect("key file");
+    std::io::Write::write_all(
+        &mut file,
+        b"dicom-deid fuzzing key, not a secret 0123456789",
+    )
+    .expect("key file");
+    Key::from_file(&path).expect("fuzz key")
 }
 
 /// Panics (a finding) when a private element or private creator is left at any depth.

@@ -38,7 +38,10 @@ impl<'k> Pseudonymizer<'k> {
     /// other domains prefix a name and a NUL, which no UID contains.
     pub fn uid(&self, uid: &str) -> String {
         let uid = trim_padding(uid).trim_start();
-        if uid.is_empty() || uid.starts_with(DICOM_ROOT) {
+        // Only a well-formed UID under the DICOM root passes: anything else that merely
+        // starts with it could carry text.
+        let well_formed = uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        if uid.is_empty() || (uid.starts_with(DICOM_ROOT) && well_formed) {
             return uid.to_string();
         }
         let mac = self.key.mac(&[uid.as_bytes()]);
