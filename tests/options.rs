@@ -736,3 +736,49 @@ print("ok")
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn pseudonym_alphabets_and_coarse_times() {
+    let env = Env::new();
+    let key = env.key("key", 12);
+    let input = env.inputs(&["derived/phi_nested.dcm"]);
+    let prof = env.path("site.yaml");
+    std::fs::write(
+        &prof,
+        "extends: basic\nname: site\ncoarsen-times: true\noptions: [retain-long-modified-dates]\nrules:\n  - {tag: PatientID, hash: {domain: patient-id, length: 10, alphabet: digits}}\n",
+    )
+    .unwrap();
+    let (o, map) = run_with(
+        &env,
+        &input,
+        "out",
+        &key,
+        &["--profile", prof.to_str().unwrap()],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = open(map.values().next().unwrap());
+    let orig = open(&input.join("derived/phi_nested.dcm"));
+    let pid = get_text(&out, PATIENT_ID).unwrap();
+    assert!(
+        pid.len() == 10 && pid.bytes().all(|b| b.is_ascii_digit()),
+        "{pid}"
+    );
+    let (t0, t1) = (
+        get_text(&orig, Tag(0x0008, 0x0030)).unwrap(),
+        get_text(&out, Tag(0x0008, 0x0030)).unwrap(),
+    );
+    assert_eq!(t1, format!("{}0000", &t0[..2]), "study time keeps its hour");
+    let bad = env.path("bad.yaml");
+    std::fs::write(
+        &bad,
+        "rules:\n  - {tag: PatientID, hash: {alphabet: emoji}}\n",
+    )
+    .unwrap();
+    let o = run(&[&"profile", &"check", &bad]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -613,6 +613,22 @@ impl<'a> Engine<'a> {
                 }
             }
             // Times, ages, numbers and binary data carry no free text to clean.
+            // Cleaned times keep their hour when the profile coarsens them.
+            Action::Clean if vr == VR::TM && self.profile.coarsen_times => {
+                let hours: Vec<String> = text_values(e)
+                    .iter()
+                    .map(|t| {
+                        let t = t.trim();
+                        if t.len() >= 2 && t.is_ascii() {
+                            format!("{}0000", &t[..2])
+                        } else {
+                            String::new()
+                        }
+                    })
+                    .collect();
+                Self::put(obj, tag, vr, multi(hours));
+                counts.replaced += 1;
+            }
             Action::Clean => counts.kept += 1,
             Action::Uid | Action::Dummy | Action::DateShift => match values::dummy(vr) {
                 Some(v) => {
@@ -638,7 +654,9 @@ impl<'a> Engine<'a> {
                         if norm.is_empty() {
                             return String::new();
                         }
-                        let p = self.pseudo.pseudonym(&h.domain, norm, len, &h.prefix);
+                        let p = self
+                            .pseudo
+                            .pseudonym_in(&h.domain, norm, len, &h.prefix, h.alphabet);
                         if self.collect_crosswalk {
                             pairs.push(CrosswalkEntry {
                                 kind: h.domain.clone(),

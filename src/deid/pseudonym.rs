@@ -7,7 +7,11 @@ use super::key::Key;
 /// well-known frames of reference...), never instances: they are never remapped.
 const DICOM_ROOT: &str = "1.2.840.10008.";
 
-const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Upper-case letters and digits without I, L, O, U: valid in every string VR and
+/// hard to misread.
+pub const ALNUM: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+pub const DIGITS: &str = "0123456789";
+pub const HEX: &str = "0123456789ABCDEF";
 
 pub struct Pseudonymizer<'k> {
     key: &'k Key,
@@ -53,6 +57,20 @@ impl<'k> Pseudonymizer<'k> {
     /// A pseudonym of `value` in `domain`: `prefix` followed by characters of an
     /// unambiguous upper-case alphabet, valid in every string VR.
     pub fn pseudonym(&self, domain: &str, value: &str, length: usize, prefix: &str) -> String {
+        self.pseudonym_in(domain, value, length, prefix, ALNUM)
+    }
+
+    /// A pseudonym drawn from `alphabet` (ASCII, 2 to 256 characters).
+    pub fn pseudonym_in(
+        &self,
+        domain: &str,
+        value: &str,
+        length: usize,
+        prefix: &str,
+        alphabet: &str,
+    ) -> String {
+        let alphabet = alphabet.as_bytes();
+        let n = alphabet.len().max(1);
         let mut out = String::with_capacity(length);
         out.push_str(prefix);
         let mut block = 0u32;
@@ -68,7 +86,7 @@ impl<'k> Pseudonymizer<'k> {
                 if out.len() >= length {
                     break;
                 }
-                out.push(ALPHABET[(b & 31) as usize] as char);
+                out.push(alphabet[b as usize % n] as char);
             }
             block += 1;
         }
@@ -124,6 +142,8 @@ mod tests {
         assert_eq!(a, p.pseudonym("patient-id", "PID1", 16, "P"));
         assert_ne!(a, p.pseudonym("accession", "PID1", 16, "P"));
         assert_eq!(p.pseudonym("x", "v", 64, "").len(), 64);
+        let digits = p.pseudonym_in("mrn", "PID1", 10, "", DIGITS);
+        assert!(digits.len() == 10 && digits.bytes().all(|b| b.is_ascii_digit()));
     }
 
     #[test]

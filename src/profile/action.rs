@@ -81,6 +81,7 @@ pub struct HashParams {
     pub domain: String,
     pub length: usize,
     pub prefix: String,
+    pub alphabet: &'static str,
 }
 
 /// What a lookup does with a value its file does not list.
@@ -137,8 +138,8 @@ impl Action {
             Action::Uid => "remap-uid".into(),
             Action::Replace(v) => format!("replace {v:?}"),
             Action::Hash(h) => format!(
-                "hash domain={} length={} prefix={:?}",
-                h.domain, h.length, h.prefix
+                "hash domain={} length={} prefix={:?} alphabet={}",
+                h.domain, h.length, h.prefix, h.alphabet
             ),
             Action::DateShift => "date-shift".into(),
             Action::Lookup(t) => format!("lookup {} on-missing={:?}", t.source, t.on_missing),

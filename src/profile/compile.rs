@@ -170,6 +170,8 @@ pub struct CompiledProfile {
     pub shift_unlisted_dates: bool,
     /// Ages over 89 years are written as 090Y.
     pub hipaa_ages: bool,
+    /// Cleaned times keep only their hour.
+    pub coarsen_times: bool,
     pub quarantine: QuarantinePolicy,
     /// Hex SHA-256 of the compiled rules: equal digests mean equal behaviour.
     pub digest: String,
@@ -428,6 +430,7 @@ fn compile(layers: &[Layer], cli_options: &[String]) -> Result<CompiledProfile, 
     let mut options: Vec<&'static str> = Vec::new();
     let mut date_shift_days = DEFAULT_DATE_SHIFT;
     let mut hipaa_ages = false;
+    let mut coarsen_times = false;
     let mut quarantine = QuarantinePolicy::default();
 
     let mut add_option =
@@ -481,6 +484,9 @@ fn compile(layers: &[Layer], cli_options: &[String]) -> Result<CompiledProfile, 
         }
         if let Some(h) = layer.file.hipaa_ages {
             hipaa_ages = h;
+        }
+        if let Some(c) = layer.file.coarsen_times {
+            coarsen_times = c;
         }
         if let Some(q) = &layer.file.quarantine {
             let line = q.referenced.line();
@@ -603,7 +609,7 @@ fn compile(layers: &[Layer], cli_options: &[String]) -> Result<CompiledProfile, 
     let mut private: TagMap<Vec<(String, u8, usize)>> = TagMap::default();
     let mut hasher = Sha256::new();
     hasher.update(format!(
-        "private={private_default:?};public={public_default:?};options={options:?};shift={date_shift_days:?};hipaa={hipaa_ages};quarantine={quarantine:?}\n"
+        "private={private_default:?};public={public_default:?};options={options:?};shift={date_shift_days:?};hipaa={hipaa_ages};coarsen={coarsen_times};quarantine={quarantine:?}\n"
     ));
     for (i, r) in rules.iter().enumerate() {
         hasher.update(format!("{}={}\n", r.target.describe(), r.action.describe()));
@@ -642,6 +648,7 @@ fn compile(layers: &[Layer], cli_options: &[String]) -> Result<CompiledProfile, 
         options,
         date_shift_days,
         hipaa_ages,
+        coarsen_times,
         quarantine,
         digest,
     })
@@ -818,10 +825,22 @@ fn compile_rule(
         if !prefix.is_ascii() {
             problems.push("hash prefix must be ASCII".into());
         }
+        let alphabet = match h.alphabet.as_deref().unwrap_or("alnum") {
+            "alnum" => crate::deid::pseudonym::ALNUM,
+            "digits" => crate::deid::pseudonym::DIGITS,
+            "hex" => crate::deid::pseudonym::HEX,
+            other => {
+                problems.push(format!(
+                    "hash alphabet must be alnum, digits or hex, got `{other}`"
+                ));
+                crate::deid::pseudonym::ALNUM
+            }
+        };
         Some(Action::Hash(HashParams {
             domain: h.domain.clone().unwrap_or_else(|| "value".into()),
             length,
             prefix,
+            alphabet,
         }))
     } else if let Some(l) = &spec.lookup {
         match load_lookup(l, dir) {

@@ -25,6 +25,8 @@ pub struct ProfileFile {
     pub date_shift: Option<Spanned<DateShiftSpec>>,
     /// Ages over 89 years are written as `090Y` (HIPAA Safe Harbor) when kept.
     pub hipaa_ages: Option<bool>,
+    /// Times that are cleaned (retain-long-modified-dates) keep only their hour.
+    pub coarsen_times: Option<bool>,
     /// Files de-identification cannot make safe: each rule `fail` (default), `warn`
     /// or `off`.
     pub quarantine: Option<Spanned<QuarantineSpec>>,
@@ -109,4 +111,6 @@ pub struct HashSpec {
     /// Length of the pseudonym in characters (prefix included).
     pub length: Option<usize>,
     pub prefix: Option<String>,
+    /// `alnum` (default: digits and upper-case letters), `digits` or `hex`.
+    pub alphabet: Option<String>,
 }
