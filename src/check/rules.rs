@@ -248,9 +248,7 @@ fn pseudonym_shaped(h: &HashParams, vr: VR, s: &str) -> bool {
     let body = s.strip_prefix(h.prefix.as_str()).unwrap_or("");
     s.len() == h.length.min(max)
         && !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        && body.bytes().all(|b| h.alphabet.as_bytes().contains(&b))
 }
 
 /// Whether a value that is not a known dummy looks like real data of its VR.
@@ -310,6 +308,7 @@ mod tests {
             domain: "patient-id".into(),
             length: 16,
             prefix: "P".into(),
+            alphabet: "0123456789ABCDEFGHJKMNPQRSTVWXYZ",
         };
         assert!(pseudonym_shaped(&h, VR::LO, "P0123456789ABCDE"));
         assert!(!pseudonym_shaped(&h, VR::LO, "PID-SECRET-4711"));
