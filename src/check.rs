@@ -47,6 +47,8 @@ pub struct CheckOptions {
     pub report: Option<PathBuf>,
     /// PS3.15 options the tree was de-identified with.
     pub options: Vec<String>,
+    /// A `run --crosswalk` file: its original values are searched in every file.
+    pub crosswalk: Option<PathBuf>,
 }
 
 /// The outcome for one file of the tree.
@@ -120,9 +122,17 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
     let (ledgers, entries): (Vec<Walked>, Vec<Walked>) = walk(&opts.inputs)
         .filter(|w| !is_same_file(w, skip.as_deref()))
         .partition(is_run_ledger);
+    let crosswalk = match &opts.crosswalk {
+        Some(p) => Some(
+            phi::Needles::from_crosswalk(p)
+                .map_err(|e| Error::Usage(format!("cannot read crosswalk {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
     let checker = Checker {
         profile: &profile,
         index: index.as_ref(),
+        crosswalk: crosswalk.as_ref(),
     };
     let mut files: Vec<FileReport> = entries.par_iter().map(|w| checker.check_entry(w)).collect();
     resolve_references(&mut files);
@@ -202,6 +212,8 @@ pub(crate) fn visits_of(src: &Source) -> Vec<Visit<'_>> {
 struct Checker<'a> {
     profile: &'a CompiledProfile,
     index: Option<&'a Index>,
+    /// Original values from a crosswalk, searched in every file.
+    crosswalk: Option<&'a phi::Needles>,
 }
 
 impl Checker<'_> {
@@ -277,8 +289,8 @@ impl Checker<'_> {
                 ),
             ));
         }
-        if !candidates.is_empty() {
-            search_phi(path, src, &visits, &candidates, findings);
+        if !candidates.is_empty() || self.crosswalk.is_some() {
+            search_phi(path, src, &visits, &candidates, self.crosswalk, findings);
         }
         uids::collect_references(&src.header, "", 0, &mut r.references);
         if let Some(trailing) = &src.trailing {
@@ -327,10 +339,14 @@ fn search_phi(
     src: &Source,
     visits: &[Visit<'_>],
     candidates: &[&Original],
+    crosswalk: Option<&phi::Needles>,
     findings: &mut Vec<Finding>,
 ) {
     let mut needles = phi::Needles::default();
     candidates.iter().for_each(|o| needles.merge(&o.needles));
+    if let Some(c) = crosswalk {
+        needles.merge(c);
+    }
     if needles.is_empty() {
         return;
     }

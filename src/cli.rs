@@ -49,6 +49,10 @@ pub struct CheckArgs {
     /// PS3.15 options the tree was de-identified with (repeatable).
     #[arg(long = "option", value_name = "NAME")]
     pub options: Vec<String>,
+    /// A crosswalk written by `run --crosswalk`: every original value in it is
+    /// searched for in every file (instead of, or besides, `--originals`).
+    #[arg(long, value_name = "FILE")]
+    pub crosswalk: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -96,6 +96,7 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 originals: a.originals,
                 report: a.report,
                 options: a.options,
+                crosswalk: a.crosswalk,
             },
             &mut out,
         ),

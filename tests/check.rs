@@ -670,3 +670,58 @@ fn a_tree_made_with_options_is_checked_against_those_options() {
         checked.report_text
     );
 }
+
+#[test]
+fn a_crosswalk_stands_in_for_the_originals() {
+    let env = Env::new();
+    let input = env.inputs(CLEAN_SET);
+    let out = env.path("cw-out");
+    let cw = env.path("crosswalk.csv");
+    let o = Command::new(BIN)
+        .env_remove("DICOM_DEID_KEY_FILE")
+        .arg("run")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .arg("--key-file")
+        .arg(env.key())
+        .arg("--crosswalk")
+        .arg(&cw)
+        .output()
+        .expect("run starts");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let clean = env.check(&out, &[&"--crosswalk", &cw]);
+    assert_eq!(
+        clean.code,
+        Some(0),
+        "{}\n{}",
+        clean.stdout,
+        clean.report_text
+    );
+    // Put an original Patient ID back into free text of one output.
+    let victim = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with(".dcm"))
+        .expect("an output")
+        .path()
+        .to_path_buf();
+    edit(&victim, |obj| {
+        obj.put(text(
+            Tag(0x0020, 0x4000),
+            VR::LT,
+            "follow-up of PID-SECRET-4711",
+        ));
+    });
+    let dirty = env.check(&out, &[&"--crosswalk", &cw]);
+    assert_eq!(dirty.code, Some(1));
+    assert!(
+        dirty.report_text.contains("residual-phi") && dirty.report_text.contains("patient-id"),
+        "{}",
+        dirty.report_text
+    );
+    assert!(
+        !dirty.report_text.contains("PID-SECRET-4711"),
+        "the report never shows the value"
+    );
+}

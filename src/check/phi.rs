@@ -92,6 +92,28 @@ impl Needles {
         needles
     }
 
+    /// The original values of a `run --crosswalk` file (`kind,original,pseudonym`):
+    /// every one is searched for in every checked file.
+    pub fn from_crosswalk(path: &Path) -> Result<Needles, String> {
+        let mut reader = csv::Reader::from_path(path).map_err(|e| e.to_string())?;
+        let mut needles = Needles::default();
+        for rec in reader.records() {
+            let rec = rec.map_err(|e| e.to_string())?;
+            let (Some(kind), Some(original)) = (rec.get(0), rec.get(1)) else {
+                continue;
+            };
+            let kind = match kind {
+                "patient-id" | "date-offset-days" => ValueKind::PatientId,
+                "accession" | "accession-number" => ValueKind::AccessionNumber,
+                // UIDs are judged by the UID checks, not searched as text.
+                "study-instance-uid" => continue,
+                _ => ValueKind::OtherPatientId,
+            };
+            needles.add_value(kind, Form::Plain, original);
+        }
+        Ok(needles)
+    }
+
     pub fn merge(&mut self, other: &Needles) {
         for (text, kind) in &other.by_text {
             self.insert(text.clone(), *kind);
