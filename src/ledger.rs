@@ -37,11 +37,14 @@ pub fn stamp(meta: &std::fs::Metadata) -> (u64, i128) {
     (meta.len(), mtime)
 }
 
-/// The ledger id of an input path: keyed, so the ledger reveals no path.
-pub fn input_id(key: &Key, path: &Path) -> String {
+/// The ledger id of an input path: keyed, so the ledger reveals no path. `cwd` is
+/// the working directory, read once per run rather than once per file.
+pub fn input_id(key: &Key, path: &Path, cwd: &Path) -> String {
     // Absolute, not canonical: canonicalising costs a readlink per path component
     // for every file, and runs name their inputs the same way night after night.
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // (`absolute` of an absolute path normalises it without asking for the cwd.)
+    let joined = cwd.join(path);
+    let abs = std::path::absolute(&joined).unwrap_or(joined);
     let mac = key.mac(&[b"ledger-input\0", abs.as_os_str().as_encoded_bytes()]);
     mac[..16].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -4,7 +4,7 @@
 use crate::deid::{Engine, Key, Pseudonymizer};
 use crate::error::{Error, ExitStatus, FileError};
 use crate::io::layout::{Layout, output_path};
-use crate::io::read::{Classified, read};
+use crate::io::read::{Classified, read, read_open};
 use crate::io::walk::{Entry, Walked, canonical_lenient, in_shard, walk};
 use crate::io::write::{build_meta, remove_stale_temporaries, write_part10};
 use crate::ledger::{self, Ledger, LedgerWriter};
@@ -54,6 +54,8 @@ struct Context<'a> {
     layout: Layout,
     dry_run: bool,
     ledger: Ledger,
+    /// Working directory at the start, for the ledger's absolute input paths.
+    cwd: PathBuf,
     /// Set when the output device is full: the remaining inputs are not attempted.
     stop: AtomicBool,
 }
@@ -141,6 +143,7 @@ pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
         dry_run: opts.dry_run,
         ..Summary::default()
     };
+    crate::profile::iod::preload();
     let ctx = Context {
         engine: Engine::new(&profile, Pseudonymizer::new(&key))
             .with_crosswalk(crosswalk_out.is_some()),
@@ -150,19 +153,27 @@ pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
         layout: opts.layout,
         dry_run: opts.dry_run,
         ledger,
+        cwd: std::env::current_dir().map_err(|source| Error::Io {
+            context: "cannot read the working directory".into(),
+            source,
+        })?,
         stop: AtomicBool::new(false),
     };
 
     let out_dir = opts.out.clone();
-    let (tx, rx) = mpsc::sync_channel::<FileOutcome>(1024);
+    // Outcomes travel in batches: one message per file woke the reporter thread for
+    // every file (measured at about four context switches a file).
+    let (tx, rx) = mpsc::sync_channel::<Vec<FileOutcome>>(64);
     let (summary, io_error) = std::thread::scope(|scope| {
         let reporter = scope.spawn(move || {
             let mut r = Reporter::new(report_out, summary)
                 .with_crosswalk(crosswalk_out)
                 .with_ledger(ledger_out, out_dir)
                 .with_quarantine(quarantine_out, opts.quarantine_copy);
-            for o in rx {
-                r.record(o);
+            for batch in rx {
+                for o in batch {
+                    r.record(o);
+                }
             }
             r.finish()
         });
@@ -173,8 +184,8 @@ pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
                     Walked::Error { .. } => opts.shard.is_none_or(|(i, _)| i == 0),
                 })
                 .par_bridge()
-                .for_each_with(tx, |tx, walked| {
-                    let outcome = match walked {
+                .fold(Vec::new, |mut batch, walked| {
+                    batch.push(match walked {
                         Walked::File(entry) => process_guarded(&ctx, &entry),
                         Walked::Error { path, message } => {
                             let mut o = FileOutcome::new(path, Status::Failed);
@@ -182,11 +193,21 @@ pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
                             o.reason = Some(message);
                             o
                         }
-                    };
-                    // The reporter ends only when every sender is gone.
-                    let _ = tx.send(outcome);
+                    });
+                    if batch.len() >= REPORT_BATCH {
+                        // The reporter ends only when every sender is gone, so a send
+                        // cannot fail while it runs.
+                        let _ = tx.send(std::mem::take(&mut batch));
+                    }
+                    batch
+                })
+                .for_each(|rest| {
+                    if !rest.is_empty() {
+                        let _ = tx.send(rest);
+                    }
                 });
         });
+        drop(tx);
         reporter
             .join()
             .unwrap_or_else(|_| (Summary::default(), None))
@@ -292,6 +313,10 @@ fn check_paths(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Outcomes a worker collects before handing them to the reporter: small enough that
+/// an interrupted run loses little of its ledger (those files are simply redone).
+const REPORT_BATCH: usize = 32;
+
 /// A panic in one file (a bug of ours or of a library) becomes that file's failure.
 fn process_guarded(ctx: &Context<'_>, entry: &Entry) -> FileOutcome {
     std::panic::catch_unwind(AssertUnwindSafe(|| process(ctx, entry))).unwrap_or_else(|p| {
@@ -329,10 +354,13 @@ fn process(ctx: &Context<'_>, entry: &Entry) -> FileOutcome {
 }
 
 fn process_file(ctx: &Context<'_>, entry: &Entry) -> Result<FileOutcome, FileError> {
-    let stamp = std::fs::metadata(&entry.path)
+    // One open and one fstat serve both the ledger stamp and the read.
+    let file = std::fs::File::open(&entry.path).map_err(FileError::Read)?;
+    let stamp = file
+        .metadata()
         .map(|m| ledger::stamp(&m))
         .map_err(FileError::Read)?;
-    let ledger_id = (!ctx.dry_run).then(|| ledger::input_id(ctx.key, &entry.path));
+    let ledger_id = (!ctx.dry_run).then(|| ledger::input_id(ctx.key, &entry.path, &ctx.cwd));
     if let Some(done) = ledger_id
         .as_deref()
         .and_then(|id| ctx.ledger.finished(id, stamp, ctx.out))
@@ -345,7 +373,7 @@ fn process_file(ctx: &Context<'_>, entry: &Entry) -> Result<FileOutcome, FileErr
         o.ledger = Some(done.clone());
         return Ok(o);
     }
-    let mut src = match read(&entry.path)? {
+    let mut src = match read_open(file, stamp.0)? {
         Classified::Dicom(src) => src,
         Classified::NotDicom => {
             let mut o = FileOutcome::new(entry.path.clone(), Status::Skipped);

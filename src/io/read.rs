@@ -66,8 +66,13 @@ fn malformed(what: &str, e: impl std::error::Error) -> FileError {
 
 /// Opens `path` read-only and classifies it, reading what a de-identification needs.
 pub fn read(path: &Path) -> Result<Classified, FileError> {
-    let mut file = File::open(path).map_err(FileError::Read)?;
+    let file = File::open(path).map_err(FileError::Read)?;
     let size = file.metadata().map_err(FileError::Read)?.len();
+    read_open(file, size)
+}
+
+/// Like [`read`], for a file already opened read-only whose size is `size`.
+pub fn read_open(mut file: File, size: u64) -> Result<Classified, FileError> {
     if size <= WHOLE_FILE_BYTES {
         // One read of the whole file; the scan, the parse and the Pixel Data copy
         // then all work from memory.

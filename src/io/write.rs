@@ -93,7 +93,6 @@ pub fn write_part10(
     let dir = dest
         .parent()
         .ok_or_else(|| FileError::Write("output path has no parent".into()))?;
-    std::fs::create_dir_all(dir).map_err(write_error)?;
     let tmp = temp_path(dir);
     let result = write_to(&tmp, input, meta, source)
         .and_then(|n| std::fs::rename(&tmp, dest).map_err(write_error).map(|()| n));
@@ -104,12 +103,43 @@ pub fn write_part10(
 }
 
 fn temp_path(dir: &Path) -> PathBuf {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let prefix =
+        PREFIX.get_or_init(|| format!("{TEMP_PREFIX}{}-{}-", host_tag(), std::process::id()));
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!(
-        "{TEMP_PREFIX}{}-{}-{n}",
-        host_tag(),
-        std::process::id()
-    ))
+    dir.join(format!("{prefix}{n}"))
+}
+
+/// Creates the temporary file, and its directory when that is missing: most files go
+/// into a directory an earlier file created, so the directory is not checked first.
+fn create_temp(tmp: &Path) -> std::io::Result<File> {
+    let create = || OpenOptions::new().write(true).create_new(true).open(tmp);
+    match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = tmp.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            create()
+        }
+        other => other,
+    }
+}
+
+/// Counts the bytes that go through, so the output size needs no fstat.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A short name for this machine, so runs on several machines sharing one output
@@ -175,12 +205,14 @@ fn write_to(
 ) -> Result<u64, FileError> {
     let werr = write_error;
     let dicom_werr = |e: &dyn std::error::Error| FileError::Write(error_chain(e));
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(tmp)
-        .map_err(werr)?;
-    let mut out = BufWriter::with_capacity(256 * 1024, file);
+    let file = create_temp(tmp).map_err(werr)?;
+    let mut out = BufWriter::with_capacity(
+        256 * 1024,
+        Counting {
+            inner: file,
+            bytes: 0,
+        },
+    );
     out.write_all(&[0u8; 128]).map_err(werr)?;
     out.write_all(b"DICM").map_err(werr)?;
     meta.write(&mut out).map_err(|e| dicom_werr(&e))?;
@@ -216,7 +248,6 @@ fn write_to(
             .write_dataset_with_ts(&mut out, source.ts)
             .map_err(|e| dicom_werr(&e))?;
     }
-    let file = out.into_inner().map_err(|e| write_error(e.into_error()))?;
-    let len = file.metadata().map_err(werr)?.len();
-    Ok(len)
+    let counted = out.into_inner().map_err(|e| write_error(e.into_error()))?;
+    Ok(counted.bytes)
 }

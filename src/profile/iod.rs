@@ -132,6 +132,12 @@ fn tables() -> &'static Tables {
     })
 }
 
+/// Parses the embedded tables now (about 36 M instructions), so that the walk does
+/// not pay for it inside the first file.
+pub fn preload() {
+    tables();
+}
+
 /// The Types of the IOD of `sop_class_uid` (trailing NUL and space padding ignored),
 /// or None when the SOP Class is not in the tables (retired, private, ...).
 pub fn for_sop_class(sop_class_uid: &str) -> Option<&'static IodTypes> {
