@@ -293,7 +293,7 @@ fn bench_file(c: &mut Criterion) {
                     pseudo.uid(u)
                 })
                 .expect("meta");
-                write_part10(&dest, &input, &meta, &src).expect("write")
+                write_part10(&dest, &input, &meta, *src).expect("write")
             })
         });
     }

@@ -436,7 +436,7 @@ fn process_file(ctx: &Context<'_>, entry: &Entry) -> Result<FileOutcome, FileErr
     fill_sop_identity(&mut src.header, &meta);
     let dest = output_path(ctx.layout, ctx.out, &entry.rel, &src.header, ctx.key);
     if !ctx.dry_run {
-        outcome.bytes_out = write_part10(&dest, &entry.path, &meta, &src)?;
+        outcome.bytes_out = write_part10(&dest, &entry.path, &meta, *src)?;
         if let Some(id) = ledger_id {
             outcome.ledger = Some(ledger::Record {
                 id,

@@ -1035,7 +1035,7 @@ fn full_path(input: &Path, out_dir: &Path) -> Result<(), String> {
         }
     }
     let dest = out_dir.join("out.dcm");
-    if write_part10(&dest, input, &meta, &src).is_err() {
+    if write_part10(&dest, input, &meta, *src).is_err() {
         return Ok(());
     }
     match read(&dest) {

@@ -191,7 +191,7 @@ fuzz_target!(|data: &[u8]| {
     };
     fill_sop_identity(&mut src.header, &meta);
     let dest = s.out_dir.join("output.dcm");
-    if write_part10(&dest, &s.input, &meta, &src).is_err() {
+    if write_part10(&dest, &s.input, &meta, *src).is_err() {
         return;
     }
 

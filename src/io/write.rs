@@ -6,7 +6,11 @@
 use super::read::Source;
 use crate::error::{FileError, error_chain};
 use dicom_core::Tag;
+use dicom_encoding::TransferSyntax;
+use dicom_encoding::text::SpecificCharacterSet;
+use dicom_encoding::transfer_syntax::Codec;
 use dicom_object::{FileMetaTable, FileMetaTableBuilder, InMemDicomObject};
+use dicom_parser::dataset::{DataSetWriter, IntoTokens};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -88,7 +92,7 @@ pub fn write_part10(
     dest: &Path,
     input: &Path,
     meta: &FileMetaTable,
-    source: &Source,
+    source: Source,
 ) -> Result<u64, FileError> {
     let dir = dest
         .parent()
@@ -123,6 +127,38 @@ fn create_temp(tmp: &Path) -> std::io::Result<File> {
         }
         other => other,
     }
+}
+
+/// Writes `dataset` in `ts`, consuming it: dicom-object's `write_dataset_with_ts`
+/// borrows the object and so clones every value (every nested sequence too) on the
+/// way to the encoder.
+fn write_dataset<W: Write>(
+    out: &mut W,
+    dataset: InMemDicomObject,
+    ts: &TransferSyntax,
+) -> Result<(), FileError> {
+    let dicom_werr = |e: &dyn std::error::Error| FileError::Write(error_chain(e));
+    if let Codec::Dataset(Some(_)) = ts.codec() {
+        // Deflated: the encoder sees a few large writes instead of one per token
+        // (each write into flate2's encoder zeroes its 32 KiB output buffer), and
+        // its end is written by `finish`, whose errors are reported, not by a drop.
+        let encoder = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+        let mut buffered = BufWriter::with_capacity(64 * 1024, encoder);
+        DataSetWriter::with_ts(&mut buffered, ts)
+            .map_err(|e| dicom_werr(&e))?
+            .write_sequence(dataset.into_tokens())
+            .map_err(|e| dicom_werr(&e))?;
+        let encoder = buffered
+            .into_inner()
+            .map_err(|e| write_error(e.into_error()))?;
+        encoder.finish().map_err(write_error)?;
+    } else {
+        DataSetWriter::with_ts_cs(out, ts, SpecificCharacterSet::default())
+            .map_err(|e| dicom_werr(&e))?
+            .write_sequence(dataset.into_tokens())
+            .map_err(|e| dicom_werr(&e))?;
+    }
+    Ok(())
 }
 
 /// Counts the bytes that go through, so the output size needs no fstat.
@@ -201,7 +237,7 @@ fn write_to(
     tmp: &Path,
     input: &Path,
     meta: &FileMetaTable,
-    source: &Source,
+    source: Source,
 ) -> Result<u64, FileError> {
     let werr = write_error;
     let dicom_werr = |e: &dyn std::error::Error| FileError::Write(error_chain(e));
@@ -216,10 +252,7 @@ fn write_to(
     out.write_all(&[0u8; 128]).map_err(werr)?;
     out.write_all(b"DICM").map_err(werr)?;
     meta.write(&mut out).map_err(|e| dicom_werr(&e))?;
-    source
-        .header
-        .write_dataset_with_ts(&mut out, source.ts)
-        .map_err(|e| dicom_werr(&e))?;
+    write_dataset(&mut out, source.header, source.ts)?;
     if let (Some(range), Some(bytes)) = (&source.pixel, &source.contents) {
         let pixel = usize::try_from(range.start)
             .ok()
@@ -241,12 +274,10 @@ fn write_to(
             ));
         }
     }
-    if let Some(trailing) = &source.trailing
+    if let Some(trailing) = source.trailing
         && trailing.tags().next().is_some()
     {
-        trailing
-            .write_dataset_with_ts(&mut out, source.ts)
-            .map_err(|e| dicom_werr(&e))?;
+        write_dataset(&mut out, trailing, source.ts)?;
     }
     let counted = out.into_inner().map_err(|e| write_error(e.into_error()))?;
     Ok(counted.bytes)
