@@ -11,17 +11,72 @@
 //! one line, `pixel_data_offset=<bytes> pixel_data_length=<bytes> file_size=<bytes>`,
 //! where the offset is that of the Pixel Data element header (tag, VR, length).
 //!
-//! `tree` copies the readable samples of testdata/dicom/ (or of `--samples DIR`:
-//! those that carry a SOP Instance UID and survive a write/read round trip; the
-//! others are named on stderr and skipped) into N files laid out as
-//! OUT_DIR/pNNN/sNNN/iNNNNN.dcm: 10 patients (pNNN) x 3 studies x 4 series (sNNN
-//! numbers the 12 series of a patient), file i in series i mod 120, samples taken in
-//! turn. Each file gets a made-up PatientName, PatientID and Study, Series and SOP
-//! Instance UIDs (`2.25.<decimal>`), all derived from the seed (default 1) and the
-//! indices; everything else is kept. The output depends only on the seed, N and the
-//! samples. Files are written in parallel with rayon.
+//! `tree` turns the readable samples of testdata/dicom/ (or of `--samples DIR`: those
+//! that carry a SOP Instance UID and survive a write/read round trip; the others are
+//! named on stderr and skipped) into N files (N <= 99999) that look like an archive
+//! export, and prints on stderr how many files and bytes of each kind it wrote. The
+//! output depends only on the seed (default 1), N and the samples: the same three give
+//! a byte-identical tree. Files are written in parallel with rayon.
+//!
+//! Layout: OUT_DIR/pNNN/sNNN/iNNNNN.dcm. There are max(10, ceil(N / 100)) patients
+//! (pNNN, at most 1000), each with 1 to 3 studies of 2 to 5 series (sNNN numbers the
+//! series of a patient across its studies; the counts are drawn from the seed). File
+//! i (iNNNNN) belongs to series i mod (number of series), so every series fills
+//! evenly, and its InstanceNumber is i div (number of series) + 1. A series mixes
+//! kinds of files.
+//!
+//! Kinds: the kind of file i is read off a golden-ratio (Weyl) sequence started at a
+//! seed-dependent point, which spreads each kind evenly over the indices, so that any
+//! N, not only a large one, gets close to these shares:
+//! - `slice`, 16%: a typical CT/MR slice of 0.5 MiB. The header is a CT or MR sample
+//!   with native pixels (from testdata: ct_explicit_le, mr_explicit_be,
+//!   mr_fake_phi_dicognito, mr_implicit_le, mr_overlay), taken in turn and keeping its
+//!   transfer syntax; Pixel Data becomes a 512x512 16-bit MONOCHROME2 phantom (a disc
+//!   with texture, 64 variants of brightness) and the Image Pixel attributes are set to
+//!   match (Pixel Representation is kept; Smallest/Largest Image Pixel Value and
+//!   Pixel Value in Series, Planar Configuration, Number of Frames and Frame Increment
+//!   Pointer are removed).
+//! - `multiframe`, 0.1%: the `bigframe` RT Dose (always from testdata/, whatever
+//!   `--samples` says) with 16, 24, 32, 40 or 48 MiB of Pixel Data (in turn), streamed
+//!   to disk like `bigframe`.
+//! - `small`, the rest: every usable sample as it is (SR, RT Plan, RT Dose, secondary
+//!   captures in several transfer syntaxes, the small CT and MR), taken in turn.
+//!
+//! With seed 1 and N = 10000 this gives 8388 small files (257 MB), 1601 slices
+//! (854 MB) and 11 multi-frame files (361 MB): 1.47 GB in all, 147 KB a file.
+//!
+//! PHI: every file gets made-up values, drawn from the seed and the patient, study,
+//! series and instance indices, in the attributes below; the sample's other
+//! attributes are kept (some samples carry their own fake PHI, the same in every
+//! patient). Patient-level values are the same in all files of a patient and
+//! study-level values in all files of a study, so a de-identifier's consistency can
+//! be checked; patient names and IDs are distinct across patients.
+//! - Patient: PatientName (family^given from built-in lists), PatientID
+//!   (`MRN<7 digits>`), OtherPatientIDs, PatientBirthDate, PatientSex, PatientAddress;
+//!   OtherPatientIDsSequence with one item (PatientID = the other ID,
+//!   IssuerOfPatientID, TypeOfPatientID); OriginalAttributesSequence with one item
+//!   whose ModifiedAttributesSequence item holds a former PatientName (PN, the family
+//!   name with a letter missing) and a former PatientID, plus the modification
+//!   date-time, system, source and reason; a private block in group 0019 (creator
+//!   `SYNTHETIC PHI 1.0` in the first free slot) with (0019,xx01) LO = the patient
+//!   name and (0019,xx02) DA = the birth date.
+//! - Study: StudyInstanceUID, StudyDate, StudyTime, AccessionNumber, StudyID,
+//!   StudyDescription, InstitutionName, InstitutionAddress, ReferringPhysicianName
+//!   (family^given^^Dr), PatientAge (from birth and study dates);
+//!   RequestAttributesSequence with one item (RequestedProcedureDescription,
+//!   RequestedProcedureID, ScheduledProcedureStepID).
+//! - Series: SeriesInstanceUID, SeriesNumber, SeriesDate (the study date), SeriesTime,
+//!   SeriesDescription, PerformingPhysicianName, OperatorsName. Staff surnames come
+//!   from a list of their own, so no staff name is or contains a patient's name.
+//! - Instance: SOPInstanceUID (and MediaStorageSOPInstanceUID), InstanceNumber,
+//!   AcquisitionDate/ContentDate (the study date), AcquisitionTime, ContentTime, and
+//!   ImageComments, free text with the patient's given and family names, MRN and
+//!   birth date.
+//!
+//! UIDs are `2.25.<decimal>`, distinct per study, series and instance.
 
 use dicom_core::ops::{ApplyOp, AttributeAction, AttributeOp};
+use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions, open_file};
@@ -40,15 +95,43 @@ const SAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/dicom")
 const BIGFRAME_TEMPLATE: &str = "rtdose_multiframe.dcm";
 
 /// Frame geometry of `bigframe`: 512 x 512 pixels of 16 bits = 0.5 MiB per frame.
+/// `tree` slices have the same geometry.
 const FRAME_ROWS: u16 = 512;
 const FRAME_COLS: u16 = 512;
 const FRAME_BYTES: u64 = FRAME_ROWS as u64 * FRAME_COLS as u64 * 2;
 
-/// Shape of the `tree` corpus: files are spread over this many patients, each with
-/// this many studies of this many series.
-const PATIENTS: u64 = 10;
-const STUDIES_PER_PATIENT: u64 = 3;
-const SERIES_PER_STUDY: u64 = 4;
+/// Shares of the `tree` kinds, in files per million; the rest are small files. With
+/// the samples of testdata/ the average is about 147 KB a file, close to the
+/// reference point of our performance issue (10,000 files in about 1.4 GB): a
+/// multi-frame file weighs as much as ~60 slices, so its share is kept small.
+const SLICE_PPM: u64 = 160_000;
+const MULTIFRAME_PPM: u64 = 1_000;
+/// Pixel Data sizes of the multi-frame files, used in turn (32 MiB on average).
+const MULTIFRAME_MIB: [u64; 5] = [16, 24, 32, 40, 48];
+
+/// Shape of the `tree` corpus: about this many files per patient, and at least this
+/// many patients.
+const FILES_PER_PATIENT: u64 = 100;
+const MIN_PATIENTS: u64 = 10;
+
+/// SOP classes whose samples can become 0.5 MiB slices.
+const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
+const MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
+/// Native (uncompressed, not deflated) transfer syntaxes: implicit VR LE, explicit
+/// VR LE, explicit VR BE.
+const NATIVE_SYNTAXES: [&str; 3] = [
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.2",
+];
+
+/// Other Patient IDs (0010,1000): retired, and so deprecated in dicom-rs's
+/// dictionary, but still common in real files and still PHI.
+const OTHER_PATIENT_IDS: Tag = Tag(0x0010, 0x1000);
+
+/// The private block that carries PHI in every `tree` file.
+const PRIVATE_GROUP: u16 = 0x0019;
+const PRIVATE_CREATOR: &str = "SYNTHETIC PHI 1.0";
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -94,9 +177,34 @@ fn bigframe_cmd(args: &[String]) -> Result<()> {
 
 /// Writes the file and returns (Pixel Data element offset, value length, file size).
 fn write_bigframe(out: &Path, frames: u64) -> Result<(u64, u64, u64)> {
-    let template = Path::new(SAMPLES_DIR).join(BIGFRAME_TEMPLATE);
-    let mut obj = open_file(&template).map_err(|e| format!("{}: {e}", template.display()))?;
+    let template = load_bigframe_template()?;
+    let obj = bigframe_header(
+        &template,
+        frames,
+        &uid_2_25(&[0xB16F_0A3E, frames]),
+        &uid_2_25(&[0xB16F_0A3E, frames, 1]),
+    )?;
+    let (offset, length, file) = write_streamed(&obj, out, frames)?;
+    let werr = |e: std::io::Error| format!("{}: {e}", out.display());
+    file.sync_all().map_err(werr)?;
+    let size = file.metadata().map_err(werr)?.len();
+    Ok((offset, length, size))
+}
 
+fn load_bigframe_template() -> Result<DefaultDicomObject> {
+    let path = Path::new(SAMPLES_DIR).join(BIGFRAME_TEMPLATE);
+    open_file(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The RT Dose header of a file with `frames` 512x512 frames, everything but Pixel
+/// Data, with the given SOP Instance UID and RT Plan reference.
+fn bigframe_header(
+    template: &DefaultDicomObject,
+    frames: u64,
+    sop_uid: &str,
+    plan_uid: &str,
+) -> Result<DefaultDicomObject> {
+    let mut obj = template.clone();
     // Pixel Data must be the last element: drop it and anything after it.
     let tail: Vec<Tag> = obj
         .tags()
@@ -107,9 +215,6 @@ fn write_bigframe(out: &Path, frames: u64) -> Result<(u64, u64, u64)> {
     }
 
     let n = frames as usize;
-    let put_us = |obj: &mut InMemDicomObject, tag, v: u16| {
-        obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(v)));
-    };
     put_us(&mut obj, tags::ROWS, FRAME_ROWS);
     put_us(&mut obj, tags::COLUMNS, FRAME_COLS);
     put_us(&mut obj, tags::SAMPLES_PER_PIXEL, 1);
@@ -128,8 +233,7 @@ fn write_bigframe(out: &Path, frames: u64) -> Result<(u64, u64, u64)> {
         PrimitiveValue::Strs(offsets.into()),
     ));
     // A fresh identity, so the file is not mistaken for the sample it came from.
-    let sop_uid = uid_2_25(&[0xB16F_0A3E, frames]);
-    obj.put_str(tags::SOP_INSTANCE_UID, VR::UI, sop_uid.clone());
+    obj.put_str(tags::SOP_INSTANCE_UID, VR::UI, sop_uid);
     // The sample refers to its RT Plan with an invalid UID (a component with a
     // leading zero); give the reference a valid one so strict readers stay quiet.
     obj.apply(AttributeOp::new(
@@ -138,22 +242,34 @@ fn write_bigframe(out: &Path, frames: u64) -> Result<(u64, u64, u64)> {
             0,
             tags::REFERENCED_SOP_INSTANCE_UID,
         ),
-        AttributeAction::ReplaceStr(uid_2_25(&[0xB16F_0A3E, frames, 1]).into()),
+        AttributeAction::ReplaceStr(plan_uid.to_string().into()),
     ))
     .map_err(|e| format!("cannot replace the RT Plan reference: {e}"))?;
     obj.update_meta(|m| {
         m.transfer_syntax = pad_uid(EXPLICIT_VR_LE);
-        m.media_storage_sop_instance_uid = pad_uid(&sop_uid);
+        m.media_storage_sop_instance_uid = pad_uid(sop_uid);
     });
+    Ok(obj)
+}
 
-    let mut header = Vec::with_capacity(64 * 1024);
-    obj.write_all(&mut header)
-        .map_err(|e| format!("cannot encode the header: {e}"))?;
+/// Writes `header` (explicit VR LE, without Pixel Data) to `out`, then a native
+/// Pixel Data element of `frames` frames, one frame at a time so that a file of any
+/// size needs one frame of memory. Returns (Pixel Data element offset, value length,
+/// the file, flushed).
+fn write_streamed(
+    header: &DefaultDicomObject,
+    out: &Path,
+    frames: u64,
+) -> Result<(u64, u64, File)> {
+    let mut bytes = Vec::with_capacity(64 * 1024);
+    header
+        .write_all(&mut bytes)
+        .map_err(|e| format!("{}: cannot encode the header: {e}", out.display()))?;
 
     let file = File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let werr = |e: std::io::Error| format!("{}: {e}", out.display());
-    w.write_all(&header).map_err(werr)?;
+    w.write_all(&bytes).map_err(werr)?;
     let length = frames * FRAME_BYTES;
     // Pixel Data (7FE0,0010) OW in explicit VR: tag, VR, 2 reserved bytes, 32-bit length.
     let mut elem = Vec::with_capacity(12);
@@ -169,9 +285,7 @@ fn write_bigframe(out: &Path, frames: u64) -> Result<(u64, u64, u64)> {
         w.write_all(&frame).map_err(werr)?;
     }
     let file = w.into_inner().map_err(|e| werr(e.into_error()))?;
-    file.sync_all().map_err(werr)?;
-    let size = file.metadata().map_err(werr)?.len();
-    Ok((header.len() as u64, length, size))
+    Ok((bytes.len() as u64, length, file))
 }
 
 /// A frame-dependent gradient: every frame differs, so a copy that reorders,
@@ -183,6 +297,10 @@ fn fill_frame(buf: &mut [u8], frame: u64) {
         let v = (x as u64 + 3 * y as u64 + 1021 * frame) as u16;
         px.copy_from_slice(&v.to_le_bytes());
     }
+}
+
+fn put_us(obj: &mut InMemDicomObject, tag: Tag, v: u16) {
+    obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(v)));
 }
 
 // ---------------------------------------------------------------------------
@@ -226,27 +344,66 @@ fn tree_cmd(args: &[String]) -> Result<()> {
     if samples.is_empty() {
         return Err(format!("no usable sample in {}", samples_dir.display()));
     }
-    let out = Path::new(out);
-    let plan: Vec<Planned> = (0..n)
-        .map(|i| plan_file(out, seed, i, samples.len()))
+    let slice_templates: Vec<usize> = (0..samples.len())
+        .filter(|&s| is_slice_template(&samples[s].1))
         .collect();
-    let mut dirs: Vec<&Path> = plan.iter().filter_map(|p| p.path.parent()).collect();
+    if slice_templates.is_empty() {
+        eprintln!(
+            "make-corpus: no CT or MR sample with native pixels: no slices, more small files"
+        );
+    }
+    let out = Path::new(out);
+    let (patients, studies, series) = build_hierarchy(out, seed, n);
+    let corpus = Corpus {
+        seed,
+        dose: load_bigframe_template()?,
+        samples,
+        patients,
+        studies,
+        series,
+    };
+    let plan = plan_files(
+        seed,
+        n,
+        corpus.series.len() as u64,
+        corpus.samples.len(),
+        &slice_templates,
+    );
+
+    // Only the series that get files have a directory (with a small N, not all do).
+    let mut dirs: Vec<&Path> = plan
+        .iter()
+        .map(|p| corpus.series[p.series].dir.as_path())
+        .collect();
     dirs.sort();
     dirs.dedup();
     for d in dirs {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
-    let bytes: u64 = plan
+    let sizes: Vec<u64> = plan
         .par_iter()
-        .map(|p| write_tree_file(&samples[p.sample].1, p))
-        .collect::<Result<Vec<u64>>>()?
-        .iter()
-        .sum();
+        .map(|p| write_tree_file(&corpus, p))
+        .collect::<Result<_>>()?;
+
+    let total: u64 = sizes.iter().sum();
     eprintln!(
-        "wrote {n} files ({bytes} bytes) from {} samples to {} (seed {seed})",
-        samples.len(),
-        out.display()
+        "wrote {n} files ({total} bytes, {} KB a file) from {} samples to {} (seed {seed}): \
+         {} patients, {} studies, {} series",
+        total / n.max(1) / 1000,
+        corpus.samples.len(),
+        out.display(),
+        corpus.patients.len(),
+        corpus.studies.len(),
+        corpus.series.len(),
     );
+    for kind in ["small", "slice", "multiframe"] {
+        let (files, bytes) = plan
+            .iter()
+            .zip(&sizes)
+            .filter(|(p, _)| p.kind.name() == kind)
+            .fold((0u64, 0u64), |(f, b), (_, s)| (f + 1, b + s));
+        eprintln!("  {kind:<10} {files:>6} files {bytes:>14} bytes");
+    }
     Ok(())
 }
 
@@ -297,52 +454,602 @@ fn usable_sample(path: &Path) -> Result<DefaultDicomObject> {
     Ok(obj)
 }
 
-struct Planned {
-    path: PathBuf,
-    sample: usize,
-    patient_name: String,
-    patient_id: String,
-    study_uid: String,
-    series_uid: String,
-    sop_uid: String,
+/// A CT or MR image with native Pixel Data, whose pixels can be replaced in place
+/// without re-encoding anything.
+fn is_slice_template(obj: &DefaultDicomObject) -> bool {
+    let class = obj.meta().media_storage_sop_class_uid();
+    (class == CT_IMAGE_STORAGE || class == MR_IMAGE_STORAGE)
+        && NATIVE_SYNTAXES.contains(&obj.meta().transfer_syntax())
+        && obj.get(tags::PIXEL_DATA).is_some()
 }
 
-/// File `i` goes to series `i mod (all series)`, so every series fills evenly, and
-/// takes the samples in turn (offset by the seed) so each sample is equally common.
-fn plan_file(out: &Path, seed: u64, i: u64, n_samples: usize) -> Planned {
-    let series_total = PATIENTS * STUDIES_PER_PATIENT * SERIES_PER_STUDY;
-    let s = i % series_total;
-    let patient = s / (STUDIES_PER_PATIENT * SERIES_PER_STUDY);
-    let study = (s / SERIES_PER_STUDY) % STUDIES_PER_PATIENT;
-    let series_in_patient = s % (STUDIES_PER_PATIENT * SERIES_PER_STUDY);
-    let sample = ((i + seed) % n_samples as u64) as usize;
-    Planned {
-        path: out
-            .join(format!("p{patient:03}"))
-            .join(format!("s{series_in_patient:03}"))
-            .join(format!("i{i:05}.dcm")),
-        sample,
-        patient_name: format!("Synthetic^Patient{patient:03}^Seed{seed}"),
-        patient_id: format!("SYN-{seed}-{patient:03}"),
-        study_uid: uid_2_25(&[seed, 1, patient, study]),
-        series_uid: uid_2_25(&[seed, 2, patient, s]),
-        sop_uid: uid_2_25(&[seed, 3, i]),
+/// Everything the writers read: the templates and the made-up hierarchy.
+struct Corpus {
+    seed: u64,
+    samples: Vec<(String, DefaultDicomObject)>,
+    /// The `bigframe` RT Dose sample, for the multi-frame files.
+    dose: DefaultDicomObject,
+    patients: Vec<Patient>,
+    studies: Vec<Study>,
+    series: Vec<Series>,
+}
+
+struct Patient {
+    family: &'static str,
+    given: &'static str,
+    /// `family^given`.
+    name: String,
+    id: String,
+    other_id: String,
+    other_issuer: &'static str,
+    birth: Date,
+    sex: &'static str,
+    address: String,
+    /// PatientName and PatientID before a (made-up) registration correction.
+    /// The name was registered with a typo (a letter missing), since corrected.
+    former_name: String,
+    former_id: String,
+    /// When the correction happened (DT) and in which system.
+    modified_at: String,
+    modifying_system: &'static str,
+}
+
+struct Study {
+    patient: usize,
+    uid: String,
+    date: Date,
+    /// Seconds since midnight.
+    time: u32,
+    accession: String,
+    id: String,
+    description: &'static str,
+    institution: (&'static str, &'static str),
+    referring: String,
+    requested_procedure_id: String,
+    scheduled_step_id: String,
+}
+
+struct Series {
+    study: usize,
+    /// OUT_DIR/pNNN/sNNN.
+    dir: PathBuf,
+    uid: String,
+    number: u64,
+    time: u32,
+    description: &'static str,
+    performing: String,
+    operator: String,
+}
+
+#[derive(Clone, Copy)]
+struct Date {
+    y: u64,
+    m: u64,
+    d: u64,
+}
+
+impl Date {
+    /// A day in `years` years from `first_year` (days 1 to 28, so always valid).
+    fn draw(h: u64, first_year: u64, years: u64) -> Date {
+        Date {
+            y: first_year + h % years,
+            m: 1 + (h >> 20) % 12,
+            d: 1 + (h >> 40) % 28,
+        }
+    }
+
+    /// DA: YYYYMMDD.
+    fn da(self) -> String {
+        format!("{:04}{:02}{:02}", self.y, self.m, self.d)
+    }
+
+    /// Whole years from `self` to `later`, as an AS value (`045Y`).
+    fn age_at(self, later: Date) -> String {
+        let birthday_to_come = (later.m, later.d) < (self.m, self.d);
+        let years = later.y - self.y - u64::from(birthday_to_come);
+        format!("{years:03}Y")
     }
 }
 
-fn write_tree_file(template: &DefaultDicomObject, p: &Planned) -> Result<u64> {
-    let mut obj = template.clone();
-    obj.put_str(tags::PATIENT_NAME, VR::PN, p.patient_name.as_str());
-    obj.put_str(tags::PATIENT_ID, VR::LO, p.patient_id.as_str());
-    obj.put_str(tags::STUDY_INSTANCE_UID, VR::UI, p.study_uid.as_str());
-    obj.put_str(tags::SERIES_INSTANCE_UID, VR::UI, p.series_uid.as_str());
-    obj.put_str(tags::SOP_INSTANCE_UID, VR::UI, p.sop_uid.as_str());
-    obj.update_meta(|m| m.media_storage_sop_instance_uid = pad_uid(&p.sop_uid));
-    obj.write_to_file(&p.path)
-        .map_err(|e| format!("{}: {e}", p.path.display()))?;
-    std::fs::metadata(&p.path)
+/// TM (HHMMSS) of `secs` seconds since midnight, held within the day.
+fn tm(secs: u32) -> String {
+    let s = secs.min(86_399);
+    format!("{:02}{:02}{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+// Made-up values. Surnames, of patients and (apart) of staff, are invented; given names
+// are common first names, female in the first half of the list and male in the second
+// (PatientSex follows).
+#[rustfmt::skip]
+const FAMILY: [&str; 32] = [
+    "Ashcombe", "Brandvold", "Castellane", "Dunmorrow", "Eskerby", "Fairweld", "Grantholm",
+    "Hollowmere", "Ivesdale", "Jarrowick", "Kettleby", "Lindqvarn", "Marrowby", "Northcote",
+    "Okafen", "Pemberthy", "Quillane", "Rosswick", "Strathdene", "Tessaro", "Umberfield",
+    "Vostrikan", "Wendlebury", "Yarrowdale", "Zelinova", "Ardmoray", "Belcastro",
+    "Corvallen", "Delahunte", "Everholt", "Fenwright", "Gesslerby",
+];
+#[rustfmt::skip]
+const STAFF_FAMILY: [&str; 16] = [
+    "Aldergrove", "Birchenough", "Cawthorne", "Drummelow", "Elsworthy", "Fothergale",
+    "Gravenor", "Hartshorne", "Inchbald", "Kilbracken", "Lowestoft", "Mortlake",
+    "Nettlefold", "Ormsworth", "Penhallow", "Ravenscar",
+];
+const GIVEN: [&str; 32] = [
+    "Amelia", "Beatrix", "Clara", "Dagny", "Elena", "Freya", "Greta", "Hana", "Ingrid", "Johanna",
+    "Katya", "Lucia", "Marit", "Noor", "Orla", "Priya", "Anders", "Bastian", "Cyrus", "Dmitri",
+    "Emil", "Florian", "Gideon", "Hamish", "Ivo", "Jonas", "Kenji", "Lorenz", "Matteo", "Niall",
+    "Oskar", "Rafael",
+];
+#[rustfmt::skip]
+const STREETS: [&str; 8] = [
+    "Larchmont Avenue", "Foundry Lane", "Willowmere Road", "Quarry Hill Street",
+    "Beacon Row", "Old Mill Road", "Harbor View Drive", "Chestnut Court",
+];
+#[rustfmt::skip]
+const CITIES: [&str; 8] = [
+    "Eastbrook, NY", "Millhaven, PA", "Harrowgate, OH", "Pinecrest, OR",
+    "Corrigan Falls, MN", "Port Alder, ME", "Wyndham Cross, VT", "North Tessel, WI",
+];
+#[rustfmt::skip]
+const INSTITUTIONS: [(&str, &str); 6] = [
+    ("Eastbrook General Hospital", "1200 Foundry Lane, Eastbrook, NY 10234"),
+    ("St. Aldric Medical Center", "45 Cathedral Square, Millhaven, PA 19077"),
+    ("Harrowgate University Hospital", "3 College Road, Harrowgate, OH 44120"),
+    ("Pinecrest Regional Clinic", "880 Timberline Drive, Pinecrest, OR 97031"),
+    ("Corrigan Falls Imaging Institute", "17 Riverside Parkway, Corrigan Falls, MN 55412"),
+    ("Port Alder Community Hospital", "2 Harbor View Drive, Port Alder, ME 04101"),
+];
+const MODIFYING_SYSTEMS: [&str; 3] = ["ADT BRIDGE 2.3", "HIS MERGE TOOL", "PACS QC WORKSTATION"];
+const STUDY_DESCRIPTIONS: [&str; 10] = [
+    "CT CHEST W CONTRAST",
+    "CT HEAD W/O CONTRAST",
+    "CT ABDOMEN PELVIS W CONTRAST",
+    "MRI BRAIN W/WO CONTRAST",
+    "MRI LUMBAR SPINE W/O CONTRAST",
+    "MRI KNEE LEFT",
+    "CT ANGIO CHEST PE PROTOCOL",
+    "MRI PROSTATE MULTIPARAMETRIC",
+    "RT PLANNING CT PELVIS",
+    "CT CHEST LOW DOSE SCREENING",
+];
+const SERIES_DESCRIPTIONS: [&str; 12] = [
+    "SCOUT",
+    "AX 5.0 SOFT TISSUE",
+    "AX 1.25 LUNG",
+    "COR REFORMAT",
+    "SAG T1",
+    "AX T2 FLAIR",
+    "AX DWI B1000",
+    "COR T2 FS",
+    "POST CONTRAST AX T1",
+    "DOSE REPORT",
+    "KEY IMAGES",
+    "RT DOSE PLAN 1",
+];
+
+/// A value drawn for attribute `tag` of the entity named by `ids` (patient, study,
+/// ... indices): a fixed function of the seed, the tag and the indices, so values are
+/// independent across attributes and entities and reproducible.
+fn draw(seed: u64, tag: Tag, ids: &[u64]) -> u64 {
+    let tag = (u64::from(tag.group()) << 16) | u64::from(tag.element());
+    [seed, tag]
+        .iter()
+        .chain(ids)
+        .fold(0x243F_6A88_85A3_08D3 ^ ids.len() as u64, |h, &x| {
+            splitmix64(h ^ x)
+        })
+}
+
+fn pick<T: Copy>(list: &[T], h: u64) -> T {
+    list[(h % list.len() as u64) as usize]
+}
+
+/// A made-up member of staff (physician, operator) as PN: family^given. Staff
+/// surnames have their own list, so no staff name is, or contains, a patient's name
+/// and a search for patient names in a de-identified tree finds only patients.
+fn person(h: u64) -> String {
+    format!("{}^{}", pick(&STAFF_FAMILY, h), pick(&GIVEN, h >> 32))
+}
+
+/// `name` without one of its letters (never the first), as typed in a hurry.
+fn misspelt(name: &str, h: u64) -> String {
+    let at = 1 + (h % (name.len() as u64 - 1)) as usize;
+    format!("{}{}", &name[..at], &name[at + 1..])
+}
+
+/// Patients, their studies and the studies' series, in that order.
+fn build_hierarchy(out: &Path, seed: u64, n: u64) -> (Vec<Patient>, Vec<Study>, Vec<Series>) {
+    let n_patients = n.div_ceil(FILES_PER_PATIENT).max(MIN_PATIENTS);
+    // Patient p gets name number (p * odd + offset) mod 1024: an odd multiplier makes
+    // this a permutation of 0..1024, so the (at most 1000) patients have distinct
+    // names. Patient IDs use the same trick mod 9,000,000 (7919 is prime to it).
+    let name_mul = draw(seed, tags::PATIENT_NAME, &[]) | 1;
+    let name_off = draw(seed, tags::PATIENT_NAME, &[1]);
+    let id_off = draw(seed, tags::PATIENT_ID, &[]) % 9_000_000;
+
+    let (mut patients, mut studies, mut series) = (Vec::new(), Vec::new(), Vec::new());
+    for p in 0..n_patients {
+        let d = |tag: Tag| draw(seed, tag, &[p]);
+        let name_no = p.wrapping_mul(name_mul).wrapping_add(name_off) % 1024;
+        let (family, given) = (
+            FAMILY[(name_no % 32) as usize],
+            GIVEN[(name_no / 32) as usize],
+        );
+        let birth = Date::draw(d(tags::PATIENT_BIRTH_DATE), 1935, 80);
+        let addr = d(tags::PATIENT_ADDRESS);
+        patients.push(Patient {
+            family,
+            given,
+            name: format!("{family}^{given}"),
+            id: format!("MRN{}", 1_000_000 + (p * 7919 + id_off) % 9_000_000),
+            other_id: format!("X{:08}", d(OTHER_PATIENT_IDS) % 100_000_000),
+            other_issuer: pick(&INSTITUTIONS, d(tags::ISSUER_OF_PATIENT_ID)).0,
+            birth,
+            sex: if name_no / 32 < 16 { "F" } else { "M" },
+            address: format!(
+                "{} {}, {} {:05}",
+                1 + addr % 9999,
+                pick(&STREETS, addr >> 16),
+                pick(&CITIES, addr >> 24),
+                (addr >> 32) % 100_000
+            ),
+            former_name: format!(
+                "{}^{given}",
+                misspelt(family, d(tags::ORIGINAL_ATTRIBUTES_SEQUENCE))
+            ),
+            former_id: format!(
+                "TMP{:06}",
+                d(tags::MODIFIED_ATTRIBUTES_SEQUENCE) % 1_000_000
+            ),
+            modified_at: format!(
+                "{}093000",
+                Date::draw(d(tags::ATTRIBUTE_MODIFICATION_DATE_TIME), 2010, 5).da()
+            ),
+            modifying_system: pick(&MODIFYING_SYSTEMS, d(tags::MODIFYING_SYSTEM)),
+        });
+
+        let n_studies = 1 + d(tags::STUDY_INSTANCE_UID) % 3;
+        let mut series_of_patient = 0u64;
+        for _ in 0..n_studies {
+            let st = studies.len() as u64;
+            let d = |tag: Tag| draw(seed, tag, &[p, st]);
+            let steps = d(tags::REQUEST_ATTRIBUTES_SEQUENCE);
+            studies.push(Study {
+                patient: p as usize,
+                uid: uid_2_25(&[seed, 1, st]),
+                date: Date::draw(d(tags::STUDY_DATE), 2016, 10),
+                time: 7 * 3600 + (d(tags::STUDY_TIME) % (11 * 3600)) as u32,
+                accession: format!("A{:08}", d(tags::ACCESSION_NUMBER) % 100_000_000),
+                id: format!("{}", 1000 + d(tags::STUDY_ID) % 9000),
+                description: pick(&STUDY_DESCRIPTIONS, d(tags::STUDY_DESCRIPTION)),
+                institution: pick(&INSTITUTIONS, d(tags::INSTITUTION_NAME)),
+                referring: format!("{}^^Dr", person(d(tags::REFERRING_PHYSICIAN_NAME))),
+                requested_procedure_id: format!("RP{:07}", steps % 10_000_000),
+                scheduled_step_id: format!("SPS{:07}", (steps >> 32) % 10_000_000),
+            });
+            let n_series = 2 + d(tags::SERIES_INSTANCE_UID) % 4;
+            for number in 1..=n_series {
+                let se = series.len() as u64;
+                let d = |tag: Tag| draw(seed, tag, &[p, st, se]);
+                series.push(Series {
+                    study: st as usize,
+                    dir: out
+                        .join(format!("p{p:03}"))
+                        .join(format!("s{series_of_patient:03}")),
+                    uid: uid_2_25(&[seed, 2, se]),
+                    number,
+                    // Series follow each other in the study, 7 minutes apart.
+                    time: studies[st as usize].time + 420 * number as u32,
+                    description: pick(&SERIES_DESCRIPTIONS, d(tags::SERIES_DESCRIPTION)),
+                    performing: person(d(tags::PERFORMING_PHYSICIAN_NAME)),
+                    operator: person(d(tags::OPERATORS_NAME)),
+                });
+                series_of_patient += 1;
+            }
+        }
+    }
+    (patients, studies, series)
+}
+
+enum Kind {
+    /// A sample as it is (index into `Corpus::samples`).
+    Small(usize),
+    /// A CT/MR sample with 512x512 Pixel Data.
+    Slice(usize),
+    /// The RT Dose with this many 0.5 MiB frames.
+    MultiFrame(u64),
+}
+
+impl Kind {
+    fn name(&self) -> &'static str {
+        match self {
+            Kind::Small(_) => "small",
+            Kind::Slice(_) => "slice",
+            Kind::MultiFrame(_) => "multiframe",
+        }
+    }
+}
+
+struct Planned {
+    index: u64,
+    kind: Kind,
+    series: usize,
+    instance: u64,
+    sop_uid: String,
+}
+
+/// Decides every file in index order: the kind from the Weyl sequence, then the
+/// template of that kind in turn (offset by the seed), so that each template and
+/// size is equally common whatever N is.
+fn plan_files(
+    seed: u64,
+    n: u64,
+    n_series: u64,
+    n_samples: usize,
+    slice_templates: &[usize],
+) -> Vec<Planned> {
+    let start = splitmix64(seed ^ 0x4B49_4E44);
+    let mut taken = [0u64; 3];
+    let mut next = |k: usize, len: usize| {
+        let t = taken[k];
+        taken[k] += 1;
+        ((t + seed % len as u64) % len as u64) as usize
+    };
+    (0..n)
+        .map(|i| {
+            // frac(start + i * golden ratio), in parts per million.
+            let x = start.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let ppm = ((u128::from(x) * 1_000_000) >> 64) as u64;
+            let kind = if ppm < MULTIFRAME_PPM {
+                let mib = MULTIFRAME_MIB[next(0, MULTIFRAME_MIB.len())];
+                Kind::MultiFrame(mib * (1 << 20) / FRAME_BYTES)
+            } else if ppm < MULTIFRAME_PPM + SLICE_PPM && !slice_templates.is_empty() {
+                Kind::Slice(slice_templates[next(1, slice_templates.len())])
+            } else {
+                Kind::Small(next(2, n_samples))
+            };
+            Planned {
+                index: i,
+                kind,
+                series: (i % n_series) as usize,
+                instance: i / n_series + 1,
+                sop_uid: uid_2_25(&[seed, 3, i]),
+            }
+        })
+        .collect()
+}
+
+fn write_tree_file(c: &Corpus, p: &Planned) -> Result<u64> {
+    let path = c.series[p.series].dir.join(format!("i{:05}.dcm", p.index));
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    match p.kind {
+        Kind::Small(s) => {
+            let mut obj = c.samples[s].1.clone();
+            apply_phi(&mut obj, c, p);
+            obj.write_to_file(&path).map_err(|e| err(&e))?;
+        }
+        Kind::Slice(s) => {
+            let mut obj = c.samples[s].1.clone();
+            make_slice(&mut obj, p.index);
+            apply_phi(&mut obj, c, p);
+            obj.write_to_file(&path).map_err(|e| err(&e))?;
+        }
+        Kind::MultiFrame(frames) => {
+            let plan_uid = uid_2_25(&[c.seed, 4, p.index]);
+            let mut obj = bigframe_header(&c.dose, frames, &p.sop_uid, &plan_uid)?;
+            apply_phi(&mut obj, c, p);
+            write_streamed(&obj, &path, frames)?;
+        }
+    }
+    std::fs::metadata(&path)
         .map(|m| m.len())
-        .map_err(|e| format!("{}: {e}", p.path.display()))
+        .map_err(|e| err(&e))
+}
+
+/// Turns a CT/MR sample into a 512x512 16-bit slice: 0.5 MiB of Pixel Data, with the
+/// Image Pixel attributes that describe it.
+fn make_slice(obj: &mut DefaultDicomObject, index: u64) {
+    // The sample's Pixel Representation stays, so that VRs that follow it (Pixel
+    // Padding Value is US or SS) still agree; any 16-bit word is a valid pixel either
+    // way. Attributes that would describe the old pixels are dropped; their VRs too
+    // follow Pixel Representation, and their values would be wrong.
+    let signed = obj
+        .get(tags::PIXEL_REPRESENTATION)
+        .and_then(|e| e.to_int::<u16>().ok())
+        .unwrap_or(0);
+    for t in [
+        tags::SMALLEST_IMAGE_PIXEL_VALUE,
+        tags::LARGEST_IMAGE_PIXEL_VALUE,
+        tags::SMALLEST_PIXEL_VALUE_IN_SERIES,
+        tags::LARGEST_PIXEL_VALUE_IN_SERIES,
+        tags::PLANAR_CONFIGURATION,
+        tags::NUMBER_OF_FRAMES,
+        tags::FRAME_INCREMENT_POINTER,
+    ] {
+        obj.remove_element(t);
+    }
+    put_us(obj, tags::ROWS, FRAME_ROWS);
+    put_us(obj, tags::COLUMNS, FRAME_COLS);
+    put_us(obj, tags::SAMPLES_PER_PIXEL, 1);
+    put_us(obj, tags::BITS_ALLOCATED, 16);
+    put_us(obj, tags::BITS_STORED, 16);
+    put_us(obj, tags::HIGH_BIT, 15);
+    put_us(obj, tags::PIXEL_REPRESENTATION, signed);
+    obj.put_str(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+
+    // A phantom: a textured disc on a zero background, brighter or darker by file
+    // index (64 variants), so neighbouring files differ. Values are 16-bit words (U16),
+    // so the writer puts them in the sample's byte order (big endian included).
+    let (rows, cols) = (i64::from(FRAME_ROWS), i64::from(FRAME_COLS));
+    let radius2 = (rows * 15 / 32).pow(2);
+    let shift = (index % 64) as i64 * 4;
+    let pixels: Vec<u16> = (0..rows * cols)
+        .map(|k| {
+            let (y, x) = (k / cols, k % cols);
+            let (dy, dx) = (y - rows / 2, x - cols / 2);
+            if dx * dx + dy * dy > radius2 {
+                0
+            } else {
+                (900 + ((x ^ y) & 0xFF) + shift) as u16
+            }
+        })
+        .collect();
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(pixels.into()),
+    ));
+}
+
+/// Writes the file's patient, study, series and instance values (see the module
+/// documentation) over those of the sample.
+fn apply_phi(obj: &mut DefaultDicomObject, c: &Corpus, p: &Planned) {
+    let se = &c.series[p.series];
+    let st = &c.studies[se.study];
+    let pt = &c.patients[st.patient];
+    let mut put = |tag: Tag, vr: VR, v: &str| {
+        obj.put_str(tag, vr, v);
+    };
+
+    // Patient.
+    put(tags::PATIENT_NAME, VR::PN, &pt.name);
+    put(tags::PATIENT_ID, VR::LO, &pt.id);
+    put(OTHER_PATIENT_IDS, VR::LO, &pt.other_id);
+    put(tags::PATIENT_BIRTH_DATE, VR::DA, &pt.birth.da());
+    put(tags::PATIENT_SEX, VR::CS, pt.sex);
+    put(tags::PATIENT_ADDRESS, VR::LO, &pt.address);
+
+    // Study.
+    let date = st.date.da();
+    put(tags::STUDY_INSTANCE_UID, VR::UI, &st.uid);
+    put(tags::STUDY_DATE, VR::DA, &date);
+    put(tags::STUDY_TIME, VR::TM, &tm(st.time));
+    put(tags::ACCESSION_NUMBER, VR::SH, &st.accession);
+    put(tags::STUDY_ID, VR::SH, &st.id);
+    put(tags::STUDY_DESCRIPTION, VR::LO, st.description);
+    put(tags::INSTITUTION_NAME, VR::LO, st.institution.0);
+    put(tags::INSTITUTION_ADDRESS, VR::ST, st.institution.1);
+    put(tags::REFERRING_PHYSICIAN_NAME, VR::PN, &st.referring);
+    put(tags::PATIENT_AGE, VR::AS, &pt.birth.age_at(st.date));
+
+    // Series.
+    put(tags::SERIES_INSTANCE_UID, VR::UI, &se.uid);
+    put(tags::SERIES_NUMBER, VR::IS, &se.number.to_string());
+    put(tags::SERIES_DATE, VR::DA, &date);
+    put(tags::SERIES_TIME, VR::TM, &tm(se.time));
+    put(tags::SERIES_DESCRIPTION, VR::LO, se.description);
+    put(tags::PERFORMING_PHYSICIAN_NAME, VR::PN, &se.performing);
+    put(tags::OPERATORS_NAME, VR::PN, &se.operator);
+
+    // Instance: acquired 3 s apart within the series, content created 2 s later.
+    let acquired = se.time + 60 + 3 * p.instance.min(20_000) as u32;
+    put(tags::SOP_INSTANCE_UID, VR::UI, &p.sop_uid);
+    put(tags::INSTANCE_NUMBER, VR::IS, &p.instance.to_string());
+    put(tags::ACQUISITION_DATE, VR::DA, &date);
+    put(tags::ACQUISITION_TIME, VR::TM, &tm(acquired));
+    put(tags::CONTENT_DATE, VR::DA, &date);
+    put(tags::CONTENT_TIME, VR::TM, &tm(acquired + 2));
+    let comments = format!(
+        "{} {}, {}, born {}: image {} of series {}. {} requested by Dr {}.",
+        pt.given,
+        pt.family,
+        pt.id,
+        pt.birth.da(),
+        p.instance,
+        se.number,
+        st.description,
+        st.referring.split('^').next().unwrap_or_default(),
+    );
+    put(tags::IMAGE_COMMENTS, VR::LT, &comments);
+
+    // Nested PHI.
+    obj.put(sequence(
+        tags::OTHER_PATIENT_I_DS_SEQUENCE,
+        item(&[
+            (tags::PATIENT_ID, VR::LO, &pt.other_id),
+            (tags::ISSUER_OF_PATIENT_ID, VR::LO, pt.other_issuer),
+            (tags::TYPE_OF_PATIENT_ID, VR::CS, "TEXT"),
+        ]),
+    ));
+    obj.put(sequence(
+        tags::REQUEST_ATTRIBUTES_SEQUENCE,
+        item(&[
+            (
+                tags::REQUESTED_PROCEDURE_DESCRIPTION,
+                VR::LO,
+                st.description,
+            ),
+            (
+                tags::REQUESTED_PROCEDURE_ID,
+                VR::SH,
+                &st.requested_procedure_id,
+            ),
+            (
+                tags::SCHEDULED_PROCEDURE_STEP_ID,
+                VR::SH,
+                &st.scheduled_step_id,
+            ),
+        ]),
+    ));
+    // Two levels deep: the values the patient had before a correction.
+    let mut original = item(&[
+        (
+            tags::ATTRIBUTE_MODIFICATION_DATE_TIME,
+            VR::DT,
+            &pt.modified_at,
+        ),
+        (tags::MODIFYING_SYSTEM, VR::LO, pt.modifying_system),
+        (tags::SOURCE_OF_PREVIOUS_VALUES, VR::LO, pt.other_issuer),
+        (
+            tags::REASON_FOR_THE_ATTRIBUTE_MODIFICATION,
+            VR::CS,
+            "CORRECT",
+        ),
+    ]);
+    original.put(sequence(
+        tags::MODIFIED_ATTRIBUTES_SEQUENCE,
+        item(&[
+            (tags::PATIENT_NAME, VR::PN, &pt.former_name),
+            (tags::PATIENT_ID, VR::LO, &pt.former_id),
+        ]),
+    ));
+    obj.put(sequence(tags::ORIGINAL_ATTRIBUTES_SEQUENCE, original));
+
+    put_private_block(obj, pt);
+    obj.update_meta(|m| m.media_storage_sop_instance_uid = pad_uid(&p.sop_uid));
+}
+
+fn item(elements: &[(Tag, VR, &str)]) -> InMemDicomObject {
+    InMemDicomObject::from_element_iter(
+        elements
+            .iter()
+            .map(|&(tag, vr, v)| DataElement::new(tag, vr, PrimitiveValue::from(v))),
+    )
+}
+
+fn sequence(tag: Tag, item: InMemDicomObject) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, VR::SQ, DataSetSequence::from(vec![item]))
+}
+
+/// The private block: creator `SYNTHETIC PHI 1.0` in the first free creator slot of
+/// group 0019 (some samples already use the group), then xx01 LO = patient name and
+/// xx02 DA = birth date. dicom-rs's `put_private_element` is not used because it
+/// reserves slot 0x01 in an empty group, and creator slots are 0x10 to 0xFF (PS3.5
+/// 7.8.1).
+fn put_private_block(obj: &mut InMemDicomObject, pt: &Patient) {
+    let used: Vec<u16> = obj
+        .tags()
+        .filter(|t| t.group() == PRIVATE_GROUP)
+        .map(|t| t.element())
+        .collect();
+    let free = |slot: &u16| !used.iter().any(|&e| e == *slot || e >> 8 == *slot);
+    let Some(slot) = (0x10..=0xFF).find(free) else {
+        return;
+    };
+    obj.put_str(Tag(PRIVATE_GROUP, slot), VR::LO, PRIVATE_CREATOR);
+    let block = slot << 8;
+    obj.put_str(Tag(PRIVATE_GROUP, block | 0x01), VR::LO, pt.name.as_str());
+    obj.put_str(Tag(PRIVATE_GROUP, block | 0x02), VR::DA, pt.birth.da());
 }
 
 // ---------------------------------------------------------------------------
