@@ -35,6 +35,12 @@ set -euo pipefail
 N=${1:-2000}
 REPEAT=${REPEAT:-3}
 SEED=${SEED:-1}
+# ONLY=slice (or small, multiframe): every generated file of that kind (make-corpus
+# --only), e.g. to time typical 0.5 MiB CT/MR slices alone.
+ONLY=${ONLY:-}
+case $ONLY in '' | small | slice | multiframe) ;; *) echo "ONLY must be small, slice or multiframe" >&2; exit 2 ;; esac
+gen_only=()
+[ -n "$ONLY" ] && gen_only=(--only "$ONLY")
 case $N in '' | *[!0-9]*) echo "usage: $0 [N]" >&2; exit 2 ;; esac
 case $REPEAT in '' | 0 | *[!0-9]*) echo "REPEAT must be a positive number" >&2; exit 2 ;; esac
 PEER_N=${PEER_N:-1000}
@@ -79,7 +85,12 @@ CORES=$(nproc)
 
 # Generated files average about 150 KB (a mix of small objects, 0.5 MiB slices and a
 # few 16-48 MiB multi-frame files); the tree, one copy and one output exist at once.
-need_kib=$((N * 170 * 3 + 256 * 1024))
+case $ONLY in
+    slice) per_file_kib=540 ;;
+    multiframe) per_file_kib=$((33 * 1024)) ;;
+    *) per_file_kib=170 ;;
+esac
+need_kib=$((N * per_file_kib * 3 + 256 * 1024))
 avail_kib() { df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
 if [ -n "${BENCH_DIR:-}" ]; then
     WORK=$(mktemp -d "$BENCH_DIR/dicom-deid-throughput.XXXXXX")
@@ -107,8 +118,8 @@ printf 'extends: basic\nquarantine: {burned-in-annotation: off, burned-in-unknow
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$KEY"
 chmod 600 "$KEY"
 
-say "$GEN" tree "$TREE" "$N" --seed "$SEED"
-"$GEN" tree "$TREE" "$N" --seed "$SEED" 2>"$WORK/gen.log" || {
+say "$GEN" tree "$TREE" "$N" --seed "$SEED" "${gen_only[@]}"
+"$GEN" tree "$TREE" "$N" --seed "$SEED" "${gen_only[@]}" 2>"$WORK/gen.log" || {
     cat "$WORK/gen.log" >&2
     exit 1
 }
@@ -402,7 +413,7 @@ done
 echo
 echo "machine:   $CORES cores, $(uname -sr)"
 echo "work dir:  $where"
-echo "corpus:    $files files, $bytes bytes (make-corpus tree, seed $SEED)"
+echo "corpus:    $files files, $bytes bytes (make-corpus tree, seed $SEED${ONLY:+, only $ONLY})"
 echo "runs:      $REPEAT per mode; wall time is the median, RSS the maximum"
 if [ "$PY_TREE" != "$TREE" ]; then
     read -r sub_files sub_bytes _ <<<"${mode_in[$(has_peer dicognito && echo dicognito || echo pydicom-deid)]}"

@@ -2,7 +2,7 @@
 //!
 //! Usage:
 //!   cargo run --release --example make-corpus -- bigframe <OUT_FILE> <MiB>
-//!   cargo run --release --example make-corpus -- tree <OUT_DIR> <N> [--seed S] [--samples DIR]
+//!   cargo run --release --example make-corpus -- tree <OUT_DIR> <N> [--seed S] [--samples DIR] [--only KIND]
 //!
 //! `bigframe` writes one native multi-frame RT Dose file (explicit VR little endian,
 //! 512x512 frames of 16-bit pixels, 0.5 MiB each) whose Pixel Data is <MiB> MiB.
@@ -24,6 +24,9 @@
 //! i (iNNNNN) belongs to series i mod (number of series), so every series fills
 //! evenly, and its InstanceNumber is i div (number of series) + 1. A series mixes
 //! kinds of files.
+//!
+//! `--only small|slice|multiframe` makes every file of that kind (to time, say,
+//! typical CT/MR slices alone).
 //!
 //! Kinds: the kind of file i is read off a golden-ratio (Weyl) sequence started at a
 //! seed-dependent point, which spreads each kind evenly over the indices, so that any
@@ -88,7 +91,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   make-corpus bigframe <OUT_FILE> <MiB>
-  make-corpus tree <OUT_DIR> <N> [--seed S] [--samples DIR]";
+  make-corpus tree <OUT_DIR> <N> [--seed S] [--samples DIR] [--only KIND]";
 
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 const SAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/dicom");
@@ -310,6 +313,7 @@ fn tree_cmd(args: &[String]) -> Result<()> {
     let mut positional = Vec::new();
     let mut seed: u64 = 1;
     let mut samples_dir = PathBuf::from(SAMPLES_DIR);
+    let mut only = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--samples" {
@@ -323,6 +327,14 @@ fn tree_cmd(args: &[String]) -> Result<()> {
             seed = v
                 .parse()
                 .map_err(|_| format!("--seed must be a whole number, got {v:?}"))?;
+        } else if a == "--only" {
+            let v = it.next().ok_or("--only needs a kind")?;
+            only = Some(match v.as_str() {
+                "small" => Only::Small,
+                "slice" => Only::Slice,
+                "multiframe" => Only::MultiFrame,
+                _ => return Err(format!("--only takes small, slice or multiframe, got {v:?}")),
+            });
         } else if a.starts_with("--") {
             return Err(format!("unknown option {a}\n{USAGE}"));
         } else {
@@ -331,7 +343,7 @@ fn tree_cmd(args: &[String]) -> Result<()> {
     }
     let [out, n] = positional[..] else {
         return Err(format!(
-            "tree takes <OUT_DIR> <N> [--seed S] [--samples DIR]\n{USAGE}"
+            "tree takes <OUT_DIR> <N> [--seed S] [--samples DIR] [--only KIND]\n{USAGE}"
         ));
     };
     let n: u64 = n
@@ -362,7 +374,11 @@ fn tree_cmd(args: &[String]) -> Result<()> {
         studies,
         series,
     };
+    if matches!(only, Some(Only::Slice)) && slice_templates.is_empty() {
+        return Err("--only slice: no CT/MR sample with native pixels".into());
+    }
     let plan = plan_files(
+        only,
         seed,
         n,
         corpus.series.len() as u64,
@@ -751,6 +767,14 @@ fn build_hierarchy(out: &Path, seed: u64, n: u64) -> (Vec<Patient>, Vec<Study>, 
     (patients, studies, series)
 }
 
+/// `--only KIND`: every file of one kind, e.g. to time typical CT/MR slices alone.
+#[derive(Clone, Copy)]
+enum Only {
+    Small,
+    Slice,
+    MultiFrame,
+}
+
 enum Kind {
     /// A sample as it is (index into `Corpus::samples`).
     Small(usize),
@@ -782,6 +806,7 @@ struct Planned {
 /// template of that kind in turn (offset by the seed), so that each template and
 /// size is equally common whatever N is.
 fn plan_files(
+    only: Option<Only>,
     seed: u64,
     n: u64,
     n_series: u64,
@@ -800,6 +825,12 @@ fn plan_files(
             // frac(start + i * golden ratio), in parts per million.
             let x = start.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let ppm = ((u128::from(x) * 1_000_000) >> 64) as u64;
+            let ppm = match only {
+                None => ppm,
+                Some(Only::MultiFrame) => 0,
+                Some(Only::Slice) => MULTIFRAME_PPM,
+                Some(Only::Small) => 1_000_000,
+            };
             let kind = if ppm < MULTIFRAME_PPM {
                 let mib = MULTIFRAME_MIB[next(0, MULTIFRAME_MIB.len())];
                 Kind::MultiFrame(mib * (1 << 20) / FRAME_BYTES)
