@@ -333,7 +333,11 @@ fn tree_cmd(args: &[String]) -> Result<()> {
                 "small" => Only::Small,
                 "slice" => Only::Slice,
                 "multiframe" => Only::MultiFrame,
-                _ => return Err(format!("--only takes small, slice or multiframe, got {v:?}")),
+                _ => {
+                    return Err(format!(
+                        "--only takes small, slice or multiframe, got {v:?}"
+                    ));
+                }
             });
         } else if a.starts_with("--") {
             return Err(format!("unknown option {a}\n{USAGE}"));
