@@ -49,6 +49,8 @@ pub struct CheckOptions {
     pub options: Vec<String>,
     /// A `run --crosswalk` file: its original values are searched in every file.
     pub crosswalk: Option<PathBuf>,
+    /// Kinds of finding reported but not counted against the exit code.
+    pub allow: Vec<String>,
 }
 
 /// The outcome for one file of the tree.
@@ -97,6 +99,8 @@ pub struct Summary {
     pub files_with_findings: u64,
     pub findings: u64,
     pub warnings: u64,
+    /// Findings of a kind named by `--allow`: reported, not counted in the exit code.
+    pub allowed: u64,
     /// Findings per kind.
     pub counts: BTreeMap<&'static str, u64>,
     /// Residual-PHI findings per kind of value matched.
@@ -112,6 +116,7 @@ pub struct Summary {
 /// Runs the check; exit status 0 only when nothing was found.
 pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error> {
     check_paths(&opts)?;
+    let allowed = parse_allowed(&opts.allow)?;
     let profile = profile::compile::load_with_options(&opts.profile, &opts.options)?;
     let mut report = opts.report.as_deref().map(create_report).transpose()?;
     let index = opts
@@ -136,6 +141,11 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
     };
     let mut files: Vec<FileReport> = entries.par_iter().map(|w| checker.check_entry(w)).collect();
     resolve_references(&mut files);
+    for finding in files.iter_mut().flat_map(|f| f.findings.iter_mut()) {
+        if allowed.contains(&finding.kind) {
+            finding.severity = "allowed";
+        }
+    }
     let mut summary = summarize(&files, &profile, index.as_ref());
     summary.ledgers_not_checked = ledgers.len() as u64;
     if let Some((path, w)) = report.as_mut() {
@@ -148,11 +158,29 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
         context: "stdout".into(),
         source,
     })?;
-    Ok(if summary.findings == 0 {
+    Ok(if summary.findings == summary.allowed {
         ExitStatus::Success
     } else {
         ExitStatus::Partial
     })
+}
+
+fn parse_allowed(names: &[String]) -> Result<Vec<Kind>, Error> {
+    names
+        .iter()
+        .map(|name| match Kind::parse(name) {
+            Some(k) if k.allowable() => Ok(k),
+            Some(_) => Err(Error::Usage(format!(
+                "--allow {name}: a {name} finding means the file may still identify someone \
+                 or breaks the profile; only unresolved-reference, original-not-found, \
+                 not-dicom and dicomdir can be allowed"
+            ))),
+            None => Err(Error::Usage(format!(
+                "--allow {name}: no such kind of finding (unresolved-reference, \
+                 original-not-found, not-dicom, dicomdir)"
+            ))),
+        })
+        .collect()
 }
 
 fn check_paths(opts: &CheckOptions) -> Result<(), Error> {
@@ -393,6 +421,9 @@ fn summarize(files: &[FileReport], profile: &CompiledProfile, index: Option<&Ind
             if finding.kind.is_warning() {
                 s.warnings += 1;
             }
+            if finding.severity == "allowed" {
+                s.allowed += 1;
+            }
             *s.counts.entry(finding.kind.as_str()).or_default() += 1;
             if let Some(m) = finding.matched {
                 *s.matches.entry(m.as_str()).or_default() += 1;
@@ -424,8 +455,8 @@ fn write_report(
 fn print_summary(out: &mut dyn Write, files: &[FileReport], s: &Summary) -> std::io::Result<()> {
     writeln!(
         out,
-        "dicom-deid check: {} files, {} with findings; {} findings ({} warnings); profile {}",
-        s.files, s.files_with_findings, s.findings, s.warnings, s.profile
+        "dicom-deid check: {} files, {} with findings; {} findings ({} warnings, {} allowed); profile {}",
+        s.files, s.files_with_findings, s.findings, s.warnings, s.allowed, s.profile
     )?;
     if s.ledgers_not_checked > 0 {
         writeln!(out, "run ledgers not checked: {}", s.ledgers_not_checked)?;

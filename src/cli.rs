@@ -53,6 +53,11 @@ pub struct CheckArgs {
     /// searched for in every file (instead of, or besides, `--originals`).
     #[arg(long, value_name = "FILE")]
     pub crosswalk: Option<PathBuf>,
+    /// A kind of finding that is still reported but does not make the exit code
+    /// non-zero (repeatable): unresolved-reference, original-not-found, not-dicom or
+    /// dicomdir. Kinds that mean a value or rule violation cannot be allowed.
+    #[arg(long = "allow", value_name = "KIND")]
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]

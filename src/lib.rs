@@ -97,6 +97,7 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 report: a.report,
                 options: a.options,
                 crosswalk: a.crosswalk,
+                allow: a.allow,
             },
             &mut out,
         ),

@@ -459,6 +459,23 @@ fn broken_references_and_meta_are_found() {
     assert_eq!(c.count("unresolved-reference"), 1);
     assert_eq!(c.summary["warnings"], 1);
 
+    // An SR that references instances that were not shared is normal: --allow keeps
+    // the finding in the report but not in the exit code.
+    let c = env.check(&tree.out, &[&"--allow", &"unresolved-reference"]);
+    assert_eq!(c.code, Some(0), "{}", c.explain());
+    assert_eq!(c.count("unresolved-reference"), 1);
+    assert_eq!(c.summary["allowed"], 1);
+    assert!(
+        c.report_text.contains(r#""severity":"allowed""#),
+        "{}",
+        c.report_text
+    );
+    // Kinds that mean a leak or a rule violation cannot be allowed.
+    let c = env.check(&tree.out, &[&"--allow", &"residual-phi"]);
+    assert_eq!(c.code, Some(2), "{}", c.explain());
+    let c = env.check(&tree.out, &[&"--allow", &"no-such-kind"]);
+    assert_eq!(c.code, Some(2), "{}", c.explain());
+
     edit(nested, refer_to("1.2.0345.6"));
     let c = env.check(&tree.out, &[]);
     assert!(

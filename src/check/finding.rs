@@ -4,7 +4,8 @@
 use serde::Serialize;
 use std::fmt;
 
-/// The kind of a finding. Every kind counts against the exit code.
+/// The kind of a finding. Every kind counts against the exit code, unless it is one
+/// of the [`Kind::allowable`] kinds and `check --allow` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
@@ -66,6 +67,42 @@ impl Kind {
             Kind::Dicomdir => "dicomdir",
             Kind::UnparsedBytes => "unparsed-bytes",
         }
+    }
+
+    /// Parses a kebab-case name such as `unresolved-reference`.
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    const ALL: [Kind; 17] = [
+        Kind::NotRemoved,
+        Kind::PrivateNotRemoved,
+        Kind::NotEmptied,
+        Kind::NotReplaced,
+        Kind::NotRemapped,
+        Kind::InvalidUid,
+        Kind::UnresolvedReference,
+        Kind::MetaUidMismatch,
+        Kind::MissingMarker,
+        Kind::WrongMarker,
+        Kind::ResidualPhi,
+        Kind::BurnedInAnnotation,
+        Kind::OriginalNotFound,
+        Kind::Unreadable,
+        Kind::NotDicom,
+        Kind::Dicomdir,
+        Kind::UnparsedBytes,
+    ];
+
+    /// Kinds that `check --allow` may exempt from the exit code: they say that
+    /// something could not be verified or points outside the tree, never that an
+    /// identifying value or a profile violation is present. (An SR or RT plan that
+    /// references instances that were not shared is normal.)
+    pub fn allowable(self) -> bool {
+        matches!(
+            self,
+            Kind::UnresolvedReference | Kind::OriginalNotFound | Kind::NotDicom | Kind::Dicomdir
+        )
     }
 
     /// Warnings are findings that may be legitimate (a reference to an instance
