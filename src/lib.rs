@@ -76,6 +76,13 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                     ""
                 },
             );
+            if summary.not_attempted > 0 {
+                eprintln!(
+                    "dicom-deid: {} files not attempted: the output device is full; \
+                     free space and run again (finished files are skipped)",
+                    summary.not_attempted
+                );
+            }
             Ok(status)
         }
         Command::Report(ReportCommand::Merge { reports }) => merge::merge(&reports, &mut out),

@@ -83,6 +83,9 @@ pub struct Summary {
     /// Finished by an earlier run (ledger) and not redone.
     pub skipped_unchanged: u64,
     pub failed: u64,
+    /// Failed without being attempted because the output device filled up (part
+    /// of `failed`); a later run with space left does them.
+    pub not_attempted: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub seconds: f64,
@@ -255,7 +258,14 @@ impl Reporter {
             }
             Status::Failed => s.failed += 1,
         }
-        if o.status == Status::Failed || (o.status == Status::Skipped && !o.is_benign_skip()) {
+        let not_attempted = o.kind == Some(crate::error::FileError::Aborted.kind());
+        if not_attempted {
+            // One line at the end says how many; one per file would bury the cause.
+            s.not_attempted += 1;
+        }
+        if !not_attempted
+            && (o.status == Status::Failed || (o.status == Status::Skipped && !o.is_benign_skip()))
+        {
             self.clear_progress();
             eprintln!(
                 "dicom-deid: {}: {}: {}",

@@ -488,3 +488,85 @@ fn an_unwritable_output_fails_the_file_without_partial_output() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// Mounts a tmpfs of `kib` KiB at `dir`; false where mounting is not permitted
+/// (not root, or a container without the capability).
+fn mount_small_tmpfs(dir: &Path, kib: u32) -> bool {
+    std::fs::create_dir_all(dir).unwrap();
+    Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_device_stops_the_batch_without_partial_output() {
+    let env = Env::new();
+    let key = env.key("key", 26);
+    let input = env.path("in");
+    let n = make_tree(&input, 20);
+    let out = env.path("small-device");
+    if !mount_small_tmpfs(&out, 256) {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); ENOSPC not exercised");
+        return;
+    }
+    let _unmount = Unmount(out.clone());
+    let rep = env.path("r.jsonl");
+    let o = run(&[
+        &"run",
+        &input,
+        &"--out",
+        &out,
+        &"--key-file",
+        &key,
+        &"--layout",
+        &"mirror",
+        &"--jobs",
+        &"2",
+        &"--report",
+        &rep,
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let (lines, summary) = report(&rep);
+    assert_eq!(lines.len(), n);
+    let kinds = |k: &str| lines.iter().filter(|l| l["kind"] == k).count();
+    let written = lines.iter().filter(|l| l["status"] == "ok").count();
+    assert!(kinds("output-full") >= 1, "{lines:?}");
+    assert!(
+        written < n && written + kinds("output-full") + kinds("aborted") == n,
+        "{lines:?}"
+    );
+    assert_eq!(summary["not_attempted"], kinds("aborted"));
+    // The cause is said once, not once per file that was not attempted.
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(stderr.matches("not processed").count() == 0, "{stderr}");
+    if kinds("aborted") > 0 {
+        assert!(stderr.contains("files not attempted: the output device is full"));
+    }
+    // No temporary, no partial file: every output present reads back whole.
+    let mut outputs = 0;
+    for e in walkdir::WalkDir::new(&out)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert!(!name.contains(".dicom-deid-tmp-"), "temporary left: {name}");
+        if name.ends_with(".dcm") {
+            outputs += 1;
+            dicom_object::open_file(e.path()).expect("a complete output");
+        }
+    }
+    assert_eq!(outputs, written);
+}
