@@ -411,6 +411,13 @@ fn process_file(ctx: &Context<'_>, entry: &Entry) -> Result<FileOutcome, FileErr
             src.trailing = Some(trailing);
         }
     }
+    if src.implicit_vr_repaired.is_some() {
+        outcome.notes.push(
+            "dataset declared explicit VR but was encoded in implicit VR: read as implicit, \
+             written in the declared transfer syntax"
+                .into(),
+        );
+    }
     if src.dropped_trailing_bytes > 0 {
         outcome.notes.push(format!(
             "dropped {} unparseable bytes after Pixel Data",

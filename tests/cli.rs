@@ -778,6 +778,16 @@ fn site_profile_overrides_and_private_creator_rules_apply() {
 /// DICOM_DEID_EXTERNAL_CHECKS=1; elsewhere the check runs when the tools are there.
 #[test]
 fn outputs_read_cleanly_in_pydicom_and_dcmdump() {
+    let env = Env::new();
+    let key = env.key("key", 12);
+    let (_, map) = run_basic(&env, GOOD, &key, "out");
+    external_readers_accept(map.values());
+}
+
+/// dcmdump -E and pydicom (warnings as errors) read every file without complaint.
+/// .ci/run installs both and sets DICOM_DEID_EXTERNAL_CHECKS=1; elsewhere the check
+/// runs when the tools are there.
+fn external_readers_accept<'a>(files: impl IntoIterator<Item = &'a PathBuf> + Clone) {
     let required = std::env::var("DICOM_DEID_EXTERNAL_CHECKS").is_ok_and(|v| v == "1");
     let have_dcmdump = Command::new("dcmdump")
         .arg("--version")
@@ -795,10 +805,7 @@ fn outputs_read_cleanly_in_pydicom_and_dcmdump() {
         eprintln!("skipping: dcmdump or pydicom missing");
         return;
     }
-    let env = Env::new();
-    let key = env.key("key", 12);
-    let (_, map) = run_basic(&env, GOOD, &key, "out");
-    for out in map.values() {
+    for out in files.clone() {
         let o = Command::new("dcmdump")
             .arg("-q")
             .arg("-E")
@@ -826,7 +833,7 @@ print('ok', len(sys.argv) - 1)
     let o = Command::new("python3")
         .arg("-c")
         .arg(script)
-        .args(map.values())
+        .args(files)
         .output()
         .unwrap();
     assert!(
@@ -834,6 +841,45 @@ print('ok', len(sys.argv) - 1)
         "pydicom: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[test]
+fn a_dataset_declared_explicit_but_encoded_implicit_is_repaired() {
+    let env = Env::new();
+    let key = env.key("key", 27);
+    let file = "quirks/sc_implicit_in_explicit.dcm";
+    let (o, map) = run_basic(&env, &[file], &key, "out");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let rep = std::fs::read_to_string(env.path("out.jsonl")).unwrap();
+    assert!(rep.contains("encoded in implicit VR"), "{rep}");
+    let out = open(map.values().next().unwrap());
+    assert_eq!(
+        out.meta().transfer_syntax().trim_end_matches('\0'),
+        "1.2.840.10008.1.2.4.50",
+        "written in the declared transfer syntax"
+    );
+    assert!(text(out.element(Tag(0x0010, 0x0010)).unwrap()).is_empty());
+    assert_eq!(
+        text(out.element(Tag(0x0012, 0x0062)).unwrap()),
+        "YES",
+        "de-identified like any file"
+    );
+    // The JPEG fragment is the input's, byte for byte: find it in both files.
+    let fragments = match out.element(Tag(0x7FE0, 0x0010)).unwrap().value() {
+        Value::PixelSequence(seq) => seq.fragments().to_vec(),
+        other => panic!("encapsulated Pixel Data expected, got {other:?}"),
+    };
+    assert_eq!(fragments.len(), 1);
+    let input = std::fs::read(testdata(file)).unwrap();
+    let frag = &fragments[0];
+    assert!(frag.len() > 1000);
+    assert!(
+        input.windows(frag.len()).any(|w| w == &frag[..]),
+        "fragment bytes unchanged"
+    );
+    // pydicom warns about the input; about the output it must not.
+    external_readers_accept(map.values());
 }
 
 #[test]

@@ -51,7 +51,16 @@ pub struct Source {
     /// The whole input file, when it was small enough to be read in one go and has
     /// Pixel Data: the writer copies `pixel` from here instead of reopening the input.
     pub contents: Option<Arc<Vec<u8>>>,
+    /// Set when the transfer syntax declares explicit VR but the dataset is encoded
+    /// in implicit VR (some old writers do this): it was read as implicit VR and is
+    /// written in the declared syntax, so the output is repaired. The Pixel Data
+    /// element then gets this explicit VR header in place of its 8-byte implicit one.
+    pub implicit_vr_repaired: Option<PixelHeader>,
 }
+
+/// The explicit VR header written for Pixel Data read from an implicit VR dataset;
+/// None when the dataset has no Pixel Data.
+pub type PixelHeader = Option<[u8; 12]>;
 
 pub enum Classified {
     Dicom(Box<Source>),
@@ -187,6 +196,7 @@ fn read_from<R: Read + Seek + Send + 'static>(
                 dropped_trailing_bytes: 0,
                 size,
                 contents: None,
+                implicit_vr_repaired: None,
             }
         }
         Codec::Dataset(None) => return Err(FileError::UnsupportedTs(ts.uid().to_string())),
@@ -202,18 +212,35 @@ fn read_streamable<R: Read + Seek>(
     dataset_start: u64,
     size: u64,
 ) -> Result<Source, FileError> {
+    let disguised = implicit_in_explicit_clothing(&mut reader, ts, dataset_start)?;
+    // What the bytes are read as; `ts` stays what the output is written in.
+    let read_ts = if disguised {
+        TransferSyntaxRegistry
+            .get(IMPLICIT_VR_LE)
+            .ok_or_else(|| FileError::UnsupportedTs(IMPLICIT_VR_LE.into()))?
+    } else {
+        ts
+    };
     reader
         .seek(SeekFrom::Start(dataset_start))
         .map_err(FileError::Read)?;
-    let layout = scan(&mut reader, ts, size, false)?;
+    let layout = scan(&mut reader, read_ts, size, false)?;
     if layout.max_depth > MAX_DEPTH {
         return Err(FileError::TooDeep);
     }
     let header_end = layout.pixel.as_ref().map_or(size, |p| p.start);
     let header_bytes = read_range(&mut reader, dataset_start..header_end)?;
-    let header = InMemDicomObject::read_dataset_with_ts(&header_bytes[..], ts)
+    let header = InMemDicomObject::read_dataset_with_ts(&header_bytes[..], read_ts)
         .map_err(|e| malformed("dataset", e))?;
     drop(header_bytes);
+    let implicit_vr_repaired = if disguised {
+        Some(match &layout.pixel {
+            Some(p) => Some(explicit_pixel_header(&mut reader, p.start, &header)?),
+            None => None,
+        })
+    } else {
+        None
+    };
 
     let mut trailing = None;
     let mut dropped = 0;
@@ -223,9 +250,9 @@ fn read_streamable<R: Read + Seek>(
             dropped = tail_len;
         } else if tail_len > 0 {
             let bytes = read_range(&mut reader, p.end..size)?;
-            match scan(Cursor::new(&bytes), ts, tail_len, false) {
+            match scan(Cursor::new(&bytes), read_ts, tail_len, false) {
                 Ok(l) if l.max_depth <= MAX_DEPTH && l.pixel.is_none() => {
-                    match InMemDicomObject::read_dataset_with_ts(&bytes[..], ts) {
+                    match InMemDicomObject::read_dataset_with_ts(&bytes[..], read_ts) {
                         Ok(obj) => trailing = Some(obj),
                         Err(_) => dropped = tail_len,
                     }
@@ -243,7 +270,62 @@ fn read_streamable<R: Read + Seek>(
         dropped_trailing_bytes: dropped,
         size,
         contents: None,
+        implicit_vr_repaired,
     })
+}
+
+/// True when `ts` is an explicit VR little endian syntax but the first element of
+/// the dataset has no VR where one belongs (pydicom's SC_rgb_jpeg.dcm): the dataset
+/// is implicit VR. pydicom and dcmtk read such files the same way.
+fn implicit_in_explicit_clothing<R: Read + Seek>(
+    reader: &mut R,
+    ts: &TransferSyntax,
+    dataset_start: u64,
+) -> Result<bool, FileError> {
+    if ts.uid() == IMPLICIT_VR_LE || ts.endianness() != dicom_encoding::Endianness::Little {
+        return Ok(false);
+    }
+    reader
+        .seek(SeekFrom::Start(dataset_start))
+        .map_err(FileError::Read)?;
+    let mut head = [0u8; 8];
+    if read_up_to(reader, &mut head).map_err(FileError::Read)? < 8 {
+        return Ok(false);
+    }
+    Ok(dicom_core::VR::from_binary([head[4], head[5]]).is_none())
+}
+
+/// The explicit VR little endian header of the Pixel Data element whose implicit VR
+/// header (tag, 4-byte length) starts at `at`.
+fn explicit_pixel_header<R: Read + Seek>(
+    reader: &mut R,
+    at: u64,
+    header: &InMemDicomObject,
+) -> Result<[u8; 12], FileError> {
+    reader.seek(SeekFrom::Start(at)).map_err(FileError::Read)?;
+    let mut implicit = [0u8; 8];
+    if read_up_to(reader, &mut implicit).map_err(FileError::Read)? < 8 {
+        return Err(FileError::Malformed(
+            "file ends in the Pixel Data header".into(),
+        ));
+    }
+    let element = u16::from_le_bytes([implicit[2], implicit[3]]);
+    let undefined = implicit[4..8] == [0xFF; 4];
+    let bits_allocated = header
+        .get(Tag(0x0028, 0x0100))
+        .and_then(|e| e.to_int::<u16>().ok())
+        .unwrap_or(16);
+    let vr: &[u8; 2] = match element {
+        0x0008 => b"OF",
+        0x0009 => b"OD",
+        _ if undefined || bits_allocated <= 8 => b"OB",
+        _ => b"OW",
+    };
+    let mut out = [0u8; 12];
+    out[..4].copy_from_slice(&implicit[..4]);
+    out[4..6].copy_from_slice(vr);
+    out[8..].copy_from_slice(&implicit[4..8]);
+    Ok(out)
 }
 
 /// The meta group parser allocates each element's declared length before reading it:

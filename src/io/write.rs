@@ -253,7 +253,16 @@ fn write_to(
     out.write_all(b"DICM").map_err(werr)?;
     meta.write(&mut out).map_err(|e| dicom_werr(&e))?;
     write_dataset(&mut out, source.header, source.ts)?;
-    if let (Some(range), Some(bytes)) = (&source.pixel, &source.contents) {
+    // A dataset read as implicit VR under an explicit VR syntax is written in the
+    // declared syntax: Pixel Data gets an explicit VR header instead of its own.
+    let pixel = match (&source.pixel, source.implicit_vr_repaired) {
+        (Some(range), Some(Some(header))) => {
+            out.write_all(&header).map_err(werr)?;
+            Some(range.start + 8..range.end)
+        }
+        (range, _) => range.clone(),
+    };
+    if let (Some(range), Some(bytes)) = (&pixel, &source.contents) {
         let pixel = usize::try_from(range.start)
             .ok()
             .zip(usize::try_from(range.end).ok())
@@ -262,7 +271,7 @@ fn write_to(
                 FileError::Malformed("Pixel Data runs past the end of the file".into())
             })?;
         out.write_all(pixel).map_err(werr)?;
-    } else if let Some(range) = &source.pixel {
+    } else if let Some(range) = &pixel {
         let mut src = File::open(input).map_err(FileError::Read)?;
         src.seek(SeekFrom::Start(range.start))
             .map_err(FileError::Read)?;
