@@ -418,6 +418,13 @@ fn process_file(ctx: &Context<'_>, entry: &Entry) -> Result<FileOutcome, FileErr
                 .into(),
         );
     }
+    if src.un_sequences_repaired > 0 {
+        outcome.notes.push(format!(
+            "{} sequence(s) stored as UN with undefined length (CP-246) read as implicit VR \
+             sequences and written as SQ",
+            src.un_sequences_repaired
+        ));
+    }
     if src.dropped_trailing_bytes > 0 {
         outcome.notes.push(format!(
             "dropped {} unparseable bytes after Pixel Data",

@@ -454,7 +454,6 @@ fn bad_files_fail_cleanly_and_the_batch_goes_on() {
         "bad/not_dicom.txt",
         "bad/garbage.bin",
         "bad/dicomdir/DICOMDIR",
-        "dicom/priv_sq_as_un.dcm",
         "dicom/ct_explicit_le.dcm",
     ];
     let input = env.inputs(&files);
@@ -495,10 +494,6 @@ fn bad_files_fail_cleanly_and_the_batch_goes_on() {
         ("failed".into(), "malformed".into())
     );
     assert_eq!(
-        status_of("priv_sq_as_un.dcm"),
-        ("failed".into(), "malformed".into())
-    );
-    assert_eq!(
         status_of("not_dicom.txt"),
         ("skipped".into(), "not-dicom".into())
     );
@@ -512,9 +507,9 @@ fn bad_files_fail_cleanly_and_the_batch_goes_on() {
         stderr.contains("mr_truncated.dcm") && stderr.contains("truncated"),
         "{stderr}"
     );
-    assert_eq!(summary["files_seen"], 7);
+    assert_eq!(summary["files_seen"], 6);
     assert_eq!(summary["written"], 1);
-    assert_eq!(summary["failed"], 3);
+    assert_eq!(summary["failed"], 2);
     assert_eq!(summary["skipped"], 3);
     // Exactly one output file (besides the run ledger), no temporary left behind,
     // inputs untouched.
@@ -880,6 +875,89 @@ fn a_dataset_declared_explicit_but_encoded_implicit_is_repaired() {
     );
     // pydicom warns about the input; about the output it must not.
     external_readers_accept(map.values());
+}
+
+#[test]
+fn sequences_stored_as_un_with_undefined_length_are_read_and_de_identified() {
+    // pydicom's UN_sequence.dcm: private (4453,100C) stored as UN with undefined
+    // length (CP-246), its items in implicit VR. Also as a standard sequence, whose
+    // nested UIDs the profile must reach: the same bytes with the tag changed to
+    // ReferencedSeriesSequence (0008,1115).
+    let env = Env::new();
+    let key = env.key("key", 28);
+    let original = std::fs::read(testdata("dicom/priv_sq_as_un.dcm")).unwrap();
+    let at = original
+        .windows(6)
+        .position(|w| w == [0x53, 0x44, 0x0C, 0x10, b'U', b'N'])
+        .expect("the UN element");
+    let mut standard = original.clone();
+    standard[at..at + 4].copy_from_slice(&[0x08, 0x00, 0x15, 0x11]);
+    let input = env.path("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("private.dcm"), &original).unwrap();
+    std::fs::write(input.join("standard.dcm"), &standard).unwrap();
+    let out = env.path("out");
+    let rep = env.path("r.jsonl");
+    let prof = lenient_profile(&env);
+    let o = run(&[
+        &"run",
+        &input,
+        &"--out",
+        &out,
+        &"--key-file",
+        &key,
+        &"--report",
+        &rep,
+        &"--layout",
+        &"mirror",
+        &"--profile",
+        &prof,
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (lines, _) = report(&rep);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["notes"].to_string().contains("CP-246")),
+        "{lines:?}"
+    );
+    let private = open(&out.join("private.dcm"));
+    assert!(
+        private.get(Tag(0x4453, 0x100C)).is_none(),
+        "private sequence removed"
+    );
+    let standard = open(&out.join("standard.dcm"));
+    let seq = standard.element(Tag(0x0008, 0x1115)).unwrap();
+    assert_eq!(seq.vr(), VR::SQ);
+    let item = &seq.items().unwrap()[0];
+    let series = item.element(Tag(0x0008, 0x1115)).unwrap().items().unwrap();
+    let image = series[0]
+        .element(Tag(0x0008, 0x1199))
+        .unwrap()
+        .items()
+        .unwrap();
+    let referenced = text(image[0].element(Tag(0x0008, 0x1155)).unwrap());
+    assert!(
+        referenced.starts_with("2.25."),
+        "nested UID remapped: {referenced}"
+    );
+    let study = text(item.element(Tag(0x0020, 0x000D)).unwrap());
+    assert!(study.starts_with("2.25."), "nested UID remapped: {study}");
+    assert!(
+        !std::fs::read(out.join("standard.dcm"))
+            .unwrap()
+            .windows(20)
+            .any(|w| w == b"1.2.840.113619.2.327"),
+        "no original UID left"
+    );
+    // Only what the profile removes is gone: the kept sequence still has its items.
+    assert_eq!(series.len(), 1);
+    external_readers_accept([out.join("private.dcm"), out.join("standard.dcm")].iter());
 }
 
 #[test]

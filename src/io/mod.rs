@@ -1,6 +1,7 @@
 //! Everything that touches the file system: walking inputs, reading, writing,
 //! choosing output paths.
 
+pub mod cp246;
 pub mod layout;
 pub mod read;
 pub mod walk;

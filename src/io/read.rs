@@ -56,6 +56,9 @@ pub struct Source {
     /// written in the declared syntax, so the output is repaired. The Pixel Data
     /// element then gets this explicit VR header in place of its 8-byte implicit one.
     pub implicit_vr_repaired: Option<PixelHeader>,
+    /// Sequences stored as UN with undefined length (CP-246) that were read as the
+    /// implicit VR sequences they are, and are written as SQ.
+    pub un_sequences_repaired: usize,
 }
 
 /// The explicit VR header written for Pixel Data read from an implicit VR dataset;
@@ -197,6 +200,7 @@ fn read_from<R: Read + Seek + Send + 'static>(
                 size,
                 contents: None,
                 implicit_vr_repaired: None,
+                un_sequences_repaired: 0,
             }
         }
         Codec::Dataset(None) => return Err(FileError::UnsupportedTs(ts.uid().to_string())),
@@ -224,17 +228,27 @@ fn read_streamable<R: Read + Seek>(
     reader
         .seek(SeekFrom::Start(dataset_start))
         .map_err(FileError::Read)?;
-    let layout = scan(&mut reader, read_ts, size, false)?;
-    if layout.max_depth > MAX_DEPTH {
-        return Err(FileError::TooDeep);
-    }
-    let header_end = layout.pixel.as_ref().map_or(size, |p| p.start);
-    let header_bytes = read_range(&mut reader, dataset_start..header_end)?;
-    let header = InMemDicomObject::read_dataset_with_ts(&header_bytes[..], read_ts)
-        .map_err(|e| malformed("dataset", e))?;
-    drop(header_bytes);
+    let (header, pixel, un_sequences_repaired) = match scan(&mut reader, read_ts, size, false) {
+        Ok(layout) => {
+            if layout.max_depth > MAX_DEPTH {
+                return Err(FileError::TooDeep);
+            }
+            let header_end = layout.pixel.as_ref().map_or(size, |p| p.start);
+            let header_bytes = read_range(&mut reader, dataset_start..header_end)?;
+            let header = InMemDicomObject::read_dataset_with_ts(&header_bytes[..], read_ts)
+                .map_err(|e| malformed("dataset", e))?;
+            (header, layout.pixel, 0)
+        }
+        Err(FileError::Malformed(why)) if !disguised && is_explicit_le(ts) => {
+            match read_un_sequences(&mut reader, ts, dataset_start, size)? {
+                Some(repaired) => repaired,
+                None => return Err(FileError::Malformed(why)),
+            }
+        }
+        Err(e) => return Err(e),
+    };
     let implicit_vr_repaired = if disguised {
-        Some(match &layout.pixel {
+        Some(match &pixel {
             Some(p) => Some(explicit_pixel_header(&mut reader, p.start, &header)?),
             None => None,
         })
@@ -244,7 +258,7 @@ fn read_streamable<R: Read + Seek>(
 
     let mut trailing = None;
     let mut dropped = 0;
-    if let Some(p) = &layout.pixel {
+    if let Some(p) = &pixel {
         let tail_len = size.saturating_sub(p.end);
         if tail_len > MAX_TRAILING_BYTES {
             dropped = tail_len;
@@ -265,13 +279,67 @@ fn read_streamable<R: Read + Seek>(
         meta,
         ts,
         header,
-        pixel: layout.pixel,
+        pixel,
         trailing,
         dropped_trailing_bytes: dropped,
         size,
         contents: None,
         implicit_vr_repaired,
+        un_sequences_repaired,
     })
+}
+
+/// A dataset read up to Pixel Data: the header, the Pixel Data range in the input,
+/// and how many CP-246 sequences were rewritten to read it.
+type HeaderRead = (InMemDicomObject, Option<Range<u64>>, usize);
+
+fn is_explicit_le(ts: &TransferSyntax) -> bool {
+    ts.uid() != IMPLICIT_VR_LE && ts.endianness() == dicom_encoding::Endianness::Little
+}
+
+/// How much of a dataset the CP-246 repair holds in memory at most: the part before
+/// Pixel Data, which is small in any real file.
+const MAX_REPAIR_BYTES: u64 = 64 << 20;
+
+/// Second attempt for a dataset the parser refused: if it holds sequences stored
+/// as UN with undefined length (CP-246), rewrite them ([`cp246::repair`]) and parse
+/// the result. Returns the header, the Pixel Data range in the input, and how many
+/// sequences were rewritten; None when that is not what was wrong.
+fn read_un_sequences<R: Read + Seek>(
+    reader: &mut R,
+    ts: &'static TransferSyntax,
+    dataset_start: u64,
+    size: u64,
+) -> Result<Option<HeaderRead>, FileError> {
+    let available = size.saturating_sub(dataset_start);
+    let len = available.min(MAX_REPAIR_BYTES);
+    let bytes = read_range(reader, dataset_start..dataset_start + len)?;
+    let Ok(Some(fixed)) = super::cp246::repair(&bytes, MAX_DEPTH) else {
+        return Ok(None);
+    };
+    drop(bytes);
+    if fixed.pixel_at.is_none() && len < available {
+        return Ok(None);
+    }
+    let fixed_len = fixed.bytes.len() as u64;
+    match scan(Cursor::new(&fixed.bytes), ts, fixed_len, true) {
+        Ok(layout) if layout.max_depth > MAX_DEPTH => return Err(FileError::TooDeep),
+        Ok(_) => {}
+        Err(_) => return Ok(None),
+    }
+    let Ok(header) = InMemDicomObject::read_dataset_with_ts(&fixed.bytes[..], ts) else {
+        return Ok(None);
+    };
+    let pixel = match fixed.pixel_at {
+        Some(offset) => {
+            reader
+                .seek(SeekFrom::Start(dataset_start + offset as u64))
+                .map_err(FileError::Read)?;
+            scan(&mut *reader, ts, size, false)?.pixel
+        }
+        None => None,
+    };
+    Ok(Some((header, pixel, fixed.sequences)))
 }
 
 /// True when `ts` is an explicit VR little endian syntax but the first element of
