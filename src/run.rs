@@ -418,6 +418,12 @@ fn process_file(ctx: &Context<'_>, entry: &Entry) -> Result<FileOutcome, FileErr
                 .into(),
         );
     }
+    if src.un_retyped > 0 {
+        outcome.notes.push(format!(
+            "{} standard attribute(s) stored as UN given their dictionary VR",
+            src.un_retyped
+        ));
+    }
     if src.un_sequences_repaired > 0 {
         outcome.notes.push(format!(
             "{} sequence(s) stored as UN with undefined length (CP-246) read as implicit VR \

@@ -961,6 +961,84 @@ fn sequences_stored_as_un_with_undefined_length_are_read_and_de_identified() {
 }
 
 #[test]
+fn kept_standard_attributes_stored_as_un_get_their_dictionary_vr() {
+    // pydicom-data's explicit_VR-UN.dcm stores every attribute as UN; a SOP Class
+    // UID kept as UN bytes used to fail the file (it cannot go into the meta group).
+    let env = Env::new();
+    let key = env.key("key", 29);
+    let mut obj = open(&testdata("dicom/mr_fake_phi_dicognito.dcm"));
+    let as_un = |obj: &mut DefaultDicomObject, tag: Tag| {
+        let e = obj.element(tag).unwrap();
+        let bytes = e.value().to_bytes().unwrap().into_owned();
+        obj.put(dicom_core::DataElement::new(
+            tag,
+            VR::UN,
+            dicom_core::PrimitiveValue::U8(bytes.into()),
+        ));
+    };
+    for tag in [
+        Tag(0x0008, 0x0016), // SOP Class UID (K)
+        Tag(0x0008, 0x0060), // Modality (K)
+        Tag(0x0028, 0x0010), // Rows (K, US)
+        Tag(0x0020, 0x0013), // Instance Number (K, IS)
+    ] {
+        as_un(&mut obj, tag);
+    }
+    let input = env.path("in");
+    std::fs::create_dir_all(&input).unwrap();
+    obj.write_to_file(input.join("un.dcm")).unwrap();
+    let out = env.path("out");
+    let rep = env.path("r.jsonl");
+    let o = run(&[
+        &"run",
+        &input,
+        &"--out",
+        &out,
+        &"--key-file",
+        &key,
+        &"--report",
+        &rep,
+        &"--layout",
+        &"mirror",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (lines, _) = report(&rep);
+    assert!(
+        lines[0]["notes"]
+            .to_string()
+            .contains("4 standard attribute(s) stored as UN"),
+        "{lines:?}"
+    );
+    let out = open(&out.join("un.dcm"));
+    let original = open(&testdata("dicom/mr_fake_phi_dicognito.dcm"));
+    for (tag, vr) in [
+        (Tag(0x0008, 0x0016), VR::UI),
+        (Tag(0x0008, 0x0060), VR::CS),
+        (Tag(0x0028, 0x0010), VR::US),
+        (Tag(0x0020, 0x0013), VR::IS),
+    ] {
+        let e = out.element(tag).unwrap();
+        assert_eq!(e.vr(), vr, "{tag}");
+        assert_eq!(
+            e.to_str().unwrap(),
+            original.element(tag).unwrap().to_str().unwrap(),
+            "{tag} kept"
+        );
+    }
+    assert_eq!(
+        out.meta()
+            .media_storage_sop_class_uid()
+            .trim_end_matches('\0'),
+        "1.2.840.10008.5.1.4.1.1.4"
+    );
+}
+
+#[test]
 fn standard_tags_stored_as_un_are_matched_by_tag() {
     let env = Env::new();
     let key = env.key("key", 13);

@@ -4,5 +4,6 @@
 pub mod cp246;
 pub mod layout;
 pub mod read;
+pub mod retype;
 pub mod walk;
 pub mod write;

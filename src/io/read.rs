@@ -59,6 +59,8 @@ pub struct Source {
     /// Sequences stored as UN with undefined length (CP-246) that were read as the
     /// implicit VR sequences they are, and are written as SQ.
     pub un_sequences_repaired: usize,
+    /// Standard attributes stored as UN that were given their dictionary VR.
+    pub un_retyped: usize,
 }
 
 /// The explicit VR header written for Pixel Data read from an implicit VR dataset;
@@ -201,11 +203,17 @@ fn read_from<R: Read + Seek + Send + 'static>(
                 contents: None,
                 implicit_vr_repaired: None,
                 un_sequences_repaired: 0,
+                un_retyped: 0,
             }
         }
         Codec::Dataset(None) => return Err(FileError::UnsupportedTs(ts.uid().to_string())),
         _ => read_streamable(reader, meta, ts, dataset_start, size)?,
     };
+    let mut source = source;
+    source.un_retyped = super::retype::standard_un(&mut source.header, ts, MAX_DEPTH);
+    if let Some(trailing) = source.trailing.as_mut() {
+        source.un_retyped += super::retype::standard_un(trailing, ts, MAX_DEPTH);
+    }
     Ok(Classified::Dicom(Box::new(source)))
 }
 
@@ -286,6 +294,7 @@ fn read_streamable<R: Read + Seek>(
         contents: None,
         implicit_vr_repaired,
         un_sequences_repaired,
+        un_retyped: 0,
     })
 }
 
