@@ -418,6 +418,13 @@ fn process_file(ctx: &Context<'_>, entry: &Entry) -> Result<FileOutcome, FileErr
                 .into(),
         );
     }
+    if src.meta_read_leniently {
+        outcome.notes.push(
+            "file meta group without its group length or transfer syntax: read element by \
+             element (transfer syntax sniffed from the dataset when missing) and rebuilt"
+                .into(),
+        );
+    }
     if src.un_retyped > 0 {
         outcome.notes.push(format!(
             "{} standard attribute(s) stored as UN given their dictionary VR",

@@ -961,6 +961,79 @@ fn sequences_stored_as_un_with_undefined_length_are_read_and_de_identified() {
 }
 
 #[test]
+fn file_meta_groups_without_group_length_or_transfer_syntax_are_read() {
+    let env = Env::new();
+    let key = env.key("key", 30);
+    let input = env.path("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::copy(
+        testdata("quirks/no_meta_group_length.dcm"),
+        input.join("no_group_length.dcm"),
+    )
+    .unwrap();
+    // The same MR as a good file, its (0002,0010) Transfer Syntax UID cut out and the
+    // group length made to match: the dataset is explicit VR LE, to be sniffed.
+    let mut bytes = std::fs::read(testdata("dicom/mr_fake_phi_dicognito.dcm")).unwrap();
+    let at = bytes
+        .windows(6)
+        .position(|w| w == [0x02, 0x00, 0x10, 0x00, b'U', b'I'])
+        .expect("(0002,0010)");
+    let len = 8 + usize::from(u16::from_le_bytes([bytes[at + 6], bytes[at + 7]]));
+    bytes.drain(at..at + len);
+    let group_length = u32::from_le_bytes(bytes[140..144].try_into().unwrap());
+    bytes[140..144].copy_from_slice(&(group_length - len as u32).to_le_bytes());
+    std::fs::write(input.join("no_transfer_syntax.dcm"), &bytes).unwrap();
+    let out = env.path("out");
+    let rep = env.path("r.jsonl");
+    let o = run(&[
+        &"run",
+        &input,
+        &"--out",
+        &out,
+        &"--key-file",
+        &key,
+        &"--report",
+        &rep,
+        &"--layout",
+        &"mirror",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (lines, _) = report(&rep);
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["notes"].to_string().contains("file meta group without")),
+        "{lines:?}"
+    );
+    let mr = open(&out.join("no_transfer_syntax.dcm"));
+    assert_eq!(
+        mr.meta().transfer_syntax().trim_end_matches('\0'),
+        "1.2.840.10008.1.2.1"
+    );
+    assert!(text(mr.element(Tag(0x0010, 0x0010)).unwrap()).is_empty());
+    let rt = open(&out.join("no_group_length.dcm"));
+    assert_eq!(
+        rt.meta()
+            .media_storage_sop_class_uid()
+            .trim_end_matches('\0'),
+        "1.2.840.10008.5.1.4.1.1.481.1"
+    );
+    external_readers_accept(
+        [
+            out.join("no_group_length.dcm"),
+            out.join("no_transfer_syntax.dcm"),
+        ]
+        .iter(),
+    );
+}
+
+#[test]
 fn kept_standard_attributes_stored_as_un_get_their_dictionary_vr() {
     // pydicom-data's explicit_VR-UN.dcm stores every attribute as UN; a SOP Class
     // UID kept as UN bytes used to fail the file (it cannot go into the meta group).

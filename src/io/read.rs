@@ -6,7 +6,7 @@ use crate::error::{FileError, error_chain};
 use dicom_core::Tag;
 use dicom_encoding::TransferSyntax;
 use dicom_encoding::transfer_syntax::{Codec, TransferSyntaxIndex};
-use dicom_object::{FileMetaTable, InMemDicomObject};
+use dicom_object::{FileMetaTable, FileMetaTableBuilder, InMemDicomObject};
 use dicom_parser::dataset::LazyDataToken;
 use dicom_parser::dataset::lazy_read::LazyDataSetReader;
 use dicom_parser::stateful::decode::StatefulDecode;
@@ -61,6 +61,9 @@ pub struct Source {
     pub un_sequences_repaired: usize,
     /// Standard attributes stored as UN that were given their dictionary VR.
     pub un_retyped: usize,
+    /// The file meta group lacked its group length or transfer syntax and was read
+    /// element by element (see [`lenient_meta`]).
+    pub meta_read_leniently: bool,
 }
 
 /// The explicit VR header written for Pixel Data read from an implicit VR dataset;
@@ -136,19 +139,30 @@ fn read_from<R: Read + Seek + Send + 'static>(
     } else {
         None
     };
+    let mut meta_read_leniently = false;
     let (meta, ts, dataset_start) = match meta_offset {
         Some(off) => {
             check_meta_lengths(&mut reader, off, size)?;
             reader.seek(SeekFrom::Start(off)).map_err(FileError::Read)?;
-            let meta = FileMetaTable::from_reader(&mut reader)
-                .map_err(|e| malformed("file meta group", e))?;
+            let (meta, start) = match FileMetaTable::from_reader(&mut reader) {
+                Ok(meta) => {
+                    let start = reader.stream_position().map_err(FileError::Read)?;
+                    (meta, start)
+                }
+                Err(e) => match lenient_meta(&mut reader, off, size)? {
+                    Some((meta, start)) => {
+                        meta_read_leniently = true;
+                        (meta, start)
+                    }
+                    None => return Err(malformed("file meta group", e)),
+                },
+            };
             if meta.media_storage_sop_class_uid() == DICOMDIR_SOP_CLASS {
                 return Ok(Classified::Dicomdir);
             }
             let ts = TransferSyntaxRegistry
                 .get(meta.transfer_syntax())
                 .ok_or_else(|| FileError::UnsupportedTs(meta.transfer_syntax().to_string()))?;
-            let start = reader.stream_position().map_err(FileError::Read)?;
             (Some(meta), ts, start)
         }
         None => match sniff_bare_dataset(head, size) {
@@ -204,12 +218,14 @@ fn read_from<R: Read + Seek + Send + 'static>(
                 implicit_vr_repaired: None,
                 un_sequences_repaired: 0,
                 un_retyped: 0,
+                meta_read_leniently: false,
             }
         }
         Codec::Dataset(None) => return Err(FileError::UnsupportedTs(ts.uid().to_string())),
         _ => read_streamable(reader, meta, ts, dataset_start, size)?,
     };
     let mut source = source;
+    source.meta_read_leniently = meta_read_leniently;
     source.un_retyped = super::retype::standard_un(&mut source.header, ts, MAX_DEPTH);
     if let Some(trailing) = source.trailing.as_mut() {
         source.un_retyped += super::retype::standard_un(trailing, ts, MAX_DEPTH);
@@ -295,6 +311,7 @@ fn read_streamable<R: Read + Seek>(
         implicit_vr_repaired,
         un_sequences_repaired,
         un_retyped: 0,
+        meta_read_leniently: false,
     })
 }
 
@@ -408,6 +425,96 @@ fn explicit_pixel_header<R: Read + Seek>(
 /// The meta group parser allocates each element's declared length before reading it:
 /// check those lengths against the file first (the group is always explicit VR
 /// little endian).
+/// Second reading of a file meta group that dicom-rs refused: one without its
+/// group length (0002,0000), or without a transfer syntax (0002,0010), which pydicom
+/// and dcmtk read. Takes explicit VR little endian elements while their group is
+/// 0002 (every length bounded by the file), and when the transfer syntax is missing
+/// sniffs it from the first dataset element. Returns the meta table and where the
+/// dataset starts; None when the group is damaged some other way.
+fn lenient_meta<R: Read + Seek>(
+    r: &mut R,
+    off: u64,
+    size: u64,
+) -> Result<Option<(FileMetaTable, u64)>, FileError> {
+    const MAX_META: u64 = 64 * 1024;
+    let start = off + 4;
+    r.seek(SeekFrom::Start(start)).map_err(FileError::Read)?;
+    let mut buf = vec![0u8; size.saturating_sub(start).min(MAX_META + 8) as usize];
+    let n = read_up_to(r, &mut buf).map_err(FileError::Read)?;
+    let buf = &buf[..n];
+    let text = |v: &[u8]| {
+        String::from_utf8_lossy(v)
+            .trim_end_matches(['\0', ' '])
+            .trim_start()
+            .to_string()
+    };
+    let (mut class, mut instance, mut ts) = (None, None, None);
+    let mut pos = 0usize;
+    while pos + 8 <= buf.len() && u16::from_le_bytes([buf[pos], buf[pos + 1]]) == 0x0002 {
+        let elem = u16::from_le_bytes([buf[pos + 2], buf[pos + 3]]);
+        let vr = [buf[pos + 4], buf[pos + 5]];
+        if dicom_core::VR::from_binary(vr).is_none() {
+            return Ok(None);
+        }
+        let long = matches!(
+            &vr,
+            b"OB"
+                | b"OD"
+                | b"OF"
+                | b"OL"
+                | b"OV"
+                | b"OW"
+                | b"SQ"
+                | b"UC"
+                | b"UN"
+                | b"UR"
+                | b"UT"
+                | b"SV"
+                | b"UV"
+        );
+        let (header, len) = if long {
+            let Some(l) = buf.get(pos + 8..pos + 12) else {
+                return Ok(None);
+            };
+            (12, u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize)
+        } else {
+            (
+                8,
+                usize::from(u16::from_le_bytes([buf[pos + 6], buf[pos + 7]])),
+            )
+        };
+        let Some(value) = buf.get(pos + header..pos + header + len) else {
+            return Ok(None);
+        };
+        match elem {
+            0x0002 => class = Some(text(value)),
+            0x0003 => instance = Some(text(value)),
+            0x0010 => ts = Some(text(value)),
+            _ => {}
+        }
+        pos += header + len;
+        if pos as u64 > MAX_META {
+            return Ok(None);
+        }
+    }
+    let dataset_start = start + pos as u64;
+    let ts = match ts.filter(|t| !t.is_empty()) {
+        Some(t) => t,
+        // As pydicom does: a VR where explicit VR has one means explicit VR.
+        None => match buf.get(pos + 4..pos + 6) {
+            Some(&[a, b]) if dicom_core::VR::from_binary([a, b]).is_some() => EXPLICIT_VR_LE.into(),
+            Some(_) => IMPLICIT_VR_LE.into(),
+            None => return Ok(None),
+        },
+    };
+    let meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(class.unwrap_or_default())
+        .media_storage_sop_instance_uid(instance.unwrap_or_default())
+        .transfer_syntax(ts)
+        .build();
+    Ok(meta.ok().map(|m| (m, dataset_start)))
+}
+
 fn check_meta_lengths<R: Read + Seek>(r: &mut R, off: u64, size: u64) -> Result<(), FileError> {
     const MAX_META: u64 = 64 * 1024;
     let start = off + 4;
