@@ -25,6 +25,11 @@ pub struct Record {
     pub mtime_ns: i128,
     /// Output path relative to the output directory.
     pub output: PathBuf,
+    /// Size of the output as written. Outputs are not fsynced: after a power loss a
+    /// file can be left empty or short while its ledger line survived, and then it
+    /// must be redone, not skipped. (Absent in ledgers of earlier versions.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_size: Option<u64>,
 }
 
 /// Size and modification time of an input, as the ledger compares them.
@@ -97,8 +102,11 @@ impl Ledger {
     /// its output is still there.
     pub fn finished(&self, id: &str, stamp: (u64, i128), out_dir: &Path) -> Option<&Record> {
         let r = self.done.get(id)?;
-        (r.size == stamp.0 && r.mtime_ns == stamp.1 && out_dir.join(&r.output).is_file())
-            .then_some(r)
+        if r.size != stamp.0 || r.mtime_ns != stamp.1 {
+            return None;
+        }
+        let out = std::fs::metadata(out_dir.join(&r.output)).ok()?;
+        (out.is_file() && r.output_size.is_none_or(|n| n == out.len())).then_some(r)
     }
 }
 
@@ -170,6 +178,7 @@ mod tests {
             size: 10,
             mtime_ns: 5,
             output: "a.dcm".into(),
+            output_size: Some(1),
         };
         w.append(&r).unwrap();
         // A torn last line is ignored.
@@ -186,6 +195,11 @@ mod tests {
         assert!(l.finished("i2", (10, 5), out).is_none());
         assert!(Ledger::load(&p, "P2", "K").is_empty(), "other profile");
         assert!(Ledger::load(&p, "P", "K2").is_empty(), "other key");
+        std::fs::write(out.join("a.dcm"), b"").unwrap();
+        assert!(
+            l.finished("i1", (10, 5), out).is_none(),
+            "output emptied by a crash before write-back"
+        );
         std::fs::remove_file(out.join("a.dcm")).unwrap();
         assert!(l.finished("i1", (10, 5), out).is_none(), "output gone");
     }

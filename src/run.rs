@@ -470,6 +470,7 @@ fn process_file(ctx: &Context<'_>, entry: &Entry) -> Result<FileOutcome, FileErr
                 size: stamp.0,
                 mtime_ns: stamp.1,
                 output: dest.strip_prefix(ctx.out).unwrap_or(&dest).to_path_buf(),
+                output_size: Some(outcome.bytes_out),
             });
         }
     }

@@ -570,3 +570,45 @@ fn a_full_device_stops_the_batch_without_partial_output() {
     }
     assert_eq!(outputs, written);
 }
+
+#[test]
+fn an_output_emptied_by_a_crash_is_redone_not_skipped() {
+    // Outputs are not fsynced: after a power loss a file can be empty while its
+    // ledger line survived. The next run must redo it.
+    let env = Env::new();
+    let key = env.key("key", 31);
+    let input = env.path("in");
+    let n = make_tree(&input, 1);
+    let out = env.path("out");
+    let args = |rep: &PathBuf| -> Vec<std::ffi::OsString> {
+        vec![
+            "run".into(),
+            input.clone().into(),
+            "--out".into(),
+            out.clone().into(),
+            "--key-file".into(),
+            key.clone().into(),
+            "--layout".into(),
+            "mirror".into(),
+            "--report".into(),
+            rep.clone().into(),
+        ]
+    };
+    let run_with = |rep: &PathBuf| {
+        let a = args(rep);
+        let refs: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            a.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>).collect();
+        run(&refs)
+    };
+    let first = env.path("first.jsonl");
+    assert_eq!(run_with(&first).status.code(), Some(0));
+    let before = tree(&out);
+    let victim = out.join("d000").join("f0.dcm");
+    std::fs::write(&victim, b"").unwrap();
+    let second = env.path("second.jsonl");
+    assert_eq!(run_with(&second).status.code(), Some(0));
+    let (_, summary) = report(&second);
+    assert_eq!(summary["written"], 1, "{summary}");
+    assert_eq!(summary["skipped_unchanged"], n - 1);
+    assert_eq!(tree(&out), before, "the emptied output is whole again");
+}
