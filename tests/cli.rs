@@ -899,27 +899,7 @@ fn sequences_stored_as_un_with_undefined_length_are_read_and_de_identified() {
     let out = env.path("out");
     let rep = env.path("r.jsonl");
     let prof = lenient_profile(&env);
-    let o = run(&[
-        &"run",
-        &input,
-        &"--out",
-        &out,
-        &"--key-file",
-        &key,
-        &"--report",
-        &rep,
-        &"--layout",
-        &"mirror",
-        &"--profile",
-        &prof,
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let (lines, _) = report(&rep);
+    let (lines, _) = run_mirror_ok(&input, &out, &key, &rep, &[&"--profile", &prof]);
     assert!(
         lines
             .iter()
@@ -985,25 +965,7 @@ fn file_meta_groups_without_group_length_or_transfer_syntax_are_read() {
     std::fs::write(input.join("no_transfer_syntax.dcm"), &bytes).unwrap();
     let out = env.path("out");
     let rep = env.path("r.jsonl");
-    let o = run(&[
-        &"run",
-        &input,
-        &"--out",
-        &out,
-        &"--key-file",
-        &key,
-        &"--report",
-        &rep,
-        &"--layout",
-        &"mirror",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let (lines, _) = report(&rep);
+    let (lines, _) = run_mirror_ok(&input, &out, &key, &rep, &[]);
     assert_eq!(lines.len(), 2);
     assert!(
         lines
@@ -1062,25 +1024,7 @@ fn kept_standard_attributes_stored_as_un_get_their_dictionary_vr() {
     obj.write_to_file(input.join("un.dcm")).unwrap();
     let out = env.path("out");
     let rep = env.path("r.jsonl");
-    let o = run(&[
-        &"run",
-        &input,
-        &"--out",
-        &out,
-        &"--key-file",
-        &key,
-        &"--report",
-        &rep,
-        &"--layout",
-        &"mirror",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let (lines, _) = report(&rep);
+    let (lines, _) = run_mirror_ok(&input, &out, &key, &rep, &[]);
     assert!(
         lines[0]["notes"]
             .to_string()

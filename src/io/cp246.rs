@@ -66,7 +66,8 @@ struct Rewriter<'a> {
     max_depth: usize,
 }
 
-fn is_long_form(vr: &[u8; 2]) -> bool {
+/// VRs whose explicit VR header has a 4-byte length (PS3.5 Table 7.1-1).
+pub(crate) fn is_long_form(vr: &[u8; 2]) -> bool {
     matches!(
         vr,
         b"OB"
@@ -177,7 +178,7 @@ impl Rewriter<'_> {
                 (b"UN", UNDEFINED) => {
                     self.sequences += 1;
                     self.put_long_header(tag, b"SQ", UNDEFINED);
-                    self.implicit_items(None, depth + 1)?;
+                    self.items(None, depth + 1, true)?;
                     self.put_delimiter(SEQ_END);
                 }
                 (b"SQ", _) => {
@@ -187,7 +188,7 @@ impl Rewriter<'_> {
                     } else {
                         Some(self.bounded(len, end)?)
                     };
-                    self.explicit_items(seq_end, depth + 1)?;
+                    self.items(seq_end, depth + 1, false)?;
                     self.put_delimiter(SEQ_END);
                 }
                 (_, UNDEFINED) => {
@@ -221,8 +222,9 @@ impl Rewriter<'_> {
         }
     }
 
-    /// Items of an explicit VR sequence, written with undefined lengths.
-    fn explicit_items(&mut self, end: Option<usize>, depth: usize) -> Result<()> {
+    /// Items of a sequence, written with undefined lengths; their content is
+    /// explicit VR, or implicit VR re-encoded as explicit.
+    fn items(&mut self, end: Option<usize>, depth: usize, implicit: bool) -> Result<()> {
         if depth > self.max_depth {
             return Err(NotRepairable);
         }
@@ -242,36 +244,11 @@ impl Rewriter<'_> {
                     } else {
                         Some(self.bounded(len, end)?)
                     };
-                    self.explicit_dataset(item_end, depth, false)?;
-                    self.put_delimiter(ITEM_END);
-                }
-                _ => return Err(NotRepairable),
-            }
-        }
-    }
-
-    /// Items of a sequence encoded in implicit VR, re-encoded in explicit VR.
-    fn implicit_items(&mut self, end: Option<usize>, depth: usize) -> Result<()> {
-        if depth > self.max_depth {
-            return Err(NotRepairable);
-        }
-        loop {
-            if end.is_some() && self.at_end(end) {
-                return Ok(());
-            }
-            let tag = self.tag()?;
-            let len = self.u32()?;
-            match tag {
-                SEQ_END if end.is_none() => return Ok(()),
-                ITEM => {
-                    self.put_tag(ITEM);
-                    self.out.extend_from_slice(&UNDEFINED.to_le_bytes());
-                    let item_end = if len == UNDEFINED {
-                        None
+                    if implicit {
+                        self.implicit_dataset(item_end, depth)?;
                     } else {
-                        Some(self.bounded(len, end)?)
-                    };
-                    self.implicit_dataset(item_end, depth)?;
+                        self.explicit_dataset(item_end, depth, false)?;
+                    }
                     self.put_delimiter(ITEM_END);
                 }
                 _ => return Err(NotRepairable),
@@ -296,7 +273,7 @@ impl Rewriter<'_> {
                 } else {
                     Some(self.bounded(len, end)?)
                 };
-                self.implicit_items(seq_end, depth + 1)?;
+                self.items(seq_end, depth + 1, true)?;
                 self.put_delimiter(SEQ_END);
                 continue;
             }

@@ -456,22 +456,7 @@ fn lenient_meta<R: Read + Seek>(
         if dicom_core::VR::from_binary(vr).is_none() {
             return Ok(None);
         }
-        let long = matches!(
-            &vr,
-            b"OB"
-                | b"OD"
-                | b"OF"
-                | b"OL"
-                | b"OV"
-                | b"OW"
-                | b"SQ"
-                | b"UC"
-                | b"UN"
-                | b"UR"
-                | b"UT"
-                | b"SV"
-                | b"UV"
-        );
+        let long = super::cp246::is_long_form(&vr);
         let (header, len) = if long {
             let Some(l) = buf.get(pos + 8..pos + 12) else {
                 return Ok(None);

@@ -62,6 +62,38 @@ pub fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     cmd.output().expect("binary runs")
 }
 
+/// `run INPUT --out OUT --key-file KEY --report REPORT --layout mirror` plus
+/// `extra`; panics, with its stderr, unless it exits 0. Returns the report.
+pub fn run_mirror_ok(
+    input: &Path,
+    out: &Path,
+    key: &Path,
+    report_path: &Path,
+    extra: &[&dyn AsRef<std::ffi::OsStr>],
+) -> (Vec<Json>, Json) {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        &"run",
+        &input,
+        &"--out",
+        &out,
+        &"--key-file",
+        &key,
+        &"--report",
+        &report_path,
+        &"--layout",
+        &"mirror",
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    report(report_path)
+}
+
 pub fn report(path: &Path) -> (Vec<Json>, Json) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines: Vec<Json> = text
