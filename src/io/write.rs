@@ -137,7 +137,6 @@ fn write_dataset<W: Write>(
     dataset: InMemDicomObject,
     ts: &TransferSyntax,
 ) -> Result<(), FileError> {
-    let dicom_werr = |e: &dyn std::error::Error| FileError::Write(error_chain(e));
     if let Codec::Dataset(Some(_)) = ts.codec() {
         // Deflated: the encoder sees a few large writes instead of one per token
         // (each write into flate2's encoder zeroes its 32 KiB output buffer), and
@@ -145,18 +144,18 @@ fn write_dataset<W: Write>(
         let encoder = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
         let mut buffered = BufWriter::with_capacity(64 * 1024, encoder);
         DataSetWriter::with_ts(&mut buffered, ts)
-            .map_err(|e| dicom_werr(&e))?
+            .map_err(|e| dicom_write_error(&e))?
             .write_sequence(dataset.into_tokens())
-            .map_err(|e| dicom_werr(&e))?;
+            .map_err(|e| dicom_write_error(&e))?;
         let encoder = buffered
             .into_inner()
             .map_err(|e| write_error(e.into_error()))?;
         encoder.finish().map_err(write_error)?;
     } else {
         DataSetWriter::with_ts_cs(out, ts, SpecificCharacterSet::default())
-            .map_err(|e| dicom_werr(&e))?
+            .map_err(|e| dicom_write_error(&e))?
             .write_sequence(dataset.into_tokens())
-            .map_err(|e| dicom_werr(&e))?;
+            .map_err(|e| dicom_write_error(&e))?;
     }
     Ok(())
 }
@@ -221,6 +220,24 @@ pub fn remove_stale_temporaries(out: &Path) -> usize {
     removed
 }
 
+/// An error of the dicom-rs writer: a full device can hide anywhere in its chain of
+/// causes (an `io::Error` several levels down), and must still stop the batch.
+fn dicom_write_error(e: &(dyn std::error::Error + 'static)) -> FileError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        {
+            return FileError::OutputFull(error_chain(e));
+        }
+        cause = c.source();
+    }
+    FileError::Write(error_chain(e))
+}
+
 /// Write errors, with a full device told apart: it stops the batch.
 fn write_error(e: std::io::Error) -> FileError {
     if matches!(
@@ -240,7 +257,6 @@ fn write_to(
     source: Source,
 ) -> Result<u64, FileError> {
     let werr = write_error;
-    let dicom_werr = |e: &dyn std::error::Error| FileError::Write(error_chain(e));
     let file = create_temp(tmp).map_err(werr)?;
     let mut out = BufWriter::with_capacity(
         256 * 1024,
@@ -251,7 +267,7 @@ fn write_to(
     );
     out.write_all(&[0u8; 128]).map_err(werr)?;
     out.write_all(b"DICM").map_err(werr)?;
-    meta.write(&mut out).map_err(|e| dicom_werr(&e))?;
+    meta.write(&mut out).map_err(|e| dicom_write_error(&e))?;
     write_dataset(&mut out, source.header, source.ts)?;
     // A dataset read as implicit VR under an explicit VR syntax is written in the
     // declared syntax: Pixel Data gets an explicit VR header instead of its own.
@@ -290,4 +306,47 @@ fn write_to(
     }
     let counted = out.into_inner().map_err(|e| write_error(e.into_error()))?;
     Ok(counted.bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device that is always full.
+    struct Full;
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::StorageFull.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_device_inside_a_dicom_rs_error_is_still_output_full() {
+        let meta = FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
+            .media_storage_sop_instance_uid("2.25.1")
+            .transfer_syntax("1.2.840.10008.1.2.1")
+            .build()
+            .unwrap();
+        let e = meta.write(Full).unwrap_err();
+        assert!(
+            matches!(dicom_write_error(&e), FileError::OutputFull(_)),
+            "{e}"
+        );
+        let mut obj = InMemDicomObject::new_empty();
+        obj.put(dicom_core::DataElement::new(
+            Tag(0x0010, 0x0010),
+            dicom_core::VR::PN,
+            dicom_core::PrimitiveValue::from("A^B"),
+        ));
+        let ts = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
+        assert!(matches!(
+            write_dataset(&mut Full, obj, &ts),
+            Err(FileError::OutputFull(_))
+        ));
+    }
 }
