@@ -234,7 +234,15 @@ impl Reporter {
         if let (Status::Ok, Some(record), Some(w)) = (o.status, &o.ledger, self.ledger.as_mut())
             && let Err(e) = w.append(record)
         {
-            self.io_error.get_or_insert(e);
+            // The ledger only saves work on the next run: without it, that run redoes
+            // these files. Not a reason to fail this one (a full output device is
+            // reported through the files that could not be written).
+            self.clear_progress();
+            eprintln!(
+                "dicom-deid: warning: cannot append to the run ledger ({e}); \
+                 files finished from here on will be redone by the next run"
+            );
+            self.ledger = None;
         }
         if o.status == Status::Failed {
             self.quarantine(&o);
