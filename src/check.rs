@@ -23,10 +23,10 @@ use crate::io::read::{Classified, Source, read};
 use crate::io::walk::{Walked, walk};
 use crate::profile::{self, CompiledProfile};
 use dataset::{Visit, flatten};
-use originals::{Index, Match, Original};
+use originals::{Index, Match, Matched};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use uids::{Known, Reference};
@@ -130,7 +130,8 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
     let crosswalk = match &opts.crosswalk {
         Some(p) => Some(
             phi::Needles::from_crosswalk(p)
-                .map_err(|e| Error::Usage(format!("cannot read crosswalk {}: {e}", p.display())))?,
+                .map_err(|e| Error::Usage(format!("cannot read crosswalk {}: {e}", p.display())))?
+                .compile(),
         ),
         None => None,
     };
@@ -241,7 +242,7 @@ struct Checker<'a> {
     profile: &'a CompiledProfile,
     index: Option<&'a Index>,
     /// Original values from a crosswalk, searched in every file.
-    crosswalk: Option<&'a phi::Needles>,
+    crosswalk: Option<&'a phi::Compiled>,
 }
 
 impl Checker<'_> {
@@ -291,10 +292,10 @@ impl Checker<'_> {
 
     fn check_dicom(&self, path: &Path, rel: &Path, src: &Source, r: &mut FileReport) {
         let visits = visits_of(src);
-        let candidates = self.match_original(path, rel, src, r);
+        let matched = self.match_original(path, rel, src, r);
         let judge = rules::Judge {
             profile: self.profile,
-            originals: candidates.iter().map(|o| &o.values).collect(),
+            originals: matched.iter().map(|m| m.values()).collect(),
         };
         let findings = &mut r.findings;
         judge.check(&visits, findings);
@@ -317,8 +318,15 @@ impl Checker<'_> {
                 ),
             ));
         }
-        if !candidates.is_empty() || self.crosswalk.is_some() {
-            search_phi(path, src, &visits, &candidates, self.crosswalk, findings);
+        if matched.is_some() || self.crosswalk.is_some() {
+            search_phi(
+                path,
+                src,
+                &visits,
+                matched.as_ref(),
+                self.crosswalk,
+                findings,
+            );
         }
         uids::collect_references(&src.header, "", 0, &mut r.references);
         if let Some(trailing) = &src.trailing {
@@ -336,27 +344,25 @@ impl Checker<'_> {
         rel: &Path,
         src: &Source,
         r: &mut FileReport,
-    ) -> Vec<&Original> {
-        let Some(index) = self.index else {
-            return Vec::new();
-        };
+    ) -> Option<Matched<'_>> {
+        let index = self.index?;
         let found = originals::fingerprint(path, src)
             .ok()
             .and_then(|fp| index.lookup(&fp, rel));
         match found {
-            Some((candidates, how)) => {
+            Some((matched, how)) => {
                 r.original = Some(match how {
                     Match::Fingerprint => "fingerprint",
                     Match::Path => "path",
                 });
-                candidates
+                Some(matched)
             }
             None => {
                 r.findings.push(Finding::new(
                     Kind::OriginalNotFound,
                     "no original has this file's pixel fingerprint or relative path: residual PHI not searched",
                 ));
-                Vec::new()
+                None
             }
         }
     }
@@ -366,21 +372,31 @@ fn search_phi(
     path: &Path,
     src: &Source,
     visits: &[Visit<'_>],
-    candidates: &[&Original],
-    crosswalk: Option<&phi::Needles>,
+    matched: Option<&Matched<'_>>,
+    crosswalk: Option<&phi::Compiled>,
     findings: &mut Vec<Finding>,
 ) {
-    let mut needles = phi::Needles::default();
-    candidates.iter().for_each(|o| needles.merge(&o.needles));
-    if let Some(c) = crosswalk {
-        needles.merge(c);
+    // A single original's needles are compiled here (cheap, and not worth keeping);
+    // a group's and the crosswalk's were compiled once.
+    let own;
+    let mut sets: Vec<&phi::Compiled> = Vec::new();
+    match matched {
+        Some(Matched::One(o)) => {
+            own = o.needles.compile();
+            sets.push(&own);
+        }
+        Some(Matched::Several(m)) => sets.push(&m.needles),
+        None => {}
     }
-    if needles.is_empty() {
+    sets.extend(crosswalk);
+    sets.retain(|s| !s.is_empty());
+    if sets.is_empty() {
         return;
     }
-    let needles = needles.compile();
-    let found = phi::search_strings(visits, &needles, findings);
-    match phi::search_raw(path, &needles, &found, src.pixel.clone()) {
+    let found = phi::search_strings(visits, &sets, findings);
+    let with_skips: Vec<(&phi::Compiled, &HashSet<usize>)> =
+        sets.iter().copied().zip(found.iter()).collect();
+    match phi::search_raw(path, &with_skips, src.pixel.clone()) {
         Ok(raw) => findings.extend(raw),
         Err(e) => findings.push(Finding::new(
             Kind::Unreadable,

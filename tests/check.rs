@@ -742,3 +742,95 @@ fn a_crosswalk_stands_in_for_the_originals() {
         "the report never shows the value"
     );
 }
+
+#[test]
+fn originals_sharing_a_fingerprint_are_searched_together() {
+    // Three originals with the same pixels and Instance Number (one fingerprint),
+    // different patients: each output is checked against all three, merged once.
+    let env = Env::new();
+    let input = env.path("input");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    let patients = [
+        (
+            "a.dcm",
+            "ALPHA^ANNA",
+            "PID-ALPHA-1",
+            "1.2.826.0.1.3680043.99.1",
+        ),
+        (
+            "b.dcm",
+            "BRAVO^BERT",
+            "PID-BRAVO-2",
+            "1.2.826.0.1.3680043.99.2",
+        ),
+        (
+            "c.dcm",
+            "CHARLIE^CARL",
+            "PID-CHARLIE-3",
+            "1.2.826.0.1.3680043.99.3",
+        ),
+    ];
+    for (file, name, id, uid) in patients {
+        let p = input.join(file);
+        std::fs::copy(testdata("dicom/mr_fake_phi_dicognito.dcm"), &p).expect("copy");
+        edit(&p, |obj| {
+            obj.put(DataElement::new(
+                PATIENT_NAME,
+                VR::PN,
+                PrimitiveValue::from(name),
+            ));
+            obj.put(DataElement::new(
+                Tag(0x0010, 0x0020),
+                VR::LO,
+                PrimitiveValue::from(id),
+            ));
+            obj.put(DataElement::new(
+                Tag(0x0008, 0x0018),
+                VR::UI,
+                PrimitiveValue::from(uid),
+            ));
+        });
+    }
+    let tree = env.deidentify(input.clone());
+    let c = env.check(&tree.out, &[&"--originals", &input]);
+    assert_eq!(c.count("residual-phi"), 0, "{}", c.explain());
+    assert!(c.files.iter().all(|f| f["original"] == "fingerprint"));
+
+    // Another member's name in one output, a third member's ID in another.
+    edit(tree.output("b.dcm"), |obj| {
+        obj.put(DataElement::new(
+            Tag(0x0020, 0x4000),
+            VR::LT,
+            PrimitiveValue::from("seen with ALPHA^ANNA"),
+        ));
+    });
+    edit(tree.output("c.dcm"), |obj| {
+        obj.put(DataElement::new(
+            Tag(0x0008, 0x1030),
+            VR::LO,
+            PrimitiveValue::from("pid-charlie-3 follow-up"),
+        ));
+    });
+    let c = env.check(&tree.out, &[&"--originals", &input]);
+    assert!(
+        c.has(
+            tree.output("b.dcm"),
+            "residual-phi",
+            "(0020,4000)",
+            Some("patient-name")
+        ),
+        "{}",
+        c.report_text
+    );
+    assert!(
+        c.has(
+            tree.output("c.dcm"),
+            "residual-phi",
+            "(0008,1030)",
+            Some("patient-id")
+        ),
+        "{}",
+        c.report_text
+    );
+    c.assert_no_values(&["ALPHA^ANNA", "PID-CHARLIE-3", "BRAVO"]);
+}

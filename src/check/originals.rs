@@ -4,7 +4,7 @@
 //! Instance Number, SOP Class UID), falling back to the same relative path.
 
 use super::dataset::Visit;
-use super::phi::Needles;
+use super::phi::{Compiled, Needles};
 use super::rules::{ValueMap, value_map};
 use super::uids::{SOP_CLASS_UID, first_string};
 use crate::io::read::{Classified, Source, read};
@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
 const INSTANCE_NUMBER: Tag = Tag(0x0020, 0x0013);
@@ -84,10 +85,41 @@ pub struct Original {
     pub values: ValueMap,
 }
 
+/// The originals that share one fingerprint. Several (identical images, or objects
+/// without pixels and the same Instance Number, such as many SRs) are searched
+/// together; their values and needles are merged once, on first use, so that
+/// checking a tree stays linear however large such a group grows.
+struct Group {
+    members: Vec<usize>,
+    merged: OnceLock<Merged>,
+}
+
+/// The union of a group's values and needles.
+pub struct Merged {
+    pub values: ValueMap,
+    pub needles: Compiled,
+}
+
+/// What an output was matched to.
+pub enum Matched<'a> {
+    One(&'a Original),
+    Several(&'a Merged),
+}
+
+impl Matched<'_> {
+    pub fn values(&self) -> &ValueMap {
+        match self {
+            Matched::One(o) => &o.values,
+            Matched::Several(m) => &m.values,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Index {
     originals: Vec<Original>,
-    by_fingerprint: HashMap<Fingerprint, Vec<usize>>,
+    groups: Vec<Group>,
+    by_fingerprint: HashMap<Fingerprint, usize>,
     by_rel: HashMap<PathBuf, usize>,
     /// Files under the originals folder that are not readable DICOM.
     pub skipped: usize,
@@ -120,7 +152,15 @@ impl Index {
             };
             let i = index.originals.len();
             index.originals.push(original);
-            index.by_fingerprint.entry(fp).or_default().push(i);
+            let next = index.groups.len();
+            let g = *index.by_fingerprint.entry(fp).or_insert(next);
+            if g == next {
+                index.groups.push(Group {
+                    members: Vec::new(),
+                    merged: OnceLock::new(),
+                });
+            }
+            index.groups[g].members.push(i);
             index.by_rel.insert(rel, i);
         }
         index
@@ -134,24 +174,45 @@ impl Index {
     /// The originals an output may come from: all those sharing its fingerprint
     /// (ambiguous matches are searched together), else the one at its relative
     /// path. Without pixel data the fingerprint is weak, so the path goes first.
-    pub fn lookup(&self, fp: &Fingerprint, rel: &Path) -> Option<(Vec<&Original>, Match)> {
+    pub fn lookup(&self, fp: &Fingerprint, rel: &Path) -> Option<(Matched<'_>, Match)> {
         let by_fp = || {
-            self.by_fingerprint.get(fp).map(|ids| {
-                (
-                    ids.iter().map(|i| &self.originals[*i]).collect(),
-                    Match::Fingerprint,
-                )
-            })
+            let group = &self.groups[*self.by_fingerprint.get(fp)?];
+            let matched = match group.members[..] {
+                [only] => Matched::One(&self.originals[only]),
+                _ => Matched::Several(group.merged.get_or_init(|| self.merge(&group.members))),
+            };
+            Some((matched, Match::Fingerprint))
         };
         let by_path = || {
             self.by_rel
                 .get(rel)
-                .map(|i| (vec![&self.originals[*i]], Match::Path))
+                .map(|i| (Matched::One(&self.originals[*i]), Match::Path))
         };
         if fp.has_pixels() {
             by_fp().or_else(by_path)
         } else {
             by_path().or_else(by_fp)
+        }
+    }
+
+    fn merge(&self, members: &[usize]) -> Merged {
+        let mut values = ValueMap::new();
+        let mut needles = Needles::default();
+        for &i in members {
+            let o = &self.originals[i];
+            for (path, vals) in &o.values {
+                let merged = values.entry(path.clone()).or_default();
+                for v in vals {
+                    if !merged.contains(v) {
+                        merged.push(v.clone());
+                    }
+                }
+            }
+            needles.merge(&o.needles);
+        }
+        Merged {
+            values,
+            needles: needles.compile(),
         }
     }
 }

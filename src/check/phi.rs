@@ -6,6 +6,7 @@
 use super::dataset::{Visit, tag_u32, trim_value};
 use super::finding::{Finding, Kind, ValueKind};
 use crate::profile::{Action, CompiledProfile};
+use aho_corasick::AhoCorasick;
 use dicom_core::Tag;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
@@ -120,10 +121,6 @@ impl Needles {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.by_text.is_empty()
-    }
-
     fn add_value(&mut self, kind: ValueKind, form: Form, value: &str) {
         match form {
             Form::Plain => self.add(kind, value),
@@ -156,16 +153,73 @@ impl Needles {
         }
     }
 
-    pub fn compile(&self) -> Vec<Needle> {
-        self.by_text
+    /// The needles with their matchers, built once per set of originals (and once
+    /// for a crosswalk) and then run over any number of files.
+    pub fn compile(&self) -> Compiled {
+        let needles: Vec<Needle> = self
+            .by_text
             .iter()
             .map(|(text, kind)| Needle {
                 kind: *kind,
                 bytes: encodings(text),
                 lower: text.clone(),
             })
-            .collect()
+            .collect();
+        let text = AhoCorasick::new(needles.iter().map(|n| n.lower.as_bytes())).ok();
+        let raw_patterns: Vec<(usize, &[u8])> = needles
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| n.bytes.iter().map(move |b| (i, b.as_slice())))
+            .filter(|(_, b)| !b.is_empty())
+            .collect();
+        let raw = AhoCorasick::new(raw_patterns.iter().map(|(_, b)| *b)).ok();
+        let raw_needle = raw_patterns.iter().map(|(i, _)| *i).collect();
+        let longest = raw_patterns.iter().map(|(_, b)| b.len()).max().unwrap_or(0);
+        Compiled {
+            needles,
+            text,
+            raw,
+            raw_needle,
+            longest,
+        }
     }
+}
+
+/// Needles ready to search: one automaton over the lower-cased texts (decoded
+/// strings) and one over their byte forms (raw bytes), so the cost of a search
+/// does not grow with the number of needles.
+#[derive(Debug)]
+pub struct Compiled {
+    needles: Vec<Needle>,
+    text: Option<AhoCorasick>,
+    raw: Option<AhoCorasick>,
+    /// Needle of each raw pattern.
+    raw_needle: Vec<usize>,
+    longest: usize,
+}
+
+impl Compiled {
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty()
+    }
+
+    /// Needles found in `lower_text` (already lower-cased), whole-word rule applied.
+    fn found_in<'a>(&'a self, lower_text: &'a str) -> impl Iterator<Item = usize> + 'a {
+        self.text
+            .iter()
+            .flat_map(move |ac| ac.find_overlapping_iter(lower_text))
+            .filter(move |m| {
+                let n = &self.needles[m.pattern().as_usize()];
+                !n.whole_word() || word_bounds(lower_text, m.start(), m.end())
+            })
+            .map(|m| m.pattern().as_usize())
+    }
+}
+
+fn word_bounds(text: &str, start: usize, end: usize) -> bool {
+    let before = text.get(..start).and_then(|t| t.chars().next_back());
+    let after = text.get(end..).and_then(|t| t.chars().next());
+    !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
 }
 
 fn admissible(text: &str) -> bool {
@@ -215,30 +269,17 @@ impl Needle {
     fn whole_word(&self) -> bool {
         self.kind.whole() != self.kind
     }
-
-    fn in_text(&self, lower_text: &str) -> bool {
-        lower_text.match_indices(self.lower.as_str()).any(|(i, m)| {
-            !self.whole_word()
-                || (!lower_text[..i]
-                    .chars()
-                    .next_back()
-                    .is_some_and(char::is_alphanumeric)
-                    && !lower_text[i + m.len()..]
-                        .chars()
-                        .next()
-                        .is_some_and(char::is_alphanumeric))
-        })
-    }
 }
 
-/// Searches every decoded string; returns the needles found, so the raw search
-/// reports only what the decoded search could not explain.
+/// Searches every decoded string with each set of needles; returns, per set, the
+/// needles found, so the raw search reports only what the decoded search could
+/// not explain.
 pub fn search_strings(
     visits: &[Visit<'_>],
-    needles: &[Needle],
+    sets: &[&Compiled],
     findings: &mut Vec<Finding>,
-) -> HashSet<usize> {
-    let mut found = HashSet::new();
+) -> Vec<HashSet<usize>> {
+    let mut found = vec![HashSet::new(); sets.len()];
     for v in visits {
         if v.tag == Tag(0x7FE0, 0x0010) {
             continue;
@@ -246,10 +287,10 @@ pub fn search_strings(
         let mut kinds = BTreeSet::new();
         for value in v.strings() {
             let value = value.to_lowercase();
-            for (i, n) in needles.iter().enumerate() {
-                if n.in_text(&value) {
-                    kinds.insert(n.kind);
-                    found.insert(i);
+            for (set, hits) in sets.iter().zip(found.iter_mut()) {
+                for i in set.found_in(&value) {
+                    kinds.insert(set.needles[i].kind);
+                    hits.insert(i);
                 }
             }
         }
@@ -272,46 +313,21 @@ pub fn search_strings(
     found
 }
 
-/// One byte form of a needle, as searched in raw bytes.
-struct Pattern<'a> {
-    needle: usize,
-    bytes: &'a [u8],
-    whole_word: bool,
-}
-
-/// Searches the raw bytes of a file (ASCII case-insensitive), streaming, for the
-/// needles not found in any decoded string. `pixel` is the byte range of Pixel
-/// Data, where only long needles are searched.
+/// Searches the raw bytes of a file (ASCII case-insensitive), streaming, with each
+/// set of needles, for the needles of that set not found in any decoded string
+/// (`skip`). `pixel` is the byte range of Pixel Data, where only long needles are
+/// searched.
 pub fn search_raw(
     path: &Path,
-    needles: &[Needle],
-    skip: &HashSet<usize>,
+    sets: &[(&Compiled, &HashSet<usize>)],
     pixel: Option<Range<u64>>,
 ) -> std::io::Result<Vec<Finding>> {
-    let patterns: Vec<Pattern<'_>> = needles
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !skip.contains(i))
-        .flat_map(|(i, n)| {
-            n.bytes.iter().map(move |b| Pattern {
-                needle: i,
-                bytes: b,
-                whole_word: n.whole_word(),
-            })
-        })
-        .filter(|p| !p.bytes.is_empty())
-        .collect();
-    let Some(longest) = patterns.iter().map(|p| p.bytes.len()).max() else {
+    let longest = sets.iter().map(|(c, _)| c.longest).max().unwrap_or(0);
+    if longest == 0 {
         return Ok(Vec::new());
-    };
-    let mut hits: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
-    let mut record = |p: &Pattern<'_>, offset: u64| {
-        let in_pixels = pixel.as_ref().is_some_and(|r| r.contains(&offset));
-        let list = hits.entry(p.needle).or_default();
-        if !(in_pixels && p.bytes.len() < MIN_PIXEL_NEEDLE) && list.len() < MAX_RAW_HITS {
-            list.push(offset);
-        }
-    };
+    }
+    // (set, needle) -> offsets
+    let mut hits: BTreeMap<(usize, usize), Vec<u64>> = BTreeMap::new();
     let mut file = File::open(path)?;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + longest + 1);
     // File offset of buf[0]; matches starting before `own` were decided already.
@@ -329,10 +345,22 @@ pub fn search_raw(
         } else {
             buf.len().saturating_sub(longest)
         };
-        for p in &patterns {
-            for pos in find_all(&buf, p.bytes).filter(|pos| (own..end).contains(pos)) {
-                if !p.whole_word || at_word_bounds(&buf, pos, p.bytes.len()) {
-                    record(p, base + pos as u64);
+        for (s, (set, skip)) in sets.iter().enumerate() {
+            let Some(ac) = &set.raw else { continue };
+            for m in ac.find_overlapping_iter(&buf[..]) {
+                let i = set.raw_needle[m.pattern().as_usize()];
+                if !(own..end).contains(&m.start()) || skip.contains(&i) {
+                    continue;
+                }
+                let needle = &set.needles[i];
+                if needle.whole_word() && !at_word_bounds(&buf, m.start(), m.len()) {
+                    continue;
+                }
+                let offset = base + m.start() as u64;
+                let in_pixels = pixel.as_ref().is_some_and(|r| r.contains(&offset));
+                let list = hits.entry((s, i)).or_default();
+                if !(in_pixels && m.len() < MIN_PIXEL_NEEDLE) && list.len() < MAX_RAW_HITS {
+                    list.push(offset);
                 }
             }
         }
@@ -346,14 +374,14 @@ pub fn search_raw(
         own = end - keep_from;
     }
     let mut findings = Vec::new();
-    for (i, offsets) in hits {
+    for ((s, i), offsets) in hits {
         for offset in offsets {
             let mut f = Finding::new(
                 Kind::ResidualPhi,
                 "an identifying value of the original is in the file's bytes, outside every decoded text value",
             );
             f.offset = Some(offset);
-            f.matched = Some(needles[i].kind);
+            f.matched = Some(sets[s].0.needles[i].kind);
             findings.push(f);
         }
     }
@@ -364,13 +392,6 @@ fn at_word_bounds(buf: &[u8], pos: usize, len: usize) -> bool {
     let before = pos.checked_sub(1).and_then(|i| buf.get(i));
     let after = buf.get(pos + len);
     !before.is_some_and(u8::is_ascii_alphanumeric) && !after.is_some_and(u8::is_ascii_alphanumeric)
-}
-
-fn find_all<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
-    hay.windows(needle.len())
-        .enumerate()
-        .filter(move |(_, w)| *w == needle)
-        .map(|(i, _)| i)
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -421,7 +442,7 @@ mod tests {
         n.add(ValueKind::PatientNameComponent, "ANN");
         n.add(ValueKind::PatientId, "PID-1234");
         let needles = n.compile();
-        let hit = |text: &str| needles.iter().any(|x| x.in_text(&text.to_lowercase()));
+        let hit = |text: &str| needles.found_in(&text.to_lowercase()).next().is_some();
         assert!(hit("Seen by ANN today"));
         assert!(hit("SMITH^ANN"));
         assert!(!hit("ANNOTATION"));
@@ -437,15 +458,12 @@ mod tests {
         std::fs::write(&path, &bytes).expect("write");
         let mut n = Needles::default();
         n.add(ValueKind::PatientName, "DOE^JOHN^Q");
-        let found = search_raw(&path, &n.compile(), &HashSet::new(), None).expect("search");
+        let compiled = n.compile();
+        let none = HashSet::new();
+        let found = search_raw(&path, &[(&compiled, &none)], None).expect("search");
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].offset, Some((CHUNK - 2) as u64));
-        let in_pixels = search_raw(
-            &path,
-            &n.compile(),
-            &HashSet::new(),
-            Some(0..bytes.len() as u64),
-        );
+        let in_pixels = search_raw(&path, &[(&compiled, &none)], Some(0..bytes.len() as u64));
         assert_eq!(
             in_pixels.expect("search").len(),
             1,
