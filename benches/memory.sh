@@ -18,26 +18,11 @@ case $MIB in '' | *[!0-9]*) echo "usage: $0 [MiB]" >&2; exit 2 ;; esac
 
 cd "$(dirname "$0")/.."
 
-say() { printf '+ %s\n' "$*" >&2; }
-
-if [ ! -x /usr/bin/time ]; then
-    echo "GNU time (/usr/bin/time) is missing: installing the 'time' package with apt-get" >&2
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "not root: run 'sudo apt-get install -y time' and try again" >&2
-        exit 1
-    fi
-    say apt-get install -y time
-    apt-get install -y time >&2
-fi
-
-say cargo build --release --bin dicom-deid --example make-corpus
-cargo build --release --bin dicom-deid --example make-corpus
-BIN=./target/release/dicom-deid
-GEN=./target/release/examples/make-corpus
+# shellcheck source=benches/common.sh
+. benches/common.sh
 
 # Input, output and the cp baseline copy (after the run) each take MiB; keep 256 MiB spare.
 need_kib=$(((3 * MIB + 256) * 1024))
-avail_kib() { df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
 if [ -n "${BENCH_DIR:-}" ]; then
     WORK=$(mktemp -d "$BENCH_DIR/dicom-deid-memory.XXXXXX")
     where="$WORK (BENCH_DIR)"

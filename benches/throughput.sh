@@ -65,22 +65,8 @@ esac
 
 cd "$(dirname "$0")/.."
 
-say() { printf '+ %s\n' "$*" >&2; }
-
-if [ ! -x /usr/bin/time ]; then
-    echo "GNU time (/usr/bin/time) is missing: installing the 'time' package with apt-get" >&2
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "not root: run 'sudo apt-get install -y time' and try again" >&2
-        exit 1
-    fi
-    say apt-get install -y time
-    apt-get install -y time >&2
-fi
-
-say cargo build --release --bin dicom-deid --example make-corpus
-cargo build --release --bin dicom-deid --example make-corpus
-BIN=./target/release/dicom-deid
-GEN=./target/release/examples/make-corpus
+# shellcheck source=benches/common.sh
+. benches/common.sh
 CORES=$(nproc)
 
 # Generated files average about 150 KB (a mix of small objects, 0.5 MiB slices and a
@@ -91,7 +77,6 @@ case $ONLY in
     *) per_file_kib=170 ;;
 esac
 need_kib=$((N * per_file_kib * 3 + 256 * 1024))
-avail_kib() { df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
 if [ -n "${BENCH_DIR:-}" ]; then
     WORK=$(mktemp -d "$BENCH_DIR/dicom-deid-throughput.XXXXXX")
     where="$WORK (BENCH_DIR)"
