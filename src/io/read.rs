@@ -240,7 +240,7 @@ fn read_streamable<R: Read + Seek>(
     dataset_start: u64,
     size: u64,
 ) -> Result<Source, FileError> {
-    let disguised = implicit_in_explicit_clothing(&mut reader, ts, dataset_start)?;
+    let disguised = encoded_implicit_despite_ts(&mut reader, ts, dataset_start)?;
     // What the bytes are read as; `ts` stays what the output is written in.
     let read_ts = if disguised {
         TransferSyntaxRegistry
@@ -371,7 +371,7 @@ fn read_un_sequences<R: Read + Seek>(
 /// True when `ts` is an explicit VR little endian syntax but the first element of
 /// the dataset has no VR where one belongs (pydicom's SC_rgb_jpeg.dcm): the dataset
 /// is implicit VR. pydicom and dcmtk read such files the same way.
-fn implicit_in_explicit_clothing<R: Read + Seek>(
+fn encoded_implicit_despite_ts<R: Read + Seek>(
     reader: &mut R,
     ts: &TransferSyntax,
     dataset_start: u64,
