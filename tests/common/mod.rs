@@ -94,6 +94,29 @@ pub fn run_mirror_ok(
     report(report_path)
 }
 
+/// Whether pydicom (and, with `dcmdump`, dcmtk's dcmdump) can be run here. .ci/run
+/// installs them and sets DICOM_DEID_EXTERNAL_CHECKS=1, which makes their absence
+/// a failure instead of a skip.
+pub fn external_tools(dcmdump: bool) -> bool {
+    let runs = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let have_pydicom = runs("python3", &["-c", "import pydicom"]);
+    let have_dcmdump = !dcmdump || runs("dcmdump", &["--version"]);
+    let have = have_pydicom && have_dcmdump;
+    if !have {
+        assert!(
+            std::env::var("DICOM_DEID_EXTERNAL_CHECKS").ok().as_deref() != Some("1"),
+            "external checks required here (pydicom: {have_pydicom}, dcmdump: {have_dcmdump})"
+        );
+        eprintln!("skipping: pydicom or dcmdump missing");
+    }
+    have
+}
+
 pub fn report(path: &Path) -> (Vec<Json>, Json) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines: Vec<Json> = text
