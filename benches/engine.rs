@@ -6,9 +6,9 @@
 //!   a small file, a typical CT slice header, a nested-PHI sample, and a large
 //!   enhanced-MR-like dataset built here (a Per-Frame Functional Groups Sequence of
 //!   2000 items with nested sequences, about 30,000 elements);
-//! - `file/*`: reading one file (`io::read::read`) and writing it back
-//!   (`io::write::write_part10`, into /dev/shm when it exists) end to end, with the
-//!   engine in between.
+//! - `file/*`: reading one file (`io::read::read`), and the whole per-file path
+//!   `dicom-deid run` takes (`pipeline::process` into the folder sink, in /dev/shm
+//!   when it exists).
 //!
 //! Run: `cargo bench --bench engine -- --warm-up-time 1 --measurement-time 3`
 
@@ -17,7 +17,10 @@ use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, Length, PrimitiveValue, Tag, VR};
 use dicom_deid::deid::{Engine, Key, Pseudonymizer};
 use dicom_deid::io::read::{Classified, Source, read};
-use dicom_deid::io::write::{build_meta, write_part10};
+use dicom_deid::io::source::open_file;
+use dicom_deid::pipeline::{Plan, Processed, process};
+use dicom_deid::store::Sink;
+use dicom_deid::store::fs::FsSink;
 use dicom_object::InMemDicomObject;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -263,7 +266,8 @@ fn bench_file(c: &mut Criterion) {
     .expect("tempdir");
     let key = bench_key(dir.path());
     let profile = dicom_deid::profile::load("basic").expect("basic profile");
-    let engine = Engine::new(&profile, Pseudonymizer::new(&key));
+    let plan = Plan::new(&profile, Engine::new(&profile, Pseudonymizer::new(&key)));
+    let sink = FsSink::new(dir.path().to_path_buf());
     let mut group = c.benchmark_group("file");
     for (name, rel) in [
         ("read/ct", "dicom/ct_explicit_le.dcm"),
@@ -281,19 +285,14 @@ fn bench_file(c: &mut Criterion) {
         ),
     ] {
         let input = sample(rel);
-        let dest = dir.path().join("out.dcm");
+        let dest = Path::new("out.dcm");
         group.bench_function(name, |b| {
             b.iter(|| {
-                let Ok(Classified::Dicom(mut src)) = read(&input) else {
-                    panic!("read {}", input.display());
+                let (handle, stamp) = open_file(&input).expect("open");
+                let Ok(Processed::Deidentified(d)) = process(handle, stamp, &plan) else {
+                    panic!("process {}", input.display());
                 };
-                engine.apply(&mut src.header).expect("apply");
-                let pseudo = engine.pseudonymizer();
-                let meta = build_meta(&src.header, src.meta.as_ref(), src.ts.uid(), |u| {
-                    pseudo.uid(u)
-                })
-                .expect("meta");
-                write_part10(&dest, &input, &meta, *src).expect("write")
+                sink.put(dest, d.object).expect("write")
             })
         });
     }

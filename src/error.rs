@@ -1,8 +1,14 @@
-//! Error types of the library. Messages state only their own context and never an
+//! Errors of the run layer. Messages state only their own context and never an
 //! attribute value or the key; the CLI renders them once.
 
-use crate::deid::{DeidError, KeyError, MAX_DEPTH};
+use crate::deid::{DeidError, KeyError};
+use crate::io::error::{EncodeError, ReadError};
+use crate::outcome::Kind;
+use crate::pipeline::PipelineError;
 use crate::profile::ProfileErrors;
+use crate::store::StoreError;
+
+pub use crate::io::error::error_chain;
 
 /// Errors that stop a run before any file is processed (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -24,22 +30,11 @@ pub enum Error {
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     #[error("cannot read: {0}")]
-    Read(std::io::Error),
-    #[error("malformed DICOM: {0}")]
-    Malformed(String),
-    #[error("unsupported transfer syntax {0}")]
-    UnsupportedTs(String),
-    #[error("sequences nest deeper than {MAX_DEPTH} levels")]
-    TooDeep,
-    #[error("cannot de-identify: {0}")]
-    Deid(#[from] DeidError),
-    #[error("cannot write output: {0}")]
-    Write(String),
-    /// The output device is full: later files cannot succeed either.
-    #[error("cannot write output: {0}")]
-    OutputFull(String),
-    #[error("quarantined: {0}")]
-    Quarantined(String),
+    Open(#[source] std::io::Error),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("not processed: an earlier write found the output device full")]
     Aborted,
     #[error("internal error while processing this file: {0}")]
@@ -47,37 +42,44 @@ pub enum FileError {
 }
 
 impl FileError {
-    /// Short machine-readable kind for the report.
-    pub fn kind(&self) -> &'static str {
+    /// The report's kind for this failure.
+    pub fn kind(&self) -> Kind {
         match self {
-            FileError::Read(_) => "unreadable",
-            FileError::Malformed(_) => "malformed",
-            FileError::UnsupportedTs(_) => "unsupported",
-            FileError::TooDeep => "malformed",
-            FileError::Deid(_) => "deid",
-            FileError::Write(_) => "write",
-            FileError::OutputFull(_) => "output-full",
-            FileError::Quarantined(_) => "quarantined",
-            FileError::Aborted => "aborted",
-            FileError::Panic(_) => "internal",
+            FileError::Open(_) => Kind::Unreadable,
+            FileError::Pipeline(p) => match p {
+                PipelineError::Read(r) => read_kind(r),
+                PipelineError::Deid(DeidError::TooDeep | DeidError::Value { .. }) => Kind::Deid,
+                PipelineError::Quarantined(_) => Kind::Quarantined,
+            },
+            FileError::Store(s) => match s {
+                StoreError::Encode(e) => match e {
+                    EncodeError::Changed => Kind::Changed,
+                    EncodeError::OutputFull(_) => Kind::OutputFull,
+                    EncodeError::Malformed(_) => Kind::Malformed,
+                    EncodeError::Read(_) => Kind::Unreadable,
+                    EncodeError::Write(_) => Kind::Write,
+                },
+                StoreError::Full(_) => Kind::OutputFull,
+                StoreError::Write(_) => Kind::Write,
+            },
+            FileError::Aborted => Kind::Aborted,
+            FileError::Panic(_) => Kind::Internal,
         }
+    }
+
+    /// The output device is full: the remaining inputs are not attempted.
+    pub fn is_output_full(&self) -> bool {
+        self.kind() == Kind::OutputFull
     }
 }
 
-/// `error: cause: cause` in one line: dicom-rs errors nest several levels deep and
-/// their Debug form carries kilobytes of backtrace.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let msg = s.to_string();
-        if !out.ends_with(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = s.source();
+fn read_kind(r: &ReadError) -> Kind {
+    match r {
+        ReadError::Io(_) => Kind::Unreadable,
+        ReadError::Malformed(_) | ReadError::TooDeep => Kind::Malformed,
+        ReadError::UnsupportedTs(_) => Kind::Unsupported,
+        ReadError::Changed => Kind::Changed,
     }
-    out
 }
 
 /// Exit status of the process, merged over all files: the worst wins.

@@ -1,18 +1,23 @@
 //! dicom-deid: de-identifies DICOM archives with PS3.15 Annex E profiles.
-//! Data flows one way: walk -> read -> apply profile -> write -> report.
+//! Data flows one way: source -> read -> de-identify -> encode -> sink -> report;
+//! [`pipeline`] is that path, written once.
 
 pub mod check;
 pub mod cli;
 pub mod commands;
+pub mod crosswalk;
 pub mod deid;
 pub mod error;
 pub mod io;
 pub mod ledger;
 pub mod merge;
+pub mod outcome;
+pub mod pipeline;
 pub mod profile;
 pub mod quarantine;
 pub mod report;
 pub mod run;
+pub mod store;
 
 use cli::{Cli, Command, ProfileCommand, ReportCommand};
 pub use error::{Error, ExitStatus};

@@ -1,7 +1,8 @@
 //! Outcomes of a run: one JSON line per input, a summary, progress and per-file
 //! error lines on stderr. Holds paths and counts, never an attribute value or a key.
 
-use crate::deid::{Counts, CrosswalkEntry};
+use crate::deid::Counts;
+use crate::outcome::Kind;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -25,7 +26,7 @@ pub struct FileOutcome {
     /// Machine-readable reason for a skip or failure (`not-dicom`, `dicomdir`,
     /// `malformed`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<&'static str>,
+    pub kind: Option<Kind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub counts: Counts,
@@ -36,10 +37,9 @@ pub struct FileOutcome {
     /// Private creators whose blocks were removed (vendor names, not patient data).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub private_creators_dropped: Vec<String>,
-    /// Original -> pseudonym pairs; they go to the crosswalk file only, never to
-    /// the report.
+    /// Where the worker copied a failed input for review (`--quarantine-copy`).
     #[serde(skip)]
-    pub crosswalk: Vec<CrosswalkEntry>,
+    pub quarantine_copy: Option<PathBuf>,
     /// Ledger line to append once the outcome is recorded.
     #[serde(skip)]
     pub ledger: Option<crate::ledger::Record>,
@@ -61,7 +61,7 @@ impl FileOutcome {
             bytes_out: 0,
             notes: Vec::new(),
             private_creators_dropped: Vec::new(),
-            crosswalk: Vec::new(),
+            quarantine_copy: None,
             ledger: None,
             rel: PathBuf::new(),
         }
@@ -70,7 +70,7 @@ impl FileOutcome {
     /// Skips of non-DICOM files are expected in a mixed tree and do not affect the
     /// exit code; every other skip does.
     pub fn is_benign_skip(&self) -> bool {
-        self.status == Status::Skipped && matches!(self.kind, Some("not-dicom" | "unchanged"))
+        self.status == Status::Skipped && self.kind.is_some_and(Kind::is_benign_skip)
     }
 }
 
@@ -112,13 +112,9 @@ pub struct Reporter {
     /// Hashes of output paths already written, to flag inputs that collide (two
     /// files with one SOP Instance UID). 8 bytes a file.
     outputs: HashSet<u64>,
-    crosswalk: Option<csv::Writer<std::fs::File>>,
     ledger: Option<crate::ledger::LedgerWriter>,
     out_dir: PathBuf,
-    quarantine: Option<(PathBuf, std::fs::File)>,
-    quarantine_copy: bool,
-    /// Pairs already written, so each appears once however many files share it.
-    crosswalk_seen: HashSet<(String, String)>,
+    quarantine: Option<std::fs::File>,
     pub io_error: Option<std::io::Error>,
 }
 
@@ -132,23 +128,11 @@ impl Reporter {
             last_progress: now,
             progress: std::io::stderr().is_terminal(),
             outputs: HashSet::new(),
-            crosswalk: None,
             ledger: None,
             out_dir: PathBuf::new(),
             quarantine: None,
-            quarantine_copy: false,
-            crosswalk_seen: HashSet::new(),
             io_error: None,
         }
-    }
-
-    pub fn with_crosswalk(mut self, file: Option<std::fs::File>) -> Self {
-        self.crosswalk = file.map(|f| {
-            let mut w = csv::Writer::from_writer(f);
-            let _ = w.write_record(["kind", "original", "pseudonym"]);
-            w
-        });
-        self
     }
 
     pub fn with_ledger(mut self, w: Option<crate::ledger::LedgerWriter>, out_dir: PathBuf) -> Self {
@@ -157,33 +141,26 @@ impl Reporter {
         self
     }
 
-    pub fn with_quarantine(mut self, q: Option<(PathBuf, std::fs::File)>, copy: bool) -> Self {
-        self.quarantine = q;
-        self.quarantine_copy = copy;
+    /// The quarantine manifest: one JSON line per failed input.
+    pub fn with_quarantine(mut self, manifest: Option<std::fs::File>) -> Self {
+        self.quarantine = manifest;
         self
     }
 
-    /// Lists a failed input in the quarantine manifest and, if asked, copies the
-    /// original there (it is PHI: opt-in only).
+    /// Counts the pairs the crosswalk writer added (the summary says how many).
+    pub fn crosswalk_entries(&mut self, n: u64) {
+        self.summary.crosswalk_entries = n;
+    }
+
+    /// Lists a failed input in the quarantine manifest.
     fn quarantine(&mut self, o: &FileOutcome) {
-        let Some((dir, manifest)) = self.quarantine.as_mut() else {
+        let Some(manifest) = self.quarantine.as_mut() else {
             return;
         };
-        let mut copied = None;
-        if self.quarantine_copy && o.kind != Some("aborted") {
-            let dest = dir.join("files").join(&o.rel);
-            let ok = dest
-                .parent()
-                .is_some_and(|p| std::fs::create_dir_all(p).is_ok())
-                && std::fs::copy(&o.input, &dest).is_ok();
-            if ok {
-                copied = Some(dest);
-            }
-        }
         #[derive(Serialize)]
         struct Line<'a> {
             input: &'a std::path::Path,
-            kind: Option<&'a str>,
+            kind: Option<Kind>,
             reason: Option<&'a str>,
             copy: Option<&'a std::path::Path>,
         }
@@ -191,28 +168,11 @@ impl Reporter {
             input: &o.input,
             kind: o.kind,
             reason: o.reason.as_deref(),
-            copy: copied.as_deref(),
+            copy: o.quarantine_copy.as_deref(),
         })
         .unwrap_or_default();
         if let Err(e) = writeln!(manifest, "{line}") {
             self.io_error.get_or_insert(e);
-        }
-    }
-
-    fn write_crosswalk(&mut self, entries: &[CrosswalkEntry]) {
-        let Some(w) = self.crosswalk.as_mut() else {
-            return;
-        };
-        for e in entries {
-            if self
-                .crosswalk_seen
-                .insert((e.kind.clone(), e.original.clone()))
-            {
-                self.summary.crosswalk_entries += 1;
-                if let Err(err) = w.write_record([&e.kind, &e.original, &e.replacement]) {
-                    self.io_error.get_or_insert(err.into());
-                }
-            }
         }
     }
 
@@ -222,15 +182,13 @@ impl Reporter {
             out.hash(&mut h);
             if !self.outputs.insert(h.finish()) {
                 o.status = Status::Failed;
-                o.kind = Some("duplicate");
+                o.kind = Some(Kind::Duplicate);
                 o.reason = Some(
                     "another input maps to the same output (same SOP Instance UID); one output kept"
                         .into(),
                 );
             }
         }
-        let entries = std::mem::take(&mut o.crosswalk);
-        self.write_crosswalk(&entries);
         if let (Status::Ok, Some(record), Some(w)) = (o.status, &o.ledger, self.ledger.as_mut())
             && let Err(e) = w.append(record)
         {
@@ -259,14 +217,14 @@ impl Reporter {
             Status::Skipped => {
                 s.skipped += 1;
                 match o.kind {
-                    Some("not-dicom") => s.skipped_not_dicom += 1,
-                    Some("unchanged") => s.skipped_unchanged += 1,
+                    Some(Kind::NotDicom) => s.skipped_not_dicom += 1,
+                    Some(Kind::Unchanged) => s.skipped_unchanged += 1,
                     _ => {}
                 }
             }
             Status::Failed => s.failed += 1,
         }
-        let not_attempted = o.kind == Some(crate::error::FileError::Aborted.kind());
+        let not_attempted = o.kind == Some(Kind::Aborted);
         if not_attempted {
             // One line at the end says how many; one per file would bury the cause.
             s.not_attempted += 1;
@@ -319,11 +277,6 @@ impl Reporter {
 
     pub fn finish(mut self) -> (Summary, Option<std::io::Error>) {
         self.clear_progress();
-        if let Some(w) = self.crosswalk.as_mut()
-            && let Err(e) = w.flush()
-        {
-            self.io_error.get_or_insert(e);
-        }
         let secs = self.started.elapsed().as_secs_f64();
         self.summary.seconds = secs;
         self.summary.files_per_second = if secs > 0.0 {

@@ -369,7 +369,7 @@ fn pixel_data_is_byte_identical_and_markers_are_written() {
         );
         assert_eq!(
             b.meta().implementation_class_uid(),
-            dicom_deid::io::write::IMPLEMENTATION_CLASS_UID
+            dicom_deid::io::encode::IMPLEMENTATION_CLASS_UID
         );
         assert!(b.meta().source_application_entity_title().is_none());
     }

@@ -11,10 +11,13 @@ use dicom_core::{DataElement, Length, PrimitiveValue, Tag, VR};
 use dicom_deid::deid::dates::{shift_da, shift_dt};
 use dicom_deid::deid::{Engine, Key, Pseudonymizer};
 use dicom_deid::io::read::{Classified, read};
-use dicom_deid::io::write::{build_meta, write_part10};
+use dicom_deid::io::source::open_file;
+use dicom_deid::pipeline::{Plan, Processed, process};
 use dicom_deid::profile::compile::{CompiledProfile, compile_str, load_with_options};
 use dicom_deid::profile::tagspec::{Target, parse_target};
 use dicom_deid::profile::{Action, Code, Decision};
+use dicom_deid::store::Sink;
+use dicom_deid::store::fs::FsSink;
 use dicom_object::InMemDicomObject;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -997,48 +1000,28 @@ fn regression_files(open: bool) -> Vec<PathBuf> {
 /// (copies with options and HIPAA ages too), write, read back. Errors are fine,
 /// panics are not, and what we wrote must read back as DICOM.
 fn full_path(input: &Path, out_dir: &Path) -> Result<(), String> {
-    let Ok(Classified::Dicom(mut src)) = read(input) else {
-        return Ok(());
-    };
     for profile in extra_profiles() {
-        let mut copy = src.header.clone();
-        let _ = Engine::new(profile, Pseudonymizer::new(key())).apply(&mut copy);
-    }
-    let engine = Engine::new(basic(), Pseudonymizer::new(key()));
-    if engine.apply(&mut src.header).is_err() {
-        return Ok(());
-    }
-    if let Some(mut trailing) = src.trailing.take() {
-        if engine.apply_trailing(&mut trailing).is_err() {
-            return Ok(());
-        }
-        if trailing.tags().next().is_some() {
-            src.trailing = Some(trailing);
+        let plan = Plan::new(profile, Engine::new(profile, Pseudonymizer::new(key())));
+        if let Ok((handle, stamp)) = open_file(input) {
+            let _ = process(handle, stamp, &plan);
         }
     }
-    if src.pixel.is_some() && *basic().decide(0x7FE0_0010, None).action() != Action::Keep {
-        src.pixel = None;
-    }
-    let pseudo = engine.pseudonymizer();
-    let Ok(meta) = build_meta(&src.header, src.meta.as_ref(), src.ts.uid(), |u| {
-        pseudo.uid(u)
-    }) else {
+    // What `dicom-deid run` does with each input: one open, the pipeline, a folder sink.
+    let plan = Plan::new(basic(), Engine::new(basic(), Pseudonymizer::new(key())));
+    let Ok((handle, stamp)) = open_file(input) else {
         return Ok(());
     };
-    for (tag, value) in [
-        (Tag(0x0008, 0x0016), meta.media_storage_sop_class_uid()),
-        (Tag(0x0008, 0x0018), meta.media_storage_sop_instance_uid()),
-    ] {
-        if src.header.get(tag).is_none() {
-            src.header
-                .put(DataElement::new(tag, VR::UI, PrimitiveValue::from(value)));
-        }
-    }
-    let dest = out_dir.join("out.dcm");
-    if write_part10(&dest, input, &meta, *src).is_err() {
+    let Ok(Processed::Deidentified(d)) = process(handle, stamp, &plan) else {
+        return Ok(());
+    };
+    let name = Path::new("out.dcm");
+    if FsSink::new(out_dir.to_path_buf())
+        .put(name, d.object)
+        .is_err()
+    {
         return Ok(());
     }
-    match read(&dest) {
+    match read(&out_dir.join(name)) {
         Ok(Classified::Dicom(_)) => Ok(()),
         Ok(Classified::Dicomdir) => Err("output reads back as a DICOMDIR".into()),
         Ok(Classified::NotDicom) => Err("output reads back as not DICOM".into()),

@@ -612,3 +612,241 @@ fn an_output_emptied_by_a_crash_is_redone_not_skipped() {
     assert_eq!(summary["skipped_unchanged"], n - 1);
     assert_eq!(tree(&out), before, "the emptied output is whole again");
 }
+
+/// A CT-like Part 10 file of about 2.3 MiB (so it is read through the open handle,
+/// not in one go) whose kept Manufacturer names its version and whose Pixel Data is
+/// one byte repeated: `b'A'` for version A, `b'B'` for version B.
+fn versioned_file(version: u8, sop: &str) -> Vec<u8> {
+    use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+    let (rows, cols) = (1024u16, 1152u16);
+    let mut obj = InMemDicomObject::new_empty();
+    let put = |o: &mut InMemDicomObject, tag: (u16, u16), vr: VR, v: PrimitiveValue| {
+        o.put(DataElement::new(Tag(tag.0, tag.1), vr, v));
+    };
+    put(
+        &mut obj,
+        (0x0008, 0x0016),
+        VR::UI,
+        "1.2.840.10008.5.1.4.1.1.2".into(),
+    );
+    put(&mut obj, (0x0008, 0x0018), VR::UI, sop.into());
+    put(&mut obj, (0x0008, 0x0060), VR::CS, "CT".into());
+    let maker = format!("VERSION-{}", version as char);
+    put(&mut obj, (0x0008, 0x0070), VR::LO, maker.as_str().into());
+    put(&mut obj, (0x0010, 0x0010), VR::PN, "DOE^JANE".into());
+    put(&mut obj, (0x0010, 0x0020), VR::LO, "PID-1".into());
+    put(&mut obj, (0x0020, 0x000D), VR::UI, "1.2.3.4".into());
+    put(&mut obj, (0x0020, 0x000E), VR::UI, "1.2.3.4.5".into());
+    put(
+        &mut obj,
+        (0x0028, 0x0002),
+        VR::US,
+        PrimitiveValue::from(1u16),
+    );
+    put(&mut obj, (0x0028, 0x0004), VR::CS, "MONOCHROME2".into());
+    put(
+        &mut obj,
+        (0x0028, 0x0010),
+        VR::US,
+        PrimitiveValue::from(rows),
+    );
+    put(
+        &mut obj,
+        (0x0028, 0x0011),
+        VR::US,
+        PrimitiveValue::from(cols),
+    );
+    put(
+        &mut obj,
+        (0x0028, 0x0100),
+        VR::US,
+        PrimitiveValue::from(16u16),
+    );
+    put(
+        &mut obj,
+        (0x0028, 0x0101),
+        VR::US,
+        PrimitiveValue::from(16u16),
+    );
+    put(
+        &mut obj,
+        (0x0028, 0x0102),
+        VR::US,
+        PrimitiveValue::from(15u16),
+    );
+    put(
+        &mut obj,
+        (0x0028, 0x0103),
+        VR::US,
+        PrimitiveValue::from(0u16),
+    );
+    let pixels = vec![version; usize::from(rows) * usize::from(cols) * 2];
+    put(
+        &mut obj,
+        (0x7FE0, 0x0010),
+        VR::OW,
+        PrimitiveValue::from(pixels),
+    );
+    let file = obj
+        .with_meta(
+            FileMetaTableBuilder::new()
+                .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
+                .media_storage_sop_instance_uid(sop)
+                .transfer_syntax("1.2.840.10008.1.2.1"),
+        )
+        .unwrap();
+    let mut out = Vec::new();
+    file.write_all(&mut out).unwrap();
+    out
+}
+
+/// Inputs rewritten in place and replaced by rename while a run reads them: every
+/// output is a faithful de-identification of one version (its kept Manufacturer and
+/// its pixels agree), or the input is reported `changed` and nothing is written.
+/// Before the pipeline opened each input once, Pixel Data of large files came from
+/// a second open by path, and outputs mixed versions.
+#[test]
+fn inputs_replaced_during_a_run_are_never_written_mixed() {
+    use dicom_core::Tag;
+    let env = Env::new();
+    let input = env.path("input");
+    std::fs::create_dir_all(&input).unwrap();
+    const N: usize = 60;
+    let versions: Vec<[Vec<u8>; 2]> = (0..N)
+        .map(|i| {
+            let sop = format!("1.2.826.0.1.3680043.2.1125.{}", i + 1);
+            [versioned_file(b'A', &sop), versioned_file(b'B', &sop)]
+        })
+        .collect();
+    let path = |i: usize| input.join(format!("f{i:03}.dcm"));
+    for (i, v) in versions.iter().enumerate() {
+        std::fs::write(path(i), &v[0]).unwrap();
+    }
+    let key = env.key("k", 1);
+    let out = env.path("out");
+    let rep = env.path("report.jsonl");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Both versions of every file, outside the input tree, to link from.
+    let store = env.path("versions");
+    std::fs::create_dir_all(&store).unwrap();
+    for (i, v) in versions.iter().enumerate() {
+        std::fs::write(store.join(format!("a{i}")), &v[0]).unwrap();
+        std::fs::write(store.join(format!("b{i}")), &v[1]).unwrap();
+    }
+    // Rewrites inputs while the runs go on: every third file in place (same inode,
+    // so an open handle sees the new bytes), the others replaced by rename (a new
+    // inode; cheap, so they flip many times during a run).
+    let rewriter = {
+        let stop = stop.clone();
+        let input = input.clone();
+        let versions = versions.clone();
+        std::thread::spawn(move || {
+            let mut round = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && round < 100_000 {
+                for (i, v) in versions.iter().enumerate() {
+                    let p = input.join(format!("f{i:03}.dcm"));
+                    let which = (round + i) % 2;
+                    if i.is_multiple_of(3) {
+                        if round.is_multiple_of(16) {
+                            let _ = std::fs::write(&p, &v[which]);
+                        }
+                    } else {
+                        let from = store.join(format!("{}{i}", if which == 0 { 'a' } else { 'b' }));
+                        let tmp = store.join(format!("tmp{i}"));
+                        let _ = std::fs::remove_file(&tmp);
+                        std::fs::hard_link(&from, &tmp).unwrap();
+                        std::fs::rename(&tmp, &p).unwrap();
+                    }
+                }
+                round += 1;
+            }
+            round
+        })
+    };
+    let (mut ok, mut changed, mut torn) = (0, 0, 0);
+    let in_place = |l: &serde_json::Value| {
+        let name = l["input"].as_str().unwrap();
+        let i: usize = name[name.len() - 7..name.len() - 4].parse().unwrap();
+        i.is_multiple_of(3)
+    };
+    // Several runs while the rewriter goes on, so that reads and rewrites overlap.
+    for attempt in 0..4 {
+        let out = out.join(format!("run{attempt}"));
+        let o = run(&[
+            &"run",
+            &input,
+            &"--out",
+            &out,
+            &"--key-file",
+            &key,
+            &"--report",
+            &rep,
+            &"--layout",
+            &"mirror",
+            &"--jobs",
+            &"2",
+            &"--no-resume",
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let (lines, _) = report(&rep);
+        for l in &lines {
+            match l["status"].as_str().unwrap() {
+                "ok" => {
+                    ok += 1;
+                    let output = PathBuf::from(l["output"].as_str().unwrap());
+                    let obj = open(&output);
+                    let maker = text(obj.element(Tag(0x0008, 0x0070)).unwrap());
+                    let pixels = obj
+                        .element(Tag(0x7FE0, 0x0010))
+                        .unwrap()
+                        .to_bytes()
+                        .unwrap();
+                    let version = maker.strip_prefix("VERSION-").unwrap().as_bytes()[0];
+                    assert!(
+                        pixels.iter().all(|&b| b == version),
+                        "{} mixes versions: header {maker}, pixels not all {}",
+                        output.display(),
+                        version as char
+                    );
+                    assert_ne!(
+                        obj.element(Tag(0x0010, 0x0010))
+                            .map(text)
+                            .unwrap_or_default(),
+                        "DOE^JANE"
+                    );
+                }
+                "failed" if l["kind"] == "changed" => changed += 1,
+                // An in-place rewrite truncates the file, then writes it: opened and
+                // read in between, it is an empty or a cut file, which is faithfully
+                // not DICOM or malformed. Never for a file replaced by rename.
+                "failed" | "skipped" if in_place(l) => {
+                    assert!(
+                        l["kind"] == "malformed" || l["kind"] == "not-dicom",
+                        "unexpected failure: {l}\n{stderr}"
+                    );
+                    torn += 1;
+                }
+                other => panic!("unexpected status {other}: {l}"),
+            }
+        }
+        assert_eq!(lines.len(), N, "{stderr}");
+        // No temporary or partial file is left behind.
+        let leftovers = walkdir::WalkDir::new(&out)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".dicom-deid-tmp")
+            })
+            .count();
+        assert_eq!(leftovers, 0);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = rewriter.join().unwrap();
+    eprintln!(
+        "{ok} written consistent, {changed} reported changed, {torn} read torn, \
+         {rounds} rewrite rounds"
+    );
+}

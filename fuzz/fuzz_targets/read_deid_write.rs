@@ -1,6 +1,6 @@
-//! Fuzz target: arbitrary bytes as an input file -> read -> de-identify (dataset and
-//! the elements after Pixel Data) -> build the file meta group -> write Part 10 ->
-//! read the output back.
+//! Fuzz target: arbitrary bytes as an input file, through the pipeline `dicom-deid
+//! run` uses (`dicom_deid::pipeline::process`: one open, read, de-identify, file
+//! meta) into the folder sink it uses, then the output read back.
 //!
 //! Any panic, hang or runaway allocation in that path is a finding. So is an output
 //! we wrote but cannot read back, and a private element that survives the basic
@@ -12,20 +12,18 @@
 
 #![no_main]
 
-use dicom_core::Tag;
 use dicom_core::value::Value;
 use dicom_deid::deid::{Engine, Key, Pseudonymizer};
 use dicom_deid::io::read::{Classified, read};
-use dicom_deid::io::write::{build_meta, write_part10};
-use dicom_deid::profile::{Action, CompiledProfile};
+use dicom_deid::io::source::{MemoryInput, open_file};
+use dicom_deid::pipeline::{Plan, Processed, process};
+use dicom_deid::profile::CompiledProfile;
+use dicom_deid::store::Sink;
+use dicom_deid::store::fs::FsSink;
 use dicom_object::InMemDicomObject;
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-
-const PIXEL_DATA: u32 = 0x7FE0_0010;
-const SOP_CLASS_UID: Tag = Tag(0x0008, 0x0016);
-const SOP_INSTANCE_UID: Tag = Tag(0x0008, 0x0018);
 
 /// Options that switch on the date-shifting and text-cleaning paths of the engine.
 const OPTIONS: [&str; 4] = [
@@ -41,7 +39,7 @@ const HIPAA: &str = "extends: basic\nname: hipaa\nhipaa-ages: true\n\
 
 struct Setup {
     basic: CompiledProfile,
-    /// `basic` with [`OPTIONS`], and [`HIPAA`]: applied to copies of the dataset only.
+    /// `basic` with [`OPTIONS`], and [`HIPAA`]: run on the input held in memory.
     extra: Vec<CompiledProfile>,
     key: Key,
     input: PathBuf,
@@ -140,60 +138,31 @@ fn assert_no_private(obj: &InMemDicomObject, path: &str) {
     }
 }
 
-fn fill_sop_identity(dataset: &mut InMemDicomObject, meta: &dicom_object::FileMetaTable) {
-    use dicom_core::{DataElement, PrimitiveValue, VR};
-    for (tag, value) in [
-        (SOP_CLASS_UID, meta.media_storage_sop_class_uid()),
-        (SOP_INSTANCE_UID, meta.media_storage_sop_instance_uid()),
-    ] {
-        if dataset.get(tag).is_none() {
-            dataset.put(DataElement::new(tag, VR::UI, PrimitiveValue::from(value)));
-        }
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     let s = setup();
-    std::fs::write(&s.input, data).expect("write the fuzz input");
-
-    // Classification and read: any Err is a clean failure, fine.
-    let Ok(Classified::Dicom(mut src)) = read(&s.input) else {
-        return;
-    };
 
     for profile in &s.extra {
-        let engine = Engine::new(profile, Pseudonymizer::new(&s.key));
-        let mut copy = src.header.clone();
-        let _ = engine.apply(&mut copy);
+        let plan = Plan::new(profile, Engine::new(profile, Pseudonymizer::new(&s.key)));
+        let (input, stamp) = MemoryInput::open(data.to_vec());
+        if let Ok(Processed::Deidentified(d)) = process(input, stamp, &plan) {
+            let mut out = Vec::new();
+            let _ = d.object.encode(&mut out);
+        }
     }
 
-    // The path `dicom-deid run` takes (src/run.rs, process_file).
-    let engine = Engine::new(&s.basic, Pseudonymizer::new(&s.key));
-    if engine.apply(&mut src.header).is_err() {
-        return;
-    }
-    if let Some(mut trailing) = src.trailing.take() {
-        if engine.apply_trailing(&mut trailing).is_err() {
-            return;
-        }
-        if trailing.tags().next().is_some() {
-            src.trailing = Some(trailing);
-        }
-    }
-    if src.pixel.is_some() && *s.basic.decide(PIXEL_DATA, None).action() != Action::Keep {
-        src.pixel = None;
-    }
-    let pseudo = engine.pseudonymizer();
-    let Ok(meta) = build_meta(&src.header, src.meta.as_ref(), src.ts.uid(), |u| {
-        pseudo.uid(u)
-    }) else {
+    // The path `dicom-deid run` takes: a file opened once, the pipeline, the sink.
+    std::fs::write(&s.input, data).expect("write the fuzz input");
+    let plan = Plan::new(&s.basic, Engine::new(&s.basic, Pseudonymizer::new(&s.key)));
+    let (input, stamp) = open_file(&s.input).expect("open the fuzz input");
+    // Classification and read: any Err is a clean failure, fine.
+    let Ok(Processed::Deidentified(d)) = process(input, stamp, &plan) else {
         return;
     };
-    fill_sop_identity(&mut src.header, &meta);
-    let dest = s.out_dir.join("output.dcm");
-    if write_part10(&dest, &s.input, &meta, *src).is_err() {
+    let name = std::path::Path::new("output.dcm");
+    if FsSink::new(s.out_dir.clone()).put(name, d.object).is_err() {
         return;
     }
+    let dest = s.out_dir.join(name);
 
     // What we wrote must read back, as a DICOM file, without private elements.
     match read(&dest) {

@@ -1,7 +1,6 @@
 //! Where each output goes. Input paths often carry patient names, so the default
 //! layout is built only from the de-identified UIDs.
 
-use crate::deid::Key;
 use dicom_core::Tag;
 use dicom_object::InMemDicomObject;
 use std::path::{Path, PathBuf};
@@ -29,29 +28,27 @@ fn uid_component(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     ok.then(|| v.to_string())
 }
 
-/// The output path of one input. `rel` is the input's path relative to its root
-/// (root name included when several roots were given).
-pub fn output_path(
+/// The output name of one object, relative to the sink's root. `rel` is the
+/// input's path relative to its root (root name included when several roots were
+/// given); `unsorted` names an object that lacks one of the UIDs the `uid` layout
+/// needs (the caller derives it from the key, so it reveals nothing of the path).
+pub fn output_name(
     layout: Layout,
-    out_dir: &Path,
     rel: &Path,
     dataset: &InMemDicomObject,
-    key: &Key,
+    unsorted: impl FnOnce() -> String,
 ) -> PathBuf {
     match layout {
-        Layout::Mirror => out_dir.join(rel),
+        Layout::Mirror => rel.to_path_buf(),
         Layout::Uid => match (
             uid_component(dataset, STUDY),
             uid_component(dataset, SERIES),
             uid_component(dataset, INSTANCE),
         ) {
-            (Some(st), Some(se), Some(sop)) => out_dir.join(st).join(se).join(format!("{sop}.dcm")),
-            _ => {
-                // Stable across runs with the same key, and reveals nothing of the path.
-                let mac = key.mac(&[b"output-path\0", rel.as_os_str().as_encoded_bytes()]);
-                let name: String = mac[..16].iter().map(|b| format!("{b:02x}")).collect();
-                out_dir.join("unsorted").join(format!("{name}.dcm"))
+            (Some(st), Some(se), Some(sop)) => {
+                PathBuf::from(st).join(se).join(format!("{sop}.dcm"))
             }
+            _ => PathBuf::from("unsorted").join(format!("{}.dcm", unsorted())),
         },
     }
 }

@@ -1,9 +1,13 @@
-//! Everything that touches the file system: walking inputs, reading, writing,
-//! choosing output paths.
+//! DICOM bytes: where inputs come from, bounded parsing and repair, encoding,
+//! walking input trees, naming outputs. Knows nothing of profiles or the engine.
 
 pub mod cp246;
+pub mod encode;
+pub mod error;
 pub mod layout;
 pub mod read;
 pub mod retype;
+pub mod source;
 pub mod walk;
-pub mod write;
+
+pub use error::MAX_DEPTH;

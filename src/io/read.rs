@@ -2,7 +2,8 @@
 //! byte range of Pixel Data (never loaded), and the few elements after it. Memory
 //! therefore stays flat in file size. Knows nothing of profiles.
 
-use crate::error::{FileError, error_chain};
+use super::error::{ReadError, error_chain};
+use super::source::{Input, Stamp};
 use dicom_core::Tag;
 use dicom_encoding::TransferSyntax;
 use dicom_encoding::transfer_syntax::{Codec, TransferSyntaxIndex};
@@ -11,7 +12,6 @@ use dicom_parser::dataset::LazyDataToken;
 use dicom_parser::dataset::lazy_read::LazyDataSetReader;
 use dicom_parser::stateful::decode::StatefulDecode;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-use std::fs::File;
 use std::io::{BufReader, Cursor, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::Path;
@@ -28,12 +28,11 @@ const MAX_TRAILING_BYTES: u64 = 64 << 20;
 /// Ceiling for a deflated dataset once inflated (it has to be held in memory).
 const MAX_INFLATED_BYTES: u64 = 2 << 30;
 
-/// Sequences nest deeper than this only in crafted files; the limit is checked
-/// before any recursive parser sees the data, so a hostile file cannot overflow the
-/// stack.
-pub use crate::deid::MAX_DEPTH;
+pub use super::error::MAX_DEPTH;
 
-/// A DICOM file ready to be de-identified.
+/// A DICOM object ready to be de-identified, with the open input it was read from:
+/// Pixel Data is a range of that same handle (or of the bytes read from it), never
+/// a path.
 pub struct Source {
     /// File meta group as read (absent for a dataset stored without one).
     pub meta: Option<FileMetaTable>,
@@ -48,9 +47,14 @@ pub struct Source {
     /// Bytes after Pixel Data that do not parse as DICOM and were dropped.
     pub dropped_trailing_bytes: u64,
     pub size: u64,
-    /// The whole input file, when it was small enough to be read in one go and has
-    /// Pixel Data: the writer copies `pixel` from here instead of reopening the input.
+    /// The whole input, when it was small enough to be read in one go and has Pixel
+    /// Data: `pixel` is copied from here.
     pub contents: Option<Arc<Vec<u8>>>,
+    /// The open input, for `pixel` when `contents` is None, and for the stamp
+    /// compared when the output is finished.
+    pub input: Box<dyn Input>,
+    /// The input's stamp when it was opened.
+    pub stamp: Stamp,
     /// Set when the transfer syntax declares explicit VR but the dataset is encoded
     /// in implicit VR (some old writers do this): it was read as implicit VR and is
     /// written in the declared syntax, so the output is repaired. The Pixel Data
@@ -77,59 +81,117 @@ pub enum Classified {
     NotDicom,
 }
 
-fn malformed(what: &str, e: impl std::error::Error) -> FileError {
-    FileError::Malformed(format!("{what}: {}", error_chain(&e)))
+fn malformed(what: &str, e: impl std::error::Error) -> ReadError {
+    ReadError::Malformed(format!("{what}: {}", error_chain(&e)))
 }
 
 /// Opens `path` read-only and classifies it, reading what a de-identification needs.
-pub fn read(path: &Path) -> Result<Classified, FileError> {
-    let file = File::open(path).map_err(FileError::Read)?;
-    let size = file.metadata().map_err(FileError::Read)?.len();
-    read_open(file, size)
+pub fn read(path: &Path) -> Result<Classified, ReadError> {
+    let (input, stamp) = super::source::open_file(path).map_err(ReadError::Io)?;
+    read_input(input, stamp)
 }
 
-/// Like [`read`], for a file already opened read-only whose size is `size`.
-pub fn read_open(mut file: File, size: u64) -> Result<Classified, FileError> {
+/// Classifies an opened input whose stamp at open is `stamp`, reading what a
+/// de-identification needs. The handle moves into the [`Source`].
+pub fn read_input(mut input: Box<dyn Input>, stamp: Stamp) -> Result<Classified, ReadError> {
+    match read_parts(&mut input, stamp) {
+        Ok((parts, size, bytes)) => Ok(parts.into_classified(input, stamp, size, bytes)),
+        // An input rewritten in place while it was read fails to parse in odd ways
+        // (it may be empty for a moment): say what really happened.
+        Err(e) if input.stamp().is_ok_and(|now| now != stamp) => {
+            let _ = e;
+            Err(ReadError::Changed)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The parts of an input and the bytes read (the whole input, when it was small).
+type PartsRead = (Parts, u64, Option<Arc<Vec<u8>>>);
+
+fn read_parts(input: &mut Box<dyn Input>, stamp: Stamp) -> Result<PartsRead, ReadError> {
+    let size = stamp.size;
     if size <= WHOLE_FILE_BYTES {
         // One read of the whole file; the scan, the parse and the Pixel Data copy
         // then all work from memory.
         let mut bytes = Vec::with_capacity(size as usize);
-        (&mut file)
+        (&mut **input)
             .take(WHOLE_FILE_BYTES)
             .read_to_end(&mut bytes)
-            .map_err(FileError::Read)?;
+            .map_err(ReadError::Io)?;
         let size = bytes.len() as u64;
         let bytes = Arc::new(bytes);
-        let mut classified = read_from(Cursor::new(SharedBytes(bytes.clone())), size)?;
-        if let Classified::Dicom(src) = &mut classified
-            && src.pixel.is_some()
-        {
-            src.contents = Some(bytes);
-        }
-        return Ok(classified);
+        let mut reader = Cursor::new(&bytes[..]);
+        let parts = read_from(&mut reader, size)?;
+        return Ok((parts, size, Some(bytes)));
     }
-    read_from(BufReader::with_capacity(64 * 1024, file), size)
+    let parts = read_from(&mut BufReader::with_capacity(64 * 1024, &mut **input), size)?;
+    Ok((parts, size, None))
+}
+
+/// What [`read_from`] found, before the input handle joins it.
+enum Parts {
+    Dicom(Box<Parsed>),
+    Dicomdir,
+    NotDicom,
+}
+
+/// A [`Source`] without its input.
+struct Parsed {
+    meta: Option<FileMetaTable>,
+    ts: &'static TransferSyntax,
+    header: InMemDicomObject,
+    pixel: Option<Range<u64>>,
+    trailing: Option<InMemDicomObject>,
+    dropped_trailing_bytes: u64,
+    implicit_vr_repaired: Option<PixelHeader>,
+    un_sequences_repaired: usize,
+    un_retyped: usize,
+    meta_read_leniently: bool,
+}
+
+impl Parts {
+    fn into_classified(
+        self,
+        input: Box<dyn Input>,
+        stamp: Stamp,
+        size: u64,
+        bytes: Option<Arc<Vec<u8>>>,
+    ) -> Classified {
+        match self {
+            Parts::Dicomdir => Classified::Dicomdir,
+            Parts::NotDicom => Classified::NotDicom,
+            Parts::Dicom(p) => {
+                let p = *p;
+                let contents = if p.pixel.is_some() { bytes } else { None };
+                Classified::Dicom(Box::new(Source {
+                    meta: p.meta,
+                    ts: p.ts,
+                    header: p.header,
+                    pixel: p.pixel,
+                    trailing: p.trailing,
+                    dropped_trailing_bytes: p.dropped_trailing_bytes,
+                    size,
+                    contents,
+                    input,
+                    stamp,
+                    implicit_vr_repaired: p.implicit_vr_repaired,
+                    un_sequences_repaired: p.un_sequences_repaired,
+                    un_retyped: p.un_retyped,
+                    meta_read_leniently: p.meta_read_leniently,
+                }))
+            }
+        }
+    }
 }
 
 /// Files up to this size are read into memory in one go (per worker, so memory stays
 /// flat); larger ones are scanned through a buffer and Pixel Data is never loaded.
 const WHOLE_FILE_BYTES: u64 = 2 << 20;
 
-/// The bytes of a whole file, shared between the reader and [`Source::contents`].
-struct SharedBytes(Arc<Vec<u8>>);
-
-impl AsRef<[u8]> for SharedBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-fn read_from<R: Read + Seek + Send + 'static>(
-    mut reader: R,
-    size: u64,
-) -> Result<Classified, FileError> {
+fn read_from<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Parts, ReadError> {
     let mut head = [0u8; 132];
-    let n = read_up_to(&mut reader, &mut head).map_err(FileError::Read)?;
+    let n = read_up_to(reader, &mut head).map_err(ReadError::Io)?;
     let head = &head[..n];
 
     let meta_offset = if n >= 132 && &head[128..132] == b"DICM" {
@@ -142,14 +204,14 @@ fn read_from<R: Read + Seek + Send + 'static>(
     let mut meta_read_leniently = false;
     let (meta, ts, dataset_start) = match meta_offset {
         Some(off) => {
-            check_meta_lengths(&mut reader, off, size)?;
-            reader.seek(SeekFrom::Start(off)).map_err(FileError::Read)?;
-            let (meta, start) = match FileMetaTable::from_reader(&mut reader) {
+            check_meta_lengths(reader, off, size)?;
+            reader.seek(SeekFrom::Start(off)).map_err(ReadError::Io)?;
+            let (meta, start) = match FileMetaTable::from_reader(&mut *reader) {
                 Ok(meta) => {
-                    let start = reader.stream_position().map_err(FileError::Read)?;
+                    let start = reader.stream_position().map_err(ReadError::Io)?;
                     (meta, start)
                 }
-                Err(e) => match lenient_meta(&mut reader, off, size)? {
+                Err(e) => match lenient_meta(reader, off, size)? {
                     Some((meta, start)) => {
                         meta_read_leniently = true;
                         (meta, start)
@@ -158,70 +220,68 @@ fn read_from<R: Read + Seek + Send + 'static>(
                 },
             };
             if meta.media_storage_sop_class_uid() == DICOMDIR_SOP_CLASS {
-                return Ok(Classified::Dicomdir);
+                return Ok(Parts::Dicomdir);
             }
             let ts = TransferSyntaxRegistry
                 .get(meta.transfer_syntax())
-                .ok_or_else(|| FileError::UnsupportedTs(meta.transfer_syntax().to_string()))?;
+                .ok_or_else(|| ReadError::UnsupportedTs(meta.transfer_syntax().to_string()))?;
             (Some(meta), ts, start)
         }
         None => match sniff_bare_dataset(head, size) {
             Some(uid) => {
                 let ts = TransferSyntaxRegistry
                     .get(uid)
-                    .ok_or_else(|| FileError::UnsupportedTs(uid.into()))?;
+                    .ok_or_else(|| ReadError::UnsupportedTs(uid.into()))?;
                 (None, ts, 0)
             }
-            None => return Ok(Classified::NotDicom),
+            None => return Ok(Parts::NotDicom),
         },
     };
     if ts.is_unsupported() {
-        return Err(FileError::UnsupportedTs(ts.uid().to_string()));
+        return Err(ReadError::UnsupportedTs(ts.uid().to_string()));
     }
 
     let source = match ts.codec() {
         Codec::Dataset(Some(adapter)) => {
-            reader
-                .seek(SeekFrom::Start(dataset_start))
-                .map_err(FileError::Read)?;
+            // The compressed bytes are bounded by the input's size; the inflater
+            // reads them from memory (it wants an owned reader).
+            let compressed = read_range(reader, dataset_start..size)?;
             let mut inflated = Vec::new();
             adapter
-                .adapt_reader(Box::new(reader))
+                .adapt_reader(Box::new(Cursor::new(compressed)))
                 .take(MAX_INFLATED_BYTES + 1)
                 .read_to_end(&mut inflated)
                 .map_err(|e| malformed("deflated dataset", e))?;
             if inflated.len() as u64 > MAX_INFLATED_BYTES {
-                return Err(FileError::Malformed(format!(
+                return Err(ReadError::Malformed(format!(
                     "deflated dataset inflates beyond {} MiB",
                     MAX_INFLATED_BYTES >> 20
                 )));
             }
             let explicit = TransferSyntaxRegistry
                 .get(EXPLICIT_VR_LE)
-                .ok_or_else(|| FileError::UnsupportedTs(EXPLICIT_VR_LE.into()))?;
+                .ok_or_else(|| ReadError::UnsupportedTs(EXPLICIT_VR_LE.into()))?;
             let len = inflated.len() as u64;
             let layout = scan(Cursor::new(&inflated), explicit, len, true)?;
             if layout.max_depth > MAX_DEPTH {
-                return Err(FileError::TooDeep);
+                return Err(ReadError::TooDeep);
             }
             let header = InMemDicomObject::read_dataset_with_ts(&inflated[..], explicit)
                 .map_err(|e| malformed("dataset", e))?;
-            Source {
+            Parsed {
                 meta,
                 ts,
                 header,
                 pixel: None,
                 trailing: None,
                 dropped_trailing_bytes: 0,
-                size,
-                contents: None,
                 implicit_vr_repaired: None,
                 un_sequences_repaired: 0,
                 un_retyped: 0,
                 meta_read_leniently: false,
             }
         }
-        Codec::Dataset(None) => return Err(FileError::UnsupportedTs(ts.uid().to_string())),
+        Codec::Dataset(None) => return Err(ReadError::UnsupportedTs(ts.uid().to_string())),
         _ => read_streamable(reader, meta, ts, dataset_start, size)?,
     };
     let mut source = source;
@@ -230,50 +290,50 @@ fn read_from<R: Read + Seek + Send + 'static>(
     if let Some(trailing) = source.trailing.as_mut() {
         source.un_retyped += super::retype::standard_un(trailing, ts, MAX_DEPTH);
     }
-    Ok(Classified::Dicom(Box::new(source)))
+    Ok(Parts::Dicom(Box::new(source)))
 }
 
 fn read_streamable<R: Read + Seek>(
-    mut reader: R,
+    reader: &mut R,
     meta: Option<FileMetaTable>,
     ts: &'static TransferSyntax,
     dataset_start: u64,
     size: u64,
-) -> Result<Source, FileError> {
-    let disguised = encoded_implicit_despite_ts(&mut reader, ts, dataset_start)?;
+) -> Result<Parsed, ReadError> {
+    let disguised = encoded_implicit_despite_ts(reader, ts, dataset_start)?;
     // What the bytes are read as; `ts` stays what the output is written in.
     let read_ts = if disguised {
         TransferSyntaxRegistry
             .get(IMPLICIT_VR_LE)
-            .ok_or_else(|| FileError::UnsupportedTs(IMPLICIT_VR_LE.into()))?
+            .ok_or_else(|| ReadError::UnsupportedTs(IMPLICIT_VR_LE.into()))?
     } else {
         ts
     };
     reader
         .seek(SeekFrom::Start(dataset_start))
-        .map_err(FileError::Read)?;
-    let (header, pixel, un_sequences_repaired) = match scan(&mut reader, read_ts, size, false) {
+        .map_err(ReadError::Io)?;
+    let (header, pixel, un_sequences_repaired) = match scan(&mut *reader, read_ts, size, false) {
         Ok(layout) => {
             if layout.max_depth > MAX_DEPTH {
-                return Err(FileError::TooDeep);
+                return Err(ReadError::TooDeep);
             }
             let header_end = layout.pixel.as_ref().map_or(size, |p| p.start);
-            let header_bytes = read_range(&mut reader, dataset_start..header_end)?;
+            let header_bytes = read_range(reader, dataset_start..header_end)?;
             let header = InMemDicomObject::read_dataset_with_ts(&header_bytes[..], read_ts)
                 .map_err(|e| malformed("dataset", e))?;
             (header, layout.pixel, 0)
         }
-        Err(FileError::Malformed(why)) if !disguised && is_explicit_le(ts) => {
-            match read_un_sequences(&mut reader, ts, dataset_start, size)? {
+        Err(ReadError::Malformed(why)) if !disguised && is_explicit_le(ts) => {
+            match read_un_sequences(reader, ts, dataset_start, size)? {
                 Some(repaired) => repaired,
-                None => return Err(FileError::Malformed(why)),
+                None => return Err(ReadError::Malformed(why)),
             }
         }
         Err(e) => return Err(e),
     };
     let implicit_vr_repaired = if disguised {
         Some(match &pixel {
-            Some(p) => Some(explicit_pixel_header(&mut reader, p.start, &header)?),
+            Some(p) => Some(explicit_pixel_header(reader, p.start, &header)?),
             None => None,
         })
     } else {
@@ -287,7 +347,7 @@ fn read_streamable<R: Read + Seek>(
         if tail_len > MAX_TRAILING_BYTES {
             dropped = tail_len;
         } else if tail_len > 0 {
-            let bytes = read_range(&mut reader, p.end..size)?;
+            let bytes = read_range(reader, p.end..size)?;
             match scan(Cursor::new(&bytes), read_ts, tail_len, false) {
                 Ok(l) if l.max_depth <= MAX_DEPTH && l.pixel.is_none() => {
                     match InMemDicomObject::read_dataset_with_ts(&bytes[..], read_ts) {
@@ -299,15 +359,13 @@ fn read_streamable<R: Read + Seek>(
             }
         }
     }
-    Ok(Source {
+    Ok(Parsed {
         meta,
         ts,
         header,
         pixel,
         trailing,
         dropped_trailing_bytes: dropped,
-        size,
-        contents: None,
         implicit_vr_repaired,
         un_sequences_repaired,
         un_retyped: 0,
@@ -336,7 +394,7 @@ fn read_un_sequences<R: Read + Seek>(
     ts: &'static TransferSyntax,
     dataset_start: u64,
     size: u64,
-) -> Result<Option<HeaderRead>, FileError> {
+) -> Result<Option<HeaderRead>, ReadError> {
     let available = size.saturating_sub(dataset_start);
     let len = available.min(MAX_REPAIR_BYTES);
     let bytes = read_range(reader, dataset_start..dataset_start + len)?;
@@ -349,7 +407,7 @@ fn read_un_sequences<R: Read + Seek>(
     }
     let fixed_len = fixed.bytes.len() as u64;
     match scan(Cursor::new(&fixed.bytes), ts, fixed_len, true) {
-        Ok(layout) if layout.max_depth > MAX_DEPTH => return Err(FileError::TooDeep),
+        Ok(layout) if layout.max_depth > MAX_DEPTH => return Err(ReadError::TooDeep),
         Ok(_) => {}
         Err(_) => return Ok(None),
     }
@@ -360,7 +418,7 @@ fn read_un_sequences<R: Read + Seek>(
         Some(offset) => {
             reader
                 .seek(SeekFrom::Start(dataset_start + offset as u64))
-                .map_err(FileError::Read)?;
+                .map_err(ReadError::Io)?;
             scan(&mut *reader, ts, size, false)?.pixel
         }
         None => None,
@@ -375,15 +433,15 @@ fn encoded_implicit_despite_ts<R: Read + Seek>(
     reader: &mut R,
     ts: &TransferSyntax,
     dataset_start: u64,
-) -> Result<bool, FileError> {
+) -> Result<bool, ReadError> {
     if ts.uid() == IMPLICIT_VR_LE || ts.endianness() != dicom_encoding::Endianness::Little {
         return Ok(false);
     }
     reader
         .seek(SeekFrom::Start(dataset_start))
-        .map_err(FileError::Read)?;
+        .map_err(ReadError::Io)?;
     let mut head = [0u8; 8];
-    if read_up_to(reader, &mut head).map_err(FileError::Read)? < 8 {
+    if read_up_to(reader, &mut head).map_err(ReadError::Io)? < 8 {
         return Ok(false);
     }
     Ok(dicom_core::VR::from_binary([head[4], head[5]]).is_none())
@@ -395,11 +453,11 @@ fn explicit_pixel_header<R: Read + Seek>(
     reader: &mut R,
     at: u64,
     header: &InMemDicomObject,
-) -> Result<[u8; 12], FileError> {
-    reader.seek(SeekFrom::Start(at)).map_err(FileError::Read)?;
+) -> Result<[u8; 12], ReadError> {
+    reader.seek(SeekFrom::Start(at)).map_err(ReadError::Io)?;
     let mut implicit = [0u8; 8];
-    if read_up_to(reader, &mut implicit).map_err(FileError::Read)? < 8 {
-        return Err(FileError::Malformed(
+    if read_up_to(reader, &mut implicit).map_err(ReadError::Io)? < 8 {
+        return Err(ReadError::Malformed(
             "file ends in the Pixel Data header".into(),
         ));
     }
@@ -435,12 +493,12 @@ fn lenient_meta<R: Read + Seek>(
     r: &mut R,
     off: u64,
     size: u64,
-) -> Result<Option<(FileMetaTable, u64)>, FileError> {
+) -> Result<Option<(FileMetaTable, u64)>, ReadError> {
     const MAX_META: u64 = 64 * 1024;
     let start = off + 4;
-    r.seek(SeekFrom::Start(start)).map_err(FileError::Read)?;
+    r.seek(SeekFrom::Start(start)).map_err(ReadError::Io)?;
     let mut buf = vec![0u8; size.saturating_sub(start).min(MAX_META + 8) as usize];
-    let n = read_up_to(r, &mut buf).map_err(FileError::Read)?;
+    let n = read_up_to(r, &mut buf).map_err(ReadError::Io)?;
     let buf = &buf[..n];
     let text = |v: &[u8]| {
         String::from_utf8_lossy(v)
@@ -500,12 +558,12 @@ fn lenient_meta<R: Read + Seek>(
     Ok(meta.ok().map(|m| (m, dataset_start)))
 }
 
-fn check_meta_lengths<R: Read + Seek>(r: &mut R, off: u64, size: u64) -> Result<(), FileError> {
+fn check_meta_lengths<R: Read + Seek>(r: &mut R, off: u64, size: u64) -> Result<(), ReadError> {
     const MAX_META: u64 = 64 * 1024;
     let start = off + 4;
-    r.seek(SeekFrom::Start(start)).map_err(FileError::Read)?;
+    r.seek(SeekFrom::Start(start)).map_err(ReadError::Io)?;
     let mut buf = vec![0u8; size.saturating_sub(start).min(MAX_META) as usize];
-    let n = read_up_to(r, &mut buf).map_err(FileError::Read)?;
+    let n = read_up_to(r, &mut buf).map_err(ReadError::Io)?;
     let buf = &buf[..n];
     let mut pos = 0usize;
     // The meta reader trusts the group length: within it, every element is read,
@@ -561,7 +619,7 @@ fn check_meta_lengths<R: Read + Seek>(r: &mut R, off: u64, size: u64) -> Result<
         }
         let end = start + pos as u64 + header + len;
         if len == u64::from(u32::MAX) || end > size {
-            return Err(FileError::Malformed(format!(
+            return Err(ReadError::Malformed(format!(
                 "file meta element (0002,{elem:04X}) declares {len} bytes but the file has {size}"
             )));
         }
@@ -581,16 +639,16 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-fn read_range<R: Read + Seek>(r: &mut R, range: Range<u64>) -> Result<Vec<u8>, FileError> {
+fn read_range<R: Read + Seek>(r: &mut R, range: Range<u64>) -> Result<Vec<u8>, ReadError> {
     r.seek(SeekFrom::Start(range.start))
-        .map_err(FileError::Read)?;
+        .map_err(ReadError::Io)?;
     let len = range.end.saturating_sub(range.start);
     let mut buf = Vec::new();
     buf.try_reserve_exact(len as usize)
-        .map_err(|_| FileError::Malformed(format!("cannot allocate {len} bytes")))?;
-    r.take(len).read_to_end(&mut buf).map_err(FileError::Read)?;
+        .map_err(|_| ReadError::Malformed(format!("cannot allocate {len} bytes")))?;
+    r.take(len).read_to_end(&mut buf).map_err(ReadError::Io)?;
     if (buf.len() as u64) < len {
-        return Err(FileError::Malformed("file ends early".into()));
+        return Err(ReadError::Malformed("file ends early".into()));
     }
     Ok(buf)
 }
@@ -617,14 +675,14 @@ fn scan<R: Read + Seek>(
     ts: &TransferSyntax,
     size: u64,
     full: bool,
-) -> Result<Layout, FileError> {
+) -> Result<Layout, ReadError> {
     // dicom-parser 0.10.1 panics (an `expect`) on an item header outside any
     // sequence; that is malformed input, not a bug of ours: report it as such.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         scan_tokens(src, ts, size, full)
     }))
     .unwrap_or_else(|_| {
-        Err(FileError::Malformed(
+        Err(ReadError::Malformed(
             "dataset: an item or delimiter outside any sequence".into(),
         ))
     })
@@ -635,9 +693,9 @@ fn scan_tokens<R: Read + Seek>(
     ts: &TransferSyntax,
     size: u64,
     full: bool,
-) -> Result<Layout, FileError> {
+) -> Result<Layout, ReadError> {
     let bad =
-        |e: &dyn std::error::Error| FileError::Malformed(format!("dataset: {}", error_chain(e)));
+        |e: &dyn std::error::Error| ReadError::Malformed(format!("dataset: {}", error_chain(e)));
     let mut lazy = LazyDataSetReader::new_with_ts(src, ts)
         .map_err(|e| malformed("cannot start parsing the dataset", e))?;
     // Pixel Data is OB/OW (or OF/OD): a 12-byte element header in explicit VR, 8 in
@@ -658,7 +716,7 @@ fn scan_tokens<R: Read + Seek>(
                 depth += 1;
                 max_depth = max_depth.max(depth);
                 if max_depth > MAX_DEPTH {
-                    return Err(FileError::TooDeep);
+                    return Err(ReadError::TooDeep);
                 }
             }
             LazyDataToken::PixelSequenceStart if full => depth += 1,
@@ -674,12 +732,12 @@ fn scan_tokens<R: Read + Seek>(
             LazyDataToken::LazyValue { header, decoder } if native_pixel_header.is_some() => {
                 let value_start = decoder.position();
                 let len = header.len.get().ok_or_else(|| {
-                    FileError::Malformed("native Pixel Data with undefined length".into())
+                    ReadError::Malformed("native Pixel Data with undefined length".into())
                 })?;
                 let start = value_start.saturating_sub(pixel_header_len);
                 let end = value_start + u64::from(len);
                 if end > size {
-                    return Err(FileError::Malformed(format!(
+                    return Err(ReadError::Malformed(format!(
                         "Pixel Data declares {len} bytes but the file ends {} bytes early (truncated)",
                         end - size
                     )));
@@ -691,13 +749,13 @@ fn scan_tokens<R: Read + Seek>(
             }
             LazyDataToken::ItemStart { len } if in_pixel_sequence => {
                 let len = len.get().ok_or_else(|| {
-                    FileError::Malformed("Pixel Data fragment with undefined length".into())
+                    ReadError::Malformed("Pixel Data fragment with undefined length".into())
                 })?;
                 fragment_bytes += 8 + u64::from(len);
             }
             LazyDataToken::LazyItemValue { len, decoder } => {
                 if decoder.position() + u64::from(len) > size {
-                    return Err(FileError::Malformed(
+                    return Err(ReadError::Malformed(
                         "an item value (Pixel Data fragment) runs past the end of the file (truncated)"
                             .into(),
                     ));
@@ -711,7 +769,7 @@ fn scan_tokens<R: Read + Seek>(
                 // bogus length cannot make the parser allocate it.
                 let len = u64::from(header.len.get().unwrap_or(0));
                 if decoder.position() + len > size {
-                    return Err(FileError::Malformed(format!(
+                    return Err(ReadError::Malformed(format!(
                         "element ({:04X},{:04X}) declares {len} bytes at offset {} but the file has {size}",
                         header.tag.0,
                         header.tag.1,
@@ -728,13 +786,13 @@ fn scan_tokens<R: Read + Seek>(
     let end_of_tokens = lazy.into_decoder().position();
     if in_pixel_sequence {
         if !pixel_sequence_closed {
-            return Err(FileError::Malformed(
+            return Err(ReadError::Malformed(
                 "encapsulated Pixel Data has no sequence delimiter (truncated)".into(),
             ));
         }
         let start = end_of_tokens
             .checked_sub(8 + fragment_bytes + pixel_header_len)
-            .ok_or_else(|| FileError::Malformed("inconsistent Pixel Data fragments".into()))?;
+            .ok_or_else(|| ReadError::Malformed("inconsistent Pixel Data fragments".into()))?;
         return Ok(Layout {
             pixel: Some(start..end_of_tokens),
             max_depth,

@@ -1,0 +1,270 @@
+//! Encodes a de-identified object as a Part 10 stream: a preamble of zeros, the
+//! rebuilt file meta group, the dataset, Pixel Data copied byte for byte from the
+//! open input, then the trailing elements. Where the bytes go is the sink's
+//! business ([`ObjectWriter`]); this module opens nothing.
+
+use super::error::{EncodeError, ReadError, error_chain};
+use super::source::{Input, Stamp};
+use dicom_core::Tag;
+use dicom_encoding::TransferSyntax;
+use dicom_encoding::text::SpecificCharacterSet;
+use dicom_encoding::transfer_syntax::Codec;
+use dicom_object::{FileMetaTable, FileMetaTableBuilder, InMemDicomObject};
+use dicom_parser::dataset::{DataSetWriter, IntoTokens};
+use std::io::{BufWriter, SeekFrom, Write};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Implementation Class UID of dicom-deid: a 2.25 UID derived once from a UUID.
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.309477246411479929348632399406469746954";
+/// At most 16 characters (PS3.7 SH).
+pub const IMPLEMENTATION_VERSION_NAME: &str = concat!(
+    "DICOM_DEID_",
+    env!("CARGO_PKG_VERSION_MAJOR"),
+    env!("CARGO_PKG_VERSION_MINOR"),
+    env!("CARGO_PKG_VERSION_PATCH")
+);
+
+const SOP_CLASS_UID: Tag = Tag(0x0008, 0x0016);
+const SOP_INSTANCE_UID: Tag = Tag(0x0008, 0x0018);
+
+fn text_of(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    let v = obj.get(tag)?.to_str().ok()?;
+    let v = v.trim_end_matches(['\0', ' ']).trim_start();
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+/// The file meta group of the output: SOP Class and Instance from the
+/// de-identified dataset (so the old SOP Instance UID cannot survive in the meta),
+/// the input's transfer syntax, our implementation identity, and no AE titles or
+/// private information (they can name the site).
+pub fn build_meta(
+    dataset: &InMemDicomObject,
+    input_meta: Option<&FileMetaTable>,
+    ts_uid: &str,
+    remap_uid: impl Fn(&str) -> String,
+) -> Result<FileMetaTable, ReadError> {
+    let class = text_of(dataset, SOP_CLASS_UID)
+        .or_else(|| input_meta.map(|m| m.media_storage_sop_class_uid().to_string()))
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ReadError::Malformed("no SOP Class UID in dataset or file meta".into()))?;
+    let instance = text_of(dataset, SOP_INSTANCE_UID)
+        .or_else(|| input_meta.map(|m| remap_uid(m.media_storage_sop_instance_uid())))
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ReadError::Malformed("no SOP Instance UID in dataset or file meta".into())
+        })?;
+    // Values kept from the dataset go into the meta group unchecked by the builder,
+    // and an invalid one makes the output unreadable: refuse them here.
+    for (what, uid) in [("SOP Class UID", &class), ("SOP Instance UID", &instance)] {
+        if !is_valid_uid(uid) {
+            return Err(ReadError::Malformed(format!(
+                "{what} is not a valid UID (digits and dots, at most 64 characters)"
+            )));
+        }
+    }
+    FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(class)
+        .media_storage_sop_instance_uid(instance)
+        .transfer_syntax(ts_uid)
+        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+        .implementation_version_name(IMPLEMENTATION_VERSION_NAME)
+        .build()
+        .map_err(|e| ReadError::Malformed(format!("file meta group: {}", error_chain(&e))))
+}
+
+fn is_valid_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid
+            .split('.')
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Writes `dataset` in `ts`, consuming it: dicom-object's `write_dataset_with_ts`
+/// borrows the object and so clones every value (every nested sequence too) on the
+/// way to the encoder.
+pub fn write_dataset<W: Write + ?Sized>(
+    out: &mut W,
+    dataset: InMemDicomObject,
+    ts: &TransferSyntax,
+) -> Result<(), EncodeError> {
+    if let Codec::Dataset(Some(_)) = ts.codec() {
+        // Deflated: the encoder sees a few large writes instead of one per token
+        // (each write into flate2's encoder zeroes its 32 KiB output buffer), and
+        // its end is written by `finish`, whose errors are reported, not by a drop.
+        let encoder = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+        let mut buffered = BufWriter::with_capacity(64 * 1024, encoder);
+        DataSetWriter::with_ts(&mut buffered, ts)
+            .map_err(|e| EncodeError::from_dicom(&e))?
+            .write_sequence(dataset.into_tokens())
+            .map_err(|e| EncodeError::from_dicom(&e))?;
+        let encoder = buffered
+            .into_inner()
+            .map_err(|e| EncodeError::from_write(e.into_error()))?;
+        encoder.finish().map_err(EncodeError::from_write)?;
+    } else {
+        DataSetWriter::with_ts_cs(out, ts, SpecificCharacterSet::default())
+            .map_err(|e| EncodeError::from_dicom(&e))?
+            .write_sequence(dataset.into_tokens())
+            .map_err(|e| EncodeError::from_dicom(&e))?;
+    }
+    Ok(())
+}
+
+/// Where an encoded object goes. A sink hands one to [`Part10::encode`]; the
+/// default Pixel Data copy reads the input through a buffer, and a local file sink
+/// overrides it to let the kernel move the bytes.
+pub trait ObjectWriter: Write {
+    /// Copies `range` of `input` to the output; returns the bytes copied (fewer
+    /// when the input ends early).
+    fn copy_range(&mut self, input: &mut dyn Input, range: Range<u64>) -> Result<u64, EncodeError> {
+        input
+            .seek(SeekFrom::Start(range.start))
+            .map_err(EncodeError::Read)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut left = range.end - range.start;
+        let mut copied = 0;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match input.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(EncodeError::Read(e)),
+            };
+            self.write_all(&buf[..n]).map_err(EncodeError::from_write)?;
+            left -= n as u64;
+            copied += n as u64;
+        }
+        Ok(copied)
+    }
+}
+
+/// Any plain writer (a `Vec`, a socket) takes an object with the buffered copy.
+impl ObjectWriter for Vec<u8> {}
+
+/// Pixel Data as the output gets it: a range of the input, from the bytes read at
+/// open (small files) or from the open handle.
+pub struct PixelCopy {
+    /// Byte range of the whole element (header included) in the input.
+    pub range: Range<u64>,
+    /// The input's bytes, when it was read whole.
+    pub contents: Option<Arc<Vec<u8>>>,
+    /// An explicit VR header written in place of the input's implicit one (the
+    /// range then starts after the 8-byte implicit header).
+    pub header: Option<[u8; 12]>,
+}
+
+/// A de-identified object ready to be encoded, holding the input it came from.
+pub struct Part10 {
+    pub meta: FileMetaTable,
+    pub dataset: InMemDicomObject,
+    pub ts: &'static TransferSyntax,
+    pub pixel: Option<PixelCopy>,
+    pub trailing: Option<InMemDicomObject>,
+    pub input: Box<dyn Input>,
+    /// The input's stamp at open: the object is refused if it differs at the end.
+    pub stamp: Stamp,
+}
+
+impl Part10 {
+    /// Writes the whole object to `out`. The input's stamp is compared last, after
+    /// every byte was taken from it: a sink must not commit the object on error.
+    pub fn encode(self, out: &mut dyn ObjectWriter) -> Result<(), EncodeError> {
+        let Part10 {
+            meta,
+            dataset,
+            ts,
+            pixel,
+            trailing,
+            mut input,
+            stamp,
+        } = self;
+        let werr = EncodeError::from_write;
+        out.write_all(&[0u8; 128]).map_err(werr)?;
+        out.write_all(b"DICM").map_err(werr)?;
+        meta.write(&mut *out)
+            .map_err(|e| EncodeError::from_dicom(&e))?;
+        write_dataset(&mut *out, dataset, ts)?;
+        if let Some(p) = pixel {
+            if let Some(header) = p.header {
+                out.write_all(&header).map_err(werr)?;
+            }
+            let want = p.range.end - p.range.start;
+            let copied = match &p.contents {
+                Some(bytes) => {
+                    let slice = usize::try_from(p.range.start)
+                        .ok()
+                        .zip(usize::try_from(p.range.end).ok())
+                        .and_then(|(a, b)| bytes.get(a..b))
+                        .ok_or_else(|| {
+                            EncodeError::Malformed(
+                                "Pixel Data runs past the end of the file".into(),
+                            )
+                        })?;
+                    out.write_all(slice).map_err(werr)?;
+                    want
+                }
+                None => out.copy_range(&mut *input, p.range.clone())?,
+            };
+            if copied != want {
+                return Err(EncodeError::Changed);
+            }
+        }
+        if let Some(trailing) = trailing
+            && trailing.tags().next().is_some()
+        {
+            write_dataset(&mut *out, trailing, ts)?;
+        }
+        out.flush().map_err(werr)?;
+        match input.stamp() {
+            Ok(now) if now == stamp => Ok(()),
+            Ok(_) => Err(EncodeError::Changed),
+            Err(e) => Err(EncodeError::Read(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device that is always full.
+    struct Full;
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::StorageFull.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_device_inside_a_dicom_rs_error_is_still_output_full() {
+        let meta = FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
+            .media_storage_sop_instance_uid("2.25.1")
+            .transfer_syntax("1.2.840.10008.1.2.1")
+            .build()
+            .unwrap();
+        let e = meta.write(Full).unwrap_err();
+        assert!(
+            matches!(EncodeError::from_dicom(&e), EncodeError::OutputFull(_)),
+            "{e}"
+        );
+        let mut obj = InMemDicomObject::new_empty();
+        obj.put(dicom_core::DataElement::new(
+            Tag(0x0010, 0x0010),
+            dicom_core::VR::PN,
+            dicom_core::PrimitiveValue::from("A^B"),
+        ));
+        let ts = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
+        assert!(matches!(
+            write_dataset(&mut Full, obj, &ts),
+            Err(EncodeError::OutputFull(_))
+        ));
+    }
+}

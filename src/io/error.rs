@@ -1,0 +1,94 @@
+//! Errors of the DICOM byte layer: reading (bounded parse, repair) and encoding.
+//! Messages name tags, offsets and reasons, never a value read from the file.
+
+/// Sequences nest deeper than this only in crafted files; the bound is checked
+/// before any recursive parser sees the data, so a hostile file cannot overflow the
+/// stack. The engine walks datasets with the same bound.
+pub const MAX_DEPTH: usize = 64;
+
+/// Why an input could not be read as DICOM.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read: {0}")]
+    Io(#[source] std::io::Error),
+    #[error("malformed DICOM: {0}")]
+    Malformed(String),
+    #[error("unsupported transfer syntax {0}")]
+    UnsupportedTs(String),
+    #[error("sequences nest deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// The input's size or modification time changed while it was read: what was
+    /// read may mix two versions.
+    #[error("input changed while it was being read (size or modification time differ)")]
+    Changed,
+}
+
+/// Why a de-identified object could not be encoded to its sink.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("cannot write output: {0}")]
+    Write(String),
+    /// The output device is full: later objects cannot succeed either.
+    #[error("cannot write output: {0}")]
+    OutputFull(String),
+    /// The input's bytes are gone or differ from what was parsed.
+    #[error("malformed DICOM: {0}")]
+    Malformed(String),
+    /// The input's size or modification time changed between open and finish: the
+    /// output could mix two versions, so it is not kept.
+    #[error(
+        "input changed while it was being de-identified (size or modification time differ); nothing written"
+    )]
+    Changed,
+    #[error("cannot read the input: {0}")]
+    Read(#[source] std::io::Error),
+}
+
+impl EncodeError {
+    /// Write errors, with a full device told apart: it stops the batch.
+    pub fn from_write(e: std::io::Error) -> Self {
+        if is_full(&e) {
+            EncodeError::OutputFull(e.to_string())
+        } else {
+            EncodeError::Write(e.to_string())
+        }
+    }
+
+    /// An error of the dicom-rs writer: a full device can hide anywhere in its chain
+    /// of causes (an `io::Error` several levels down), and must still stop the batch.
+    pub fn from_dicom(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>()
+                && is_full(io)
+            {
+                return EncodeError::OutputFull(error_chain(e));
+            }
+            cause = c.source();
+        }
+        EncodeError::Write(error_chain(e))
+    }
+}
+
+pub fn is_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// `error: cause: cause` in one line: dicom-rs errors nest several levels deep and
+/// their Debug form carries kilobytes of backtrace.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.ends_with(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}

@@ -1,0 +1,95 @@
+//! What can become of one input, as one typed kind. Serialised to the strings the
+//! JSON report has always used.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Skipped: not a DICOM file (expected in a mixed tree).
+    NotDicom,
+    /// Skipped: a DICOMDIR (holds patient names; never copied).
+    Dicomdir,
+    /// Skipped: finished by an earlier run with this profile and key.
+    Unchanged,
+    /// Cannot be opened or read.
+    Unreadable,
+    Malformed,
+    /// A transfer syntax whose dataset encoding we cannot read.
+    Unsupported,
+    /// The engine refused a value.
+    Deid,
+    Write,
+    OutputFull,
+    Quarantined,
+    /// Not attempted: the output device filled up earlier in the run.
+    Aborted,
+    /// A bug (a caught panic).
+    Internal,
+    /// Another input maps to the same output.
+    Duplicate,
+    /// The input's size or modification time changed while it was processed.
+    Changed,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::NotDicom => "not-dicom",
+            Kind::Dicomdir => "dicomdir",
+            Kind::Unchanged => "unchanged",
+            Kind::Unreadable => "unreadable",
+            Kind::Malformed => "malformed",
+            Kind::Unsupported => "unsupported",
+            Kind::Deid => "deid",
+            Kind::Write => "write",
+            Kind::OutputFull => "output-full",
+            Kind::Quarantined => "quarantined",
+            Kind::Aborted => "aborted",
+            Kind::Internal => "internal",
+            Kind::Duplicate => "duplicate",
+            Kind::Changed => "changed",
+        }
+    }
+
+    /// Skips that are expected and do not affect the exit code.
+    pub fn is_benign_skip(self) -> bool {
+        matches!(self, Kind::NotDicom | Kind::Unchanged)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serialises_to_the_report_strings() {
+        for k in [
+            Kind::NotDicom,
+            Kind::Dicomdir,
+            Kind::Unchanged,
+            Kind::Unreadable,
+            Kind::Malformed,
+            Kind::Unsupported,
+            Kind::Deid,
+            Kind::Write,
+            Kind::OutputFull,
+            Kind::Quarantined,
+            Kind::Aborted,
+            Kind::Internal,
+            Kind::Duplicate,
+            Kind::Changed,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.as_str())
+            );
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! Runs a plan: a streaming walk, workers that each take one input through open ->
+//! pipeline -> sink, and one collector thread that is the only writer of the report,
+//! the crosswalk, the ledger and the quarantine manifest.
+
+use super::{RunOptions, RunPlan};
+use crate::crosswalk::CrosswalkWriter;
+use crate::deid::{CrosswalkEntry, Engine, Pseudonymizer};
+use crate::error::{Error, ExitStatus, FileError};
+use crate::io::layout::{Layout, output_name};
+use crate::io::source::{Input, Stamp};
+use crate::io::walk::{Entry, Walked, in_shard, walk};
+use crate::ledger::{self, Ledger, LedgerWriter};
+use crate::outcome::Kind;
+use crate::pipeline::{Plan, Processed, process};
+use crate::report::{FileOutcome, Reporter, Status, Summary};
+use crate::store::Sink;
+use crate::store::fs::{FsSink, remove_stale_temporaries};
+use rayon::prelude::*;
+use std::fs::File;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+
+/// Worker threads get a large stack: the nesting depth is bounded before any
+/// recursive parser runs, and this leaves a wide margin for the bound.
+const WORKER_STACK: usize = 16 << 20;
+
+/// Outcomes a worker collects before handing them to the collector: small enough
+/// that an interrupted run loses little of its ledger (those files are simply redone).
+const REPORT_BATCH: usize = 32;
+
+/// One input's result, as it travels to the collector thread.
+struct Finished {
+    outcome: FileOutcome,
+    /// Original -> pseudonym pairs, for the crosswalk writer only.
+    crosswalk: Vec<CrosswalkEntry>,
+}
+
+impl From<FileOutcome> for Finished {
+    fn from(outcome: FileOutcome) -> Self {
+        Finished {
+            outcome,
+            crosswalk: Vec::new(),
+        }
+    }
+}
+
+/// What every worker shares, read-only (but for the stop flag).
+struct Worker<'a> {
+    pipeline: Plan<'a>,
+    plan: &'a RunPlan,
+    sink: Option<&'a dyn Sink>,
+    out: &'a Path,
+    layout: Layout,
+    ledger: Ledger,
+    /// Copy failed inputs here (`--quarantine-copy`): `<dir>/files/<rel>`.
+    quarantine_copy: Option<PathBuf>,
+    /// Set when the output device is full: the remaining inputs are not attempted.
+    stop: AtomicBool,
+}
+
+pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary), Error> {
+    let crosswalk_out = match &opts.crosswalk {
+        Some(p) => Some(crate::crosswalk::open(p, opts.overwrite_crosswalk)?),
+        None => None,
+    };
+    let report_out: Option<Box<dyn std::io::Write + Send>> = match &opts.report {
+        Some(p) => Some(Box::new(std::io::BufWriter::new(File::create(p).map_err(
+            |source| Error::Io {
+                context: format!("cannot create report {}", p.display()),
+                source,
+            },
+        )?))),
+        None => None,
+    };
+    if !opts.dry_run {
+        std::fs::create_dir_all(&opts.out).map_err(|source| Error::Io {
+            context: format!("cannot create output directory {}", opts.out.display()),
+            source,
+        })?;
+        let stale = remove_stale_temporaries(&opts.out);
+        if stale > 0 {
+            eprintln!("dicom-deid: removed {stale} temporary files left by an interrupted run");
+        }
+    }
+    let profile = &plan.profile;
+    let fingerprint = plan.key.fingerprint();
+    let ledger_file = ledger::ledger_path(&opts.out, opts.shard);
+    let (ledger, ledger_out) = if opts.dry_run {
+        (Ledger::default(), None)
+    } else {
+        let previous = if opts.resume {
+            Ledger::load(&ledger_file, &profile.digest, &fingerprint)
+        } else {
+            Ledger::default()
+        };
+        let writer = LedgerWriter::open(
+            &ledger_file,
+            !previous.is_empty(),
+            &profile.digest,
+            &fingerprint,
+        )
+        .map_err(|source| Error::Io {
+            context: format!("cannot write the run ledger {}", ledger_file.display()),
+            source,
+        })?;
+        if !previous.is_empty() {
+            eprintln!(
+                "dicom-deid: resuming: {} inputs already finished with this profile and key",
+                previous.len()
+            );
+        }
+        (previous, Some(writer))
+    };
+    let quarantine_out = match &opts.quarantine {
+        Some(dir) => Some(open_quarantine(dir, opts.shard)?),
+        None => None,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.unwrap_or(0))
+        .stack_size(WORKER_STACK)
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start worker threads: {e}")))?;
+
+    let summary = Summary {
+        options: profile.options.iter().map(|o| o.to_string()).collect(),
+        profile: profile.name.clone(),
+        profile_digest: profile.digest.clone(),
+        key_fingerprint: fingerprint.clone(),
+        key_ephemeral: plan.key.ephemeral,
+        dry_run: opts.dry_run,
+        ..Summary::default()
+    };
+    let sink = FsSink::new(opts.out.clone());
+    let worker = Worker {
+        pipeline: Plan::new(
+            profile,
+            Engine::new(profile, Pseudonymizer::new(&plan.key))
+                .with_crosswalk(crosswalk_out.is_some()),
+        ),
+        plan,
+        sink: (!opts.dry_run).then_some(&sink as &dyn Sink),
+        out: &opts.out,
+        layout: opts.layout,
+        ledger,
+        quarantine_copy: opts
+            .quarantine
+            .as_ref()
+            .filter(|_| opts.quarantine_copy)
+            .map(|d| d.join("files")),
+        stop: AtomicBool::new(false),
+    };
+
+    let out_dir = opts.out.clone();
+    // Outcomes travel in batches: one message per file woke the collector thread for
+    // every file (measured at about four context switches a file).
+    let (tx, rx) = mpsc::sync_channel::<Vec<Finished>>(64);
+    let (summary, io_error) = std::thread::scope(|scope| {
+        let collector = scope.spawn(move || {
+            let mut crosswalk = crosswalk_out.map(CrosswalkWriter::new);
+            let mut r = Reporter::new(report_out, summary)
+                .with_ledger(ledger_out, out_dir)
+                .with_quarantine(quarantine_out);
+            for batch in rx {
+                for f in batch {
+                    if let Some(c) = crosswalk.as_mut() {
+                        c.write(&f.crosswalk);
+                    }
+                    r.record(f.outcome);
+                }
+            }
+            let mut crosswalk_error = None;
+            if let Some(c) = crosswalk {
+                r.crosswalk_entries(c.len());
+                crosswalk_error = c.finish();
+            }
+            let (summary, report_error) = r.finish();
+            (summary, report_error.or(crosswalk_error))
+        });
+        pool.install(|| {
+            walk(&opts.inputs)
+                .filter(|w| match w {
+                    Walked::File(e) => in_shard(&e.rel, opts.shard),
+                    Walked::Error { .. } => opts.shard.is_none_or(|(i, _)| i == 0),
+                })
+                .par_bridge()
+                .fold(Vec::new, |mut batch, walked| {
+                    batch.push(match walked {
+                        Walked::File(entry) => worker.guarded(&entry),
+                        Walked::Error { path, message } => {
+                            let mut o = FileOutcome::new(path, Status::Failed);
+                            o.kind = Some(Kind::Unreadable);
+                            o.reason = Some(message);
+                            o.into()
+                        }
+                    });
+                    if batch.len() >= REPORT_BATCH {
+                        // The collector ends only when every sender is gone, so a send
+                        // cannot fail while it runs.
+                        let _ = tx.send(std::mem::take(&mut batch));
+                    }
+                    batch
+                })
+                .for_each(|rest| {
+                    if !rest.is_empty() {
+                        let _ = tx.send(rest);
+                    }
+                });
+        });
+        drop(tx);
+        collector
+            .join()
+            .unwrap_or_else(|_| (Summary::default(), None))
+    });
+    if let Some(e) = io_error {
+        return Err(Error::Io {
+            context: "cannot write the report".into(),
+            source: e,
+        });
+    }
+    let status = if summary.failed > 0
+        || summary.skipped > summary.skipped_not_dicom + summary.skipped_unchanged
+    {
+        ExitStatus::Partial
+    } else {
+        ExitStatus::Success
+    };
+    Ok((status, summary))
+}
+
+impl Worker<'_> {
+    /// A panic in one file (a bug of ours or of a library) becomes that file's failure.
+    fn guarded(&self, entry: &Entry) -> Finished {
+        std::panic::catch_unwind(AssertUnwindSafe(|| self.process(entry))).unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            failed(entry, FileError::Panic(msg), 0).into()
+        })
+    }
+
+    fn process(&self, entry: &Entry) -> Finished {
+        if self.stop.load(Ordering::Relaxed) {
+            return failed(entry, FileError::Aborted, 0).into();
+        }
+        // The one open of this input for the whole run.
+        let (file, stamp) = match File::open(&entry.path).and_then(|f| {
+            let stamp = Input::stamp(&f)?;
+            Ok((f, stamp))
+        }) {
+            Ok(x) => x,
+            Err(e) => return failed(entry, FileError::Open(e), 0).into(),
+        };
+        // A second descriptor of the same open file, kept only to copy a failed
+        // input to quarantine: never a second open by path.
+        let keep = self
+            .quarantine_copy
+            .as_ref()
+            .and_then(|_| file.try_clone().ok());
+        match self.process_open(entry, file, stamp) {
+            Ok(f) => f,
+            Err(e) => {
+                if e.is_output_full() {
+                    self.stop.store(true, Ordering::Relaxed);
+                }
+                let mut o = failed(entry, e, stamp.size);
+                if let (Some(dir), Some(f)) = (&self.quarantine_copy, keep) {
+                    o.quarantine_copy = copy_to_quarantine(f, &dir.join(&entry.rel));
+                }
+                o.into()
+            }
+        }
+    }
+
+    fn process_open(&self, entry: &Entry, file: File, stamp: Stamp) -> Result<Finished, FileError> {
+        let dry_run = self.sink.is_none();
+        let ledger_id =
+            (!dry_run).then(|| ledger::input_id(&self.plan.key, &entry.path, &self.plan.cwd));
+        if let Some(done) = ledger_id.as_deref().and_then(|id| {
+            self.ledger
+                .finished(id, (stamp.size, stamp.mtime_ns), self.out)
+        }) {
+            let mut o = FileOutcome::new(entry.path.clone(), Status::Skipped);
+            o.kind = Some(Kind::Unchanged);
+            o.reason = Some("finished by an earlier run with this profile and key".into());
+            o.output = Some(self.out.join(&done.output));
+            o.bytes_in = stamp.size;
+            o.ledger = Some(done.clone());
+            return Ok(o.into());
+        }
+        let d = match process(Box::new(file), stamp, &self.pipeline)? {
+            Processed::Deidentified(d) => d,
+            Processed::NotDicom => {
+                let mut o = FileOutcome::new(entry.path.clone(), Status::Skipped);
+                o.kind = Some(Kind::NotDicom);
+                o.reason = Some("not a DICOM file".into());
+                return Ok(o.into());
+            }
+            Processed::Dicomdir => {
+                let mut o = FileOutcome::new(entry.path.clone(), Status::Skipped);
+                o.kind = Some(Kind::Dicomdir);
+                o.reason = Some(
+                    "DICOMDIR: holds patient names and file offsets, never copied; \
+                     rebuild it from the de-identified files"
+                        .into(),
+                );
+                return Ok(o.into());
+            }
+        };
+        let d = *d;
+        let mut outcome = FileOutcome::new(entry.path.clone(), Status::Ok);
+        outcome.rel = entry.rel.clone();
+        outcome.bytes_in = d.bytes_in;
+        outcome.counts = d.counts;
+        outcome.notes = d.notes;
+        outcome.private_creators_dropped = d.creators_dropped;
+        let key = &self.plan.key;
+        let name = output_name(self.layout, &entry.rel, &d.object.dataset, || {
+            // Stable across runs with the same key, and reveals nothing of the path.
+            let mac = key.mac(&[b"output-path\0", entry.rel.as_os_str().as_encoded_bytes()]);
+            mac[..16].iter().map(|b| format!("{b:02x}")).collect()
+        });
+        if let Some(sink) = self.sink {
+            outcome.bytes_out = sink.put(&name, d.object)?;
+            if let Some(id) = ledger_id {
+                outcome.ledger = Some(ledger::Record {
+                    id,
+                    size: stamp.size,
+                    mtime_ns: stamp.mtime_ns,
+                    output: name.clone(),
+                    output_size: Some(outcome.bytes_out),
+                });
+            }
+            outcome.output = Some(sink.locate(&name));
+        } else {
+            outcome.output = Some(self.out.join(&name));
+        }
+        Ok(Finished {
+            outcome,
+            crosswalk: d.crosswalk,
+        })
+    }
+}
+
+fn failed(entry: &Entry, e: FileError, bytes_in: u64) -> FileOutcome {
+    let mut o = FileOutcome::new(entry.path.clone(), Status::Failed);
+    o.rel = entry.rel.clone();
+    o.kind = Some(e.kind());
+    o.reason = Some(e.to_string());
+    o.bytes_in = bytes_in;
+    o
+}
+
+/// Copies a failed input, from the descriptor opened for it, to `dest` (it is PHI:
+/// opt-in only). Returns where it went.
+fn copy_to_quarantine(mut from: File, dest: &Path) -> Option<PathBuf> {
+    use std::io::{Seek, SeekFrom};
+    let dir = dest.parent()?;
+    std::fs::create_dir_all(dir).ok()?;
+    from.seek(SeekFrom::Start(0)).ok()?;
+    let mut to = File::create(dest).ok()?;
+    std::io::copy(&mut from, &mut to).ok()?;
+    Some(dest.to_path_buf())
+}
+
+/// The quarantine manifest: one JSON line per failed input (shards keep their own).
+fn open_quarantine(dir: &Path, shard: Option<(u64, u64)>) -> Result<File, Error> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        context: format!("cannot create quarantine directory {}", dir.display()),
+        source,
+    })?;
+    let name = match shard {
+        Some((i, n)) => format!("manifest-{i}-of-{n}.jsonl"),
+        None => "manifest.jsonl".into(),
+    };
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).map_err(|source| Error::Io {
+        context: format!("cannot create quarantine manifest {}", path.display()),
+        source,
+    })?;
+    Ok(file)
+}

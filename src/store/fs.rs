@@ -1,0 +1,253 @@
+//! A local folder as a sink: each object is written to a temporary file in its
+//! final directory and renamed into place, so no partial output is ever visible.
+//! Pixel Data moves from the input's descriptor to the output's with
+//! `copy_file_range(2)`, which keeps it out of user space (and lets file systems
+//! that can share extents do so).
+
+use super::{Sink, StoreError};
+use crate::io::encode::{ObjectWriter, Part10};
+use crate::io::error::{EncodeError, is_full};
+use crate::io::source::Input;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Prefix of temporary files; a crashed run leaves only names with this prefix.
+pub const TEMP_PREFIX: &str = ".dicom-deid-tmp-";
+
+pub struct FsSink {
+    root: PathBuf,
+    /// `<prefix><host>-<pid>-`: tells this process's temporaries from others'.
+    temp_prefix: String,
+    counter: AtomicU64,
+}
+
+impl FsSink {
+    pub fn new(root: PathBuf) -> Self {
+        FsSink {
+            root,
+            temp_prefix: format!("{TEMP_PREFIX}{}-{}-", host_tag(), std::process::id()),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn temp_path(&self, dir: &Path) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        dir.join(format!("{}{n}", self.temp_prefix))
+    }
+}
+
+impl Sink for FsSink {
+    fn put(&self, name: &Path, object: Part10) -> Result<u64, StoreError> {
+        let dest = self.root.join(name);
+        let dir = dest
+            .parent()
+            .ok_or_else(|| StoreError::Write("output path has no parent".into()))?;
+        let tmp = self.temp_path(dir);
+        let result = write_temp(&tmp, object).and_then(|n| {
+            std::fs::rename(&tmp, &dest)
+                .map_err(store_error)
+                .map(|()| n)
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn locate(&self, name: &Path) -> PathBuf {
+        self.root.join(name)
+    }
+}
+
+fn store_error(e: std::io::Error) -> StoreError {
+    if is_full(&e) {
+        StoreError::Full(e.to_string())
+    } else {
+        StoreError::Write(e.to_string())
+    }
+}
+
+fn write_temp(tmp: &Path, object: Part10) -> Result<u64, StoreError> {
+    let file = create_temp(tmp).map_err(store_error)?;
+    let mut w = FileWriter {
+        out: BufWriter::with_capacity(256 * 1024, file),
+        written: 0,
+    };
+    object.encode(&mut w)?;
+    Ok(w.written)
+}
+
+/// Creates the temporary file, and its directory when that is missing: most files go
+/// into a directory an earlier file created, so the directory is not checked first.
+fn create_temp(tmp: &Path) -> std::io::Result<File> {
+    let create = || OpenOptions::new().write(true).create_new(true).open(tmp);
+    match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = tmp.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            create()
+        }
+        other => other,
+    }
+}
+
+/// A buffered output file that counts its bytes (so the size needs no fstat).
+struct FileWriter {
+    out: BufWriter<File>,
+    written: u64,
+}
+
+impl Write for FileWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(buf)?;
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl ObjectWriter for FileWriter {
+    fn copy_range(&mut self, input: &mut dyn Input, range: Range<u64>) -> Result<u64, EncodeError> {
+        #[cfg(target_os = "linux")]
+        if let Some(src) = input.as_file() {
+            self.out.flush().map_err(EncodeError::from_write)?;
+            match kernel_copy(src, self.out.get_ref(), range.clone())? {
+                KernelCopy::Done(n) => {
+                    self.written += n;
+                    return Ok(n);
+                }
+                KernelCopy::Unsupported => {}
+            }
+        }
+        // Not a local file, or a file system pair the kernel cannot copy between.
+        let before = self.written;
+        let n = default_copy(self, input, range)?;
+        debug_assert_eq!(self.written - before, n);
+        Ok(n)
+    }
+}
+
+/// The trait's buffered copy, callable from an override.
+fn default_copy(
+    w: &mut FileWriter,
+    input: &mut dyn Input,
+    range: Range<u64>,
+) -> Result<u64, EncodeError> {
+    struct Plain<'a>(&'a mut FileWriter);
+    impl Write for Plain<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+    impl ObjectWriter for Plain<'_> {}
+    Plain(w).copy_range(input, range)
+}
+
+#[cfg(target_os = "linux")]
+enum KernelCopy {
+    Done(u64),
+    /// Nothing was copied and the kernel cannot do it for this pair: copy in user space.
+    Unsupported,
+}
+
+/// `copy_file_range(2)` from `range` of `src` to the current position of `dst`.
+/// Returns fewer bytes than asked when the input ends early.
+#[cfg(target_os = "linux")]
+fn kernel_copy(src: &File, dst: &File, range: Range<u64>) -> Result<KernelCopy, EncodeError> {
+    use std::os::fd::AsRawFd;
+    let mut off_in = i64::try_from(range.start)
+        .map_err(|_| EncodeError::Malformed("Pixel Data offset out of range".into()))?;
+    let mut left = range.end - range.start;
+    let mut copied = 0u64;
+    while left > 0 {
+        let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+        // SAFETY: both descriptors are open for the duration of the call; the input
+        // offset is ours, the output offset is the file's own position.
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut off_in,
+                dst.as_raw_fd(),
+                std::ptr::null_mut(),
+                chunk,
+                0,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(
+                    libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL | libc::EPERM,
+                ) if copied == 0 => {
+                    return Ok(KernelCopy::Unsupported);
+                }
+                _ if is_full(&e) => return Err(EncodeError::OutputFull(e.to_string())),
+                _ => return Err(EncodeError::Write(e.to_string())),
+            }
+        }
+        if n == 0 {
+            break; // the input ends early
+        }
+        copied += n as u64;
+        left -= n as u64;
+    }
+    Ok(KernelCopy::Done(copied))
+}
+
+/// A short name for this machine, so runs on several machines sharing one output
+/// tell their temporaries apart.
+fn host_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| {
+                h.trim()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric())
+                    .take(32)
+                    .collect()
+            })
+            .unwrap_or_else(|_| "host".into())
+    })
+}
+
+/// Removes temporaries that a killed run of this machine left under `out`: same
+/// host, process no longer running. Returns how many were removed.
+pub fn remove_stale_temporaries(out: &Path) -> usize {
+    let proc_fs = Path::new("/proc/self").exists();
+    if !proc_fs {
+        return 0; // cannot tell a dead process from a live one here
+    }
+    let prefix = format!("{TEMP_PREFIX}{}-", host_tag());
+    let mut removed = 0;
+    for e in walkdir::WalkDir::new(out)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let name = e.file_name().to_string_lossy();
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or("");
+        let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
+        if !alive && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
