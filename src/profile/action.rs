@@ -75,13 +75,32 @@ impl fmt::Display for Code {
     }
 }
 
+/// Upper-case letters and digits without I, L, O, U: valid in every string VR and
+/// hard to misread.
+pub const ALNUM: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+pub const DIGITS: &str = "0123456789";
+pub const HEX: &str = "0123456789ABCDEF";
+
 /// Parameters of a keyed pseudonym.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HashParams {
     pub domain: String,
     pub length: usize,
     pub prefix: String,
+    /// One of [`ALNUM`], [`DIGITS`], [`HEX`].
     pub alphabet: &'static str,
+}
+
+impl HashParams {
+    /// The alphabet a profile names (`alnum`, `digits`, `hex`).
+    pub fn alphabet_named(name: &str) -> Option<&'static str> {
+        match name {
+            "alnum" => Some(ALNUM),
+            "digits" => Some(DIGITS),
+            "hex" => Some(HEX),
+            _ => None,
+        }
+    }
 }
 
 /// What a lookup does with a value its file does not list.

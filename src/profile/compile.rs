@@ -3,7 +3,7 @@
 //! reported with line numbers. Runs once before a run; the engine then asks the
 //! result one question per element.
 
-use super::action::{Action, Code, HashParams};
+use super::action::{ALNUM, Action, Code, HashParams};
 use super::load::{Layer, load_lookup};
 use super::model::{DateShiftSpec, Defaults, QuarantineSpec, RuleSpec};
 use super::table::{self, OPTION_COLUMNS};
@@ -544,17 +544,13 @@ fn compile_rule(
         if !prefix.is_ascii() {
             problems.push("hash prefix must be ASCII".into());
         }
-        let alphabet = match h.alphabet.as_deref().unwrap_or("alnum") {
-            "alnum" => crate::deid::pseudonym::ALNUM,
-            "digits" => crate::deid::pseudonym::DIGITS,
-            "hex" => crate::deid::pseudonym::HEX,
-            other => {
-                problems.push(format!(
-                    "hash alphabet must be alnum, digits or hex, got `{other}`"
-                ));
-                crate::deid::pseudonym::ALNUM
-            }
-        };
+        let name = h.alphabet.as_deref().unwrap_or("alnum");
+        let alphabet = HashParams::alphabet_named(name).unwrap_or_else(|| {
+            problems.push(format!(
+                "hash alphabet must be alnum, digits or hex, got `{name}`"
+            ));
+            ALNUM
+        });
         Some(Action::Hash(HashParams {
             domain: h.domain.clone().unwrap_or_else(|| "value".into()),
             length,
