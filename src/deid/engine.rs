@@ -680,12 +680,12 @@ impl<'a> Engine<'a> {
                 obj.put(DataElement::new(tag, VR::SQ, empty_sequence()));
                 counts.emptied += 1;
             }
-            Action::Replace(v) => {
-                let value = values::replacement(vr, v).map_err(|reason| DeidError::Value {
+            Action::Replace(r) => {
+                let value = r.value_for(vr).map_err(|reason| DeidError::Value {
                     tag: tag_text(tag),
                     reason,
                 })?;
-                if !v.is_ascii() {
+                if !r.text().is_ascii() {
                     walk.needs_utf8 = true;
                 }
                 Self::put(obj, tag, vr, value);

@@ -3,9 +3,10 @@
 //! reported with line numbers. Runs once before a run; the engine then asks the
 //! result one question per element.
 
-use super::action::{ALNUM, Action, Code, HashParams};
+use super::action::{ALNUM, Action, Code, HashParams, Replacement};
 use super::load::{Layer, load_lookup};
-use super::model::{DateShiftSpec, Defaults, QuarantineSpec, RuleSpec};
+use super::model::{DateShiftSpec, Defaults, HashSpec, QuarantineSpec, RuleSpec};
+use super::replace;
 use super::table::{self, OPTION_COLUMNS};
 use super::tagspec::{Target, normalize_creator, parse_target};
 use serde_saphyr::Spanned;
@@ -520,51 +521,17 @@ fn compile_rule(
     }
     let mut code = None;
     let action = if let Some(a) = &spec.action {
-        match (Code::parse(&a.value), named_action(&a.value)) {
-            (Some(c), _) => {
-                code = Some(c);
-                Some(c.resolve())
-            }
-            (None, Some(action)) => Some(action),
-            (None, None) => {
-                problems.push(unknown_action(a));
-                None
-            }
-        }
+        code = Code::parse(&a.value);
+        action_code_or_function(a, &mut problems)
     } else if let Some(v) = &spec.replace {
-        Some(Action::Replace(v.clone()))
+        replace_action(v, &spec.tag.value, target.as_ref(), &mut problems)
     } else if let Some(h) = &spec.hash {
-        let length = h.length.unwrap_or(DEFAULT_HASH_LENGTH);
-        let prefix = h.prefix.clone().unwrap_or_default();
-        if length == 0 || length > MAX_HASH_LENGTH || prefix.len() >= length {
-            problems.push(format!(
-                "hash length must be 1..={MAX_HASH_LENGTH} and longer than the prefix"
-            ));
-        }
-        if !prefix.is_ascii() {
-            problems.push("hash prefix must be ASCII".into());
-        }
-        let name = h.alphabet.as_deref().unwrap_or("alnum");
-        let alphabet = HashParams::alphabet_named(name).unwrap_or_else(|| {
-            problems.push(format!(
-                "hash alphabet must be alnum, digits or hex, got `{name}`"
-            ));
-            ALNUM
-        });
-        Some(Action::Hash(HashParams {
-            domain: h.domain.clone().unwrap_or_else(|| "value".into()),
-            length,
-            prefix,
-            alphabet,
-        }))
+        Some(hash_action(h, &mut problems))
     } else if let Some(l) = &spec.lookup {
-        match load_lookup(l, dir) {
-            Ok(t) => Some(Action::Lookup(Arc::new(t))),
-            Err(e) => {
-                problems.push(e);
-                None
-            }
-        }
+        load_lookup(l, dir)
+            .map(|t| Action::Lookup(Arc::new(t)))
+            .map_err(|e| problems.push(e))
+            .ok()
     } else {
         None
     };
@@ -573,16 +540,7 @@ fn compile_rule(
     {
         problems.push(format!("`table: {t}` is not a Table E.1-1 action code"));
     }
-    let mut cells = Vec::new();
-    for (opt, cell) in &spec.options {
-        match OPTION_COLUMNS.iter().find(|(n, _)| n == opt) {
-            Some((n, _)) => match Code::parse(cell) {
-                Some(c @ (Code::K | Code::C)) => cells.push((*n, c)),
-                _ => problems.push(format!("option `{opt}`: expected K or C, got `{cell}`")),
-            },
-            None => problems.push(format!("unknown option `{opt}` in rule")),
-        }
-    }
+    let cells = option_cells(spec, &mut problems);
     match (target, action, problems.is_empty()) {
         (Some(target), Some(action), true) => Ok(Pending {
             rule: Rule {
@@ -599,6 +557,86 @@ fn compile_rule(
         }),
         _ => Err(problems),
     }
+}
+
+/// `action:` is a Table E.1-1 code or a function name.
+fn action_code_or_function(a: &Spanned<String>, problems: &mut Vec<String>) -> Option<Action> {
+    match (Code::parse(&a.value), named_action(&a.value)) {
+        (Some(c), _) => Some(c.resolve()),
+        (None, Some(action)) => Some(action),
+        (None, None) => {
+            problems.push(unknown_action(a));
+            None
+        }
+    }
+}
+
+/// Where the rule names one standard attribute, its dictionary VR is known now: a
+/// value it cannot hold is an error here rather than a failure of every file.
+fn replace_action(
+    text: &str,
+    tag_text: &str,
+    target: Option<&Target>,
+    problems: &mut Vec<String>,
+) -> Option<Action> {
+    let vr = match target {
+        Some(Target::Tag(t)) => replace::dictionary_vr(*t),
+        _ => None,
+    };
+    let Some(vr) = vr else {
+        return Some(Action::Replace(Replacement::new(text)));
+    };
+    Replacement::for_vr(text, vr)
+        .map(Action::Replace)
+        .map_err(|e| {
+            problems.push(format!(
+                "{e} (`{}` has VR {})",
+                tag_text.trim(),
+                vr.to_string()
+            ))
+        })
+        .ok()
+}
+
+fn hash_action(h: &HashSpec, problems: &mut Vec<String>) -> Action {
+    let length = h.length.unwrap_or(DEFAULT_HASH_LENGTH);
+    let prefix = h.prefix.clone().unwrap_or_default();
+    if length == 0 || length > MAX_HASH_LENGTH || prefix.len() >= length {
+        problems.push(format!(
+            "hash length must be 1..={MAX_HASH_LENGTH} and longer than the prefix"
+        ));
+    }
+    if !prefix.is_ascii() {
+        problems.push("hash prefix must be ASCII".into());
+    }
+    let name = h.alphabet.as_deref().unwrap_or("alnum");
+    let alphabet = HashParams::alphabet_named(name).unwrap_or_else(|| {
+        problems.push(format!(
+            "hash alphabet must be alnum, digits or hex, got `{name}`"
+        ));
+        ALNUM
+    });
+    Action::Hash(HashParams {
+        domain: h.domain.clone().unwrap_or_else(|| "value".into()),
+        length,
+        prefix,
+        alphabet,
+    })
+}
+
+/// The rule's per-option cells (`options: {retain-uids: K}`).
+fn option_cells(spec: &RuleSpec, problems: &mut Vec<String>) -> Vec<(&'static str, Code)> {
+    let mut cells = Vec::new();
+    for (opt, cell) in &spec.options {
+        match OPTION_COLUMNS.iter().find(|(n, _)| n == opt) {
+            Some((n, _)) => match Code::parse(cell) {
+                Some(c @ (Code::K | Code::C)) => cells.push((*n, c)),
+                _ => problems.push(format!("option `{opt}`: expected K or C, got `{cell}`")),
+            },
+            None => problems.push(format!("unknown option `{opt}` in rule")),
+        }
+    }
+    cells
 }
 
 fn unknown_action(a: &Spanned<String>) -> String {
@@ -722,5 +760,44 @@ mod tests {
         let c = compile_text("rules: [{tag: PatientName, action: X}]").unwrap();
         assert_eq!(a.digest, b.digest);
         assert_ne!(a.digest, c.digest);
+    }
+
+    #[test]
+    fn replace_values_are_checked_when_the_vr_is_known() {
+        let err = compile_text(
+            "rules:\n  - {tag: Rows, replace: \"abc\"}\n  - {tag: Modality, replace: ct}\n  - {tag: ReferencedStudySequence, replace: x}\n  - {tag: StudyDate, replace: 2024-01-01}\n",
+        )
+        .unwrap_err();
+        let lines: Vec<_> = err.0.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [Some(2), Some(3), Some(4), Some(5)], "{err}");
+        assert!(err.0[0].message.contains("`Rows` has VR US"), "{err}");
+
+        let p = compile_text(
+            "rules:\n  - {tag: Rows, replace: \"512\"}\n  - {tag: \"(60xx,0022)\", replace: \"anything goes\"}\n",
+        )
+        .unwrap();
+        let Action::Replace(r) = p.decide(0x0028_0010, None).action() else {
+            panic!("a replace rule");
+        };
+        assert_eq!(
+            r.value_for(dicom_core::VR::US),
+            Ok(dicom_core::PrimitiveValue::from(512u16))
+        );
+        // Stored with another VR than the dictionary's: checked again per element.
+        assert!(r.value_for(dicom_core::VR::UI).is_ok());
+        assert!(r.value_for(dicom_core::VR::SQ).is_err());
+        // A pattern's VR is known only per element.
+        let Action::Replace(r) = p.decide(0x6002_0022, None).action() else {
+            panic!("a replace rule");
+        };
+        assert!(r.value_for(dicom_core::VR::LO).is_ok());
+        assert!(r.value_for(dicom_core::VR::US).is_err());
+    }
+
+    #[test]
+    fn replace_keeps_its_digest_text() {
+        let p = compile_text("rules: [{tag: InstitutionName, replace: SITE}]").unwrap();
+        assert_eq!(p.rules[0].action.describe(), "replace \"SITE\"");
+        assert_eq!(p.rules[0].action, Action::Replace("SITE".into()));
     }
 }
