@@ -774,3 +774,32 @@ fn pseudonym_alphabets_and_coarse_times() {
     let o = run(&[&"profile", &"check", &bad]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// A `replace:` value the tag's VR cannot hold is a profile error at its line, not a
+/// failure of every file the profile later meets.
+#[test]
+fn replace_values_are_checked_against_the_dictionary_vr() {
+    let env = Env::new();
+    let bad = env.path("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: t\nrules:\n  - {tag: PatientName, action: Z}\n  - {tag: Rows, replace: \"abc\"}\n",
+    )
+    .unwrap();
+    let o = run(&[&"profile", &"check", &bad]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:4:") && stderr.contains("abc") && stderr.contains("US"),
+        "{stderr}"
+    );
+    let good = env.path("good.yaml");
+    std::fs::write(&good, "rules:\n  - {tag: Rows, replace: \"512\"}\n").unwrap();
+    let o = run(&[&"profile", &"check", &good]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -92,7 +92,7 @@ impl Judge<'_> {
             // real: the residual-PHI search judges it, not this rule.
             Action::Clean if v.vr != VR::UI => None,
             Action::Dummy | Action::Clean | Action::Uid => self.judge_value(v, Expect::Dummy),
-            Action::Replace(value) => self.judge_value(v, Expect::Fixed(value)),
+            Action::Replace(value) => self.judge_value(v, Expect::Fixed(value.text())),
             Action::Hash(h) => self.judge_value(v, Expect::Pseudonym(h)),
             _ => self.judge_value(v, Expect::Changed),
         }

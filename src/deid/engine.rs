@@ -5,7 +5,7 @@ use super::dates;
 use super::pseudonym::{Pseudonymizer, normalize_person_name, trim_padding};
 use super::scrub::Scrubber;
 use super::values;
-use crate::profile::action::{Code, OnMissing};
+use crate::profile::action::{Code, HashParams, LookupTable, OnMissing, Replacement};
 use crate::profile::compile::lookup_key;
 use crate::profile::iod::{self, AttrType, IodTypes};
 use crate::profile::{Action, CompiledProfile, Decision};
@@ -223,6 +223,142 @@ fn cap_age(age: &str) -> Option<String> {
         _ => return None,
     };
     (years > 89).then(|| "090Y".to_string())
+}
+
+/// The element an action works on, read before anything in its item changes.
+struct Elem<'e> {
+    tag: Tag,
+    /// The VR to write with (see [`effective_vr`]).
+    vr: VR,
+    is_seq: bool,
+    /// Sequence depth of the item holding the element; 0 is the top level.
+    depth: usize,
+    element: &'e DataElement<InMemDicomObject>,
+}
+
+/// The change an action makes. Computed while the element is still borrowed,
+/// applied after.
+enum Edit {
+    Nothing,
+    Remove,
+    Put(VR, PrimitiveValue),
+    EmptySequence,
+    /// Keep the sequence and process every item inside it.
+    Recurse,
+}
+
+fn remove(walk: &mut Walk) -> Edit {
+    walk.result.counts.removed += 1;
+    Edit::Remove
+}
+
+fn empty(el: &Elem<'_>, walk: &mut Walk) -> Edit {
+    walk.result.counts.emptied += 1;
+    if el.is_seq {
+        Edit::EmptySequence
+    } else {
+        Edit::Put(el.vr, PrimitiveValue::Empty)
+    }
+}
+
+/// A dummy valid for the VR; VRs without a meaningful dummy are emptied.
+fn dummy(el: &Elem<'_>, walk: &mut Walk) -> Edit {
+    match values::dummy(el.vr) {
+        Some(v) => {
+            walk.result.counts.replaced += 1;
+            Edit::Put(el.vr, v)
+        }
+        None => {
+            walk.result.counts.emptied += 1;
+            Edit::Put(el.vr, PrimitiveValue::Empty)
+        }
+    }
+}
+
+fn shift_dates(el: &Elem<'_>, walk: &mut Walk) -> Edit {
+    let days = walk.offset.unwrap_or(1);
+    let shift = if el.vr == VR::DA {
+        dates::shift_da
+    } else {
+        dates::shift_dt
+    };
+    let shifted: Option<Vec<String>> = text_values(el.element)
+        .iter()
+        .map(|v| shift(v, days))
+        .collect();
+    walk.dates_shifted = true;
+    walk.result.counts.replaced += 1;
+    match shifted {
+        Some(v) => Edit::Put(el.vr, multi(v)),
+        // Not a date we can shift: never keep it.
+        None => Edit::Put(el.vr, values::dummy(el.vr).unwrap_or(PrimitiveValue::Empty)),
+    }
+}
+
+/// The profile's fixed value, parsed when the profile was compiled unless the
+/// element's VR is known only now.
+fn replace(r: &Replacement, el: &Elem<'_>, walk: &mut Walk) -> Result<Edit, DeidError> {
+    if el.is_seq {
+        return Ok(empty(el, walk));
+    }
+    let value = r.value_for(el.vr).map_err(|reason| DeidError::Value {
+        tag: tag_text(el.tag),
+        reason,
+    })?;
+    if !r.text().is_ascii() {
+        walk.needs_utf8 = true;
+    }
+    walk.result.counts.replaced += 1;
+    Ok(Edit::Put(el.vr, value))
+}
+
+/// Which rule, default or IOD Type chose the action, for `--explain`.
+fn explain_why(decision: &Decision<'_>, resolved_by_iod: bool, unlisted_date: bool) -> String {
+    match decision {
+        Decision::Rule(r) => {
+            let mut w = format!("{}:{}", r.origin.source, r.origin.line);
+            if let (Some(code), true) = (r.code, resolved_by_iod) {
+                w.push_str(&format!(" ({code} resolved by Type in the IOD)"));
+            } else if let Some(code) = r.code {
+                w.push_str(&format!(" ({code})"));
+            }
+            w
+        }
+        Decision::PrivateDefault(_) => "defaults.private".into(),
+        Decision::PublicDefault(_) if unlisted_date => {
+            "unlisted date (retain-long-modified-dates)".into()
+        }
+        Decision::PublicDefault(_) => "defaults.public".into(),
+    }
+}
+
+/// One explain line: the element's path, name, VR and size, never its value.
+fn explain_element(walk: &mut Walk, el: &Elem<'_>, action: &Action, why: String) {
+    let size = match el.element.value() {
+        Value::Sequence(s) => format!("{} items", s.items().len()),
+        Value::PixelSequence(_) => "encapsulated".into(),
+        Value::Primitive(p) => format!("{} bytes", p.calculate_byte_len()),
+    };
+    let line = ExplainLine {
+        path: explain_path(walk, el.tag),
+        keyword: StandardDataDictionary
+            .by_tag(el.tag)
+            .map(|d| d.alias().to_string())
+            .unwrap_or_else(|| {
+                if el.tag.0 % 2 == 1 {
+                    "(private)".into()
+                } else {
+                    String::new()
+                }
+            }),
+        vr: el.vr.to_string().to_string(),
+        size,
+        action: action.describe(),
+        why,
+    };
+    if let Some(lines) = walk.explain.as_mut() {
+        lines.push(line);
+    }
 }
 
 impl<'a> Engine<'a> {
@@ -447,10 +583,7 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, v: PrimitiveValue) {
-        obj.put(DataElement::new(tag, vr, v));
-    }
-
+    /// Decides what happens to one element, explains it when asked, and applies it.
     fn apply_action(
         &self,
         obj: &mut InMemDicomObject,
@@ -459,286 +592,231 @@ impl<'a> Engine<'a> {
         depth: usize,
         walk: &mut Walk,
     ) -> Result<(), DeidError> {
-        let Some(e) = obj.get(tag) else {
+        let Some(element) = obj.get(tag) else {
             return Ok(());
         };
-        let is_seq = matches!(e.value(), Value::Sequence(_));
-        let vr = effective_vr(tag, e.vr());
+        let el = Elem {
+            tag,
+            vr: effective_vr(tag, element.vr()),
+            is_seq: matches!(element.value(), Value::Sequence(_)),
+            depth,
+            element,
+        };
         let resolved = self.iod_action(&decision, tag, walk);
         let mut action = resolved.as_ref().unwrap_or(decision.action());
         // Dates no rule names follow the date option (the standard recommends
         // handling every DA/DT by VR, since its table cannot list them all).
         let unlisted_date = matches!(decision, Decision::PublicDefault(Action::Keep))
             && self.profile.shift_unlisted_dates
-            && matches!(vr, VR::DA | VR::DT);
+            && matches!(el.vr, VR::DA | VR::DT);
         if unlisted_date {
             action = &Action::DateShift;
         }
         if walk.explain.is_some() {
-            let why = match decision {
-                Decision::Rule(r) => {
-                    let mut w = format!("{}:{}", r.origin.source, r.origin.line);
-                    if let (Some(code), true) = (r.code, resolved.is_some()) {
-                        w.push_str(&format!(" ({code} resolved by Type in the IOD)"));
-                    } else if let Some(code) = r.code {
-                        w.push_str(&format!(" ({code})"));
-                    }
-                    w
-                }
-                Decision::PrivateDefault(_) => "defaults.private".into(),
-                Decision::PublicDefault(_) if unlisted_date => {
-                    "unlisted date (retain-long-modified-dates)".into()
-                }
-                Decision::PublicDefault(_) => "defaults.public".into(),
-            };
-            let size = match e.value() {
-                Value::Sequence(s) => format!("{} items", s.items().len()),
-                Value::PixelSequence(_) => "encapsulated".into(),
-                Value::Primitive(p) => format!("{} bytes", p.calculate_byte_len()),
-            };
-            let line = ExplainLine {
-                path: explain_path(walk, tag),
-                keyword: StandardDataDictionary
-                    .by_tag(tag)
-                    .map(|d| d.alias().to_string())
-                    .unwrap_or_else(|| {
-                        if tag.0 % 2 == 1 {
-                            "(private)".into()
-                        } else {
-                            String::new()
-                        }
-                    }),
-                vr: vr.to_string().to_string(),
-                size,
-                action: action.describe(),
-                why,
-            };
-            if let Some(lines) = walk.explain.as_mut() {
-                lines.push(line);
-            }
+            let why = explain_why(&decision, resolved.is_some(), unlisted_date);
+            explain_element(walk, &el, action, why);
         }
-        let counts = &mut walk.result.counts;
-        match action {
-            Action::Remove => {
+        match self.edit(action, &el, walk)? {
+            Edit::Nothing => {}
+            Edit::Remove => {
                 obj.remove_element(tag);
-                counts.removed += 1;
             }
-            Action::Empty => {
-                if is_seq {
-                    obj.put(DataElement::new(tag, VR::SQ, empty_sequence()));
-                } else {
-                    Self::put(obj, tag, vr, PrimitiveValue::Empty);
-                }
-                counts.emptied += 1;
+            Edit::Put(vr, value) => {
+                obj.put(DataElement::new(tag, vr, value));
             }
+            Edit::EmptySequence => {
+                obj.put(DataElement::new(tag, VR::SQ, empty_sequence()));
+            }
+            Edit::Recurse => self.recurse(obj, tag, depth, walk)?,
+        }
+        Ok(())
+    }
+
+    /// One function per action. The order of the arms matters: sequences, UIDs and
+    /// dates are caught before an action's general case.
+    fn edit(&self, action: &Action, el: &Elem<'_>, walk: &mut Walk) -> Result<Edit, DeidError> {
+        Ok(match action {
+            Action::Remove => remove(walk),
+            Action::Empty => empty(el, walk),
             // A kept, dummied or cleaned sequence keeps its structure; every element
             // inside it then meets its own rule.
             Action::Keep | Action::Dummy | Action::Clean | Action::Uid | Action::DateShift
-                if is_seq =>
+                if el.is_seq =>
             {
-                counts.kept += 1;
-                self.recurse(obj, tag, depth, walk)?;
+                walk.result.counts.kept += 1;
+                Edit::Recurse
             }
-            Action::Keep => {
-                if tag == PATIENT_AGE
-                    && self.profile.hipaa_ages
-                    && let Some(capped) = text_values(e).first().and_then(|a| cap_age(a))
-                {
-                    Self::put(obj, tag, VR::AS, PrimitiveValue::from(capped));
-                    counts.replaced += 1;
-                    return Ok(());
-                }
-                counts.kept += 1;
-            }
+            Action::Keep => self.keep(el, walk),
             Action::Uid | Action::Dummy | Action::Clean | Action::Hash(_) | Action::Lookup(_)
-                if vr == VR::UI =>
+                if el.vr == VR::UI =>
             {
-                let originals = text_values(e);
-                let mapped: Vec<String> = originals.iter().map(|u| self.pseudo.uid(u)).collect();
-                if self.collect_crosswalk && depth == 0 && tag == STUDY_INSTANCE_UID {
-                    for (o, m) in originals.iter().zip(&mapped) {
-                        walk.result.crosswalk.push(CrosswalkEntry {
-                            kind: "study-instance-uid".into(),
-                            original: trim_padding(o).to_string(),
-                            replacement: m.clone(),
-                        });
-                    }
-                }
-                Self::put(obj, tag, VR::UI, multi(mapped));
-                walk.result.counts.uid_remapped += 1;
+                self.remap_uids(el, walk)
             }
-            Action::DateShift | Action::Clean if matches!(vr, VR::DA | VR::DT) => {
-                let days = walk.offset.unwrap_or(1);
-                let shift = if vr == VR::DA {
-                    dates::shift_da
-                } else {
-                    dates::shift_dt
-                };
-                let shifted: Option<Vec<String>> =
-                    text_values(e).iter().map(|v| shift(v, days)).collect();
-                match shifted {
-                    Some(v) => Self::put(obj, tag, vr, multi(v)),
-                    // Not a date we can shift: never keep it.
-                    None => Self::put(
-                        obj,
-                        tag,
-                        vr,
-                        values::dummy(vr).unwrap_or(PrimitiveValue::Empty),
-                    ),
-                }
-                walk.dates_shifted = true;
-                walk.result.counts.replaced += 1;
+            Action::DateShift | Action::Clean if matches!(el.vr, VR::DA | VR::DT) => {
+                shift_dates(el, walk)
             }
-            Action::Clean if values::is_text(vr) => {
-                let texts = text_values(e);
-                let cleaned: Vec<Option<String>> =
-                    texts.iter().map(|t| walk.scrubber.scrub(t)).collect();
-                if cleaned.iter().any(Option::is_some) {
-                    let max = values::max_len(vr);
-                    let out: Vec<String> = cleaned
-                        .into_iter()
-                        .zip(texts)
-                        .map(|(c, t)| {
-                            let mut v = c.unwrap_or(t);
-                            if let Some(max) = max {
-                                v = v.chars().take(max).collect();
-                            }
-                            v
-                        })
-                        .collect();
-                    Self::put(obj, tag, vr, multi(out));
-                    counts.replaced += 1;
-                } else {
-                    counts.kept += 1;
-                }
-            }
-            // Times, ages, numbers and binary data carry no free text to clean.
-            // Cleaned times keep their hour when the profile coarsens them.
-            Action::Clean if vr == VR::TM && self.profile.coarsen_times => {
-                let hours: Vec<String> = text_values(e)
-                    .iter()
-                    .map(|t| {
-                        let t = t.trim();
-                        if t.len() >= 2 && t.is_ascii() {
-                            format!("{}0000", &t[..2])
-                        } else {
-                            String::new()
-                        }
-                    })
-                    .collect();
-                Self::put(obj, tag, vr, multi(hours));
-                counts.replaced += 1;
-            }
-            Action::Clean => counts.kept += 1,
-            Action::Uid | Action::Dummy | Action::DateShift => match values::dummy(vr) {
-                Some(v) => {
-                    Self::put(obj, tag, vr, v);
-                    counts.replaced += 1;
-                }
-                None => {
-                    Self::put(obj, tag, vr, PrimitiveValue::Empty);
-                    counts.emptied += 1;
-                }
-            },
-            Action::Hash(h) if values::is_text(vr) => {
-                let len = values::max_len(vr).map_or(h.length, |m| h.length.min(m));
-                let mut pairs = Vec::new();
-                let pseudonyms: Vec<String> = text_values(e)
-                    .iter()
-                    .map(|v| {
-                        let norm = if vr == VR::PN {
-                            normalize_person_name(v)
-                        } else {
-                            trim_padding(v).trim_start()
-                        };
-                        if norm.is_empty() {
-                            return String::new();
-                        }
-                        let p = self
-                            .pseudo
-                            .pseudonym_in(&h.domain, norm, len, &h.prefix, h.alphabet);
-                        if self.collect_crosswalk {
-                            pairs.push(CrosswalkEntry {
-                                kind: h.domain.clone(),
-                                original: norm.to_string(),
-                                replacement: p.clone(),
-                            });
-                        }
-                        p
-                    })
-                    .collect();
-                Self::put(obj, tag, vr, multi(pseudonyms));
-                walk.result.counts.replaced += 1;
-                walk.result.crosswalk.extend(pairs);
-            }
-            Action::Hash(_) => {
-                let v = values::dummy(vr).unwrap_or(PrimitiveValue::Empty);
-                Self::put(obj, tag, vr, v);
-                counts.replaced += 1;
-            }
-            Action::Replace(_) | Action::Lookup(_) if is_seq => {
-                obj.put(DataElement::new(tag, VR::SQ, empty_sequence()));
-                counts.emptied += 1;
-            }
-            Action::Replace(v) => {
-                let value = values::replacement(vr, v).map_err(|reason| DeidError::Value {
-                    tag: tag_text(tag),
-                    reason,
-                })?;
-                if !v.is_ascii() {
-                    walk.needs_utf8 = true;
-                }
-                Self::put(obj, tag, vr, value);
-                counts.replaced += 1;
-            }
-            Action::Lookup(table) => {
-                let mut out = Vec::new();
-                for v in text_values(e) {
-                    let key = lookup_key(&v);
-                    let replacement = match table.map.get(key) {
-                        Some(r) => r.clone(),
-                        None if key.is_empty() => String::new(),
-                        None => match table.on_missing {
-                            OnMissing::Fail => {
-                                return Err(DeidError::Value {
-                                    tag: tag_text(tag),
-                                    reason: format!(
-                                        "value not found in lookup file {}",
-                                        table.source
-                                    ),
-                                });
-                            }
-                            OnMissing::Keep => v.clone(),
-                            OnMissing::Remove => {
-                                obj.remove_element(tag);
-                                walk.result.counts.removed += 1;
-                                return Ok(());
-                            }
-                            OnMissing::Hash => self.pseudo.pseudonym(
-                                "lookup",
-                                key,
-                                values::max_len(vr).unwrap_or(16).min(16),
-                                "",
-                            ),
-                        },
-                    };
-                    if self.collect_crosswalk && !key.is_empty() {
-                        walk.result.crosswalk.push(CrosswalkEntry {
-                            kind: format!("lookup:{}", table.source),
-                            original: key.to_string(),
-                            replacement: replacement.clone(),
-                        });
-                    }
-                    out.push(replacement);
-                }
-                if out.iter().any(|v| !v.is_ascii()) {
-                    walk.needs_utf8 = true;
-                }
-                Self::put(obj, tag, vr, multi(out));
-                walk.result.counts.replaced += 1;
+            Action::Clean => self.clean(el, walk),
+            Action::Uid | Action::Dummy | Action::DateShift => dummy(el, walk),
+            Action::Hash(h) => self.hash(h, el, walk),
+            Action::Replace(r) => replace(r, el, walk)?,
+            Action::Lookup(table) => self.lookup(table, el, walk)?,
+        })
+    }
+
+    fn keep(&self, el: &Elem<'_>, walk: &mut Walk) -> Edit {
+        if el.tag == PATIENT_AGE
+            && self.profile.hipaa_ages
+            && let Some(capped) = text_values(el.element).first().and_then(|a| cap_age(a))
+        {
+            walk.result.counts.replaced += 1;
+            return Edit::Put(VR::AS, PrimitiveValue::from(capped));
+        }
+        walk.result.counts.kept += 1;
+        Edit::Nothing
+    }
+
+    fn remap_uids(&self, el: &Elem<'_>, walk: &mut Walk) -> Edit {
+        let originals = text_values(el.element);
+        let mapped: Vec<String> = originals.iter().map(|u| self.pseudo.uid(u)).collect();
+        if el.depth == 0 && el.tag == STUDY_INSTANCE_UID {
+            for (o, m) in originals.iter().zip(&mapped) {
+                self.crosswalk(walk, "study-instance-uid", trim_padding(o), m);
             }
         }
-        Ok(())
+        walk.result.counts.uid_remapped += 1;
+        Edit::Put(VR::UI, multi(mapped))
+    }
+
+    /// Free text loses the identifying values found in the file; times keep their
+    /// hour when the profile coarsens them. Ages, numbers and binary data carry no
+    /// free text to clean.
+    fn clean(&self, el: &Elem<'_>, walk: &mut Walk) -> Edit {
+        let vr = el.vr;
+        if values::is_text(vr) {
+            let texts = text_values(el.element);
+            let cleaned: Vec<Option<String>> =
+                texts.iter().map(|t| walk.scrubber.scrub(t)).collect();
+            if !cleaned.iter().any(Option::is_some) {
+                walk.result.counts.kept += 1;
+                return Edit::Nothing;
+            }
+            let max = values::max_len(vr);
+            let out: Vec<String> = cleaned
+                .into_iter()
+                .zip(texts)
+                .map(|(c, t)| {
+                    let mut v = c.unwrap_or(t);
+                    if let Some(max) = max {
+                        v = v.chars().take(max).collect();
+                    }
+                    v
+                })
+                .collect();
+            walk.result.counts.replaced += 1;
+            return Edit::Put(vr, multi(out));
+        }
+        if vr == VR::TM && self.profile.coarsen_times {
+            let hours: Vec<String> = text_values(el.element)
+                .iter()
+                .map(|t| {
+                    let t = t.trim();
+                    if t.len() >= 2 && t.is_ascii() {
+                        format!("{}0000", &t[..2])
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect();
+            walk.result.counts.replaced += 1;
+            return Edit::Put(vr, multi(hours));
+        }
+        walk.result.counts.kept += 1;
+        Edit::Nothing
+    }
+
+    fn hash(&self, h: &HashParams, el: &Elem<'_>, walk: &mut Walk) -> Edit {
+        let vr = el.vr;
+        if !values::is_text(vr) {
+            walk.result.counts.replaced += 1;
+            return Edit::Put(vr, values::dummy(vr).unwrap_or(PrimitiveValue::Empty));
+        }
+        let len = values::max_len(vr).map_or(h.length, |m| h.length.min(m));
+        let pseudonyms: Vec<String> = text_values(el.element)
+            .iter()
+            .map(|v| {
+                let norm = if vr == VR::PN {
+                    normalize_person_name(v)
+                } else {
+                    trim_padding(v).trim_start()
+                };
+                if norm.is_empty() {
+                    return String::new();
+                }
+                let p = self
+                    .pseudo
+                    .pseudonym_in(&h.domain, norm, len, &h.prefix, h.alphabet);
+                self.crosswalk(walk, &h.domain, norm, &p);
+                p
+            })
+            .collect();
+        walk.result.counts.replaced += 1;
+        Edit::Put(vr, multi(pseudonyms))
+    }
+
+    fn lookup(
+        &self,
+        table: &LookupTable,
+        el: &Elem<'_>,
+        walk: &mut Walk,
+    ) -> Result<Edit, DeidError> {
+        if el.is_seq {
+            return Ok(empty(el, walk));
+        }
+        let vr = el.vr;
+        let mut out = Vec::new();
+        for v in text_values(el.element) {
+            let key = lookup_key(&v);
+            let replacement = match table.map.get(key) {
+                Some(r) => r.clone(),
+                None if key.is_empty() => String::new(),
+                None => match table.on_missing {
+                    OnMissing::Fail => {
+                        return Err(DeidError::Value {
+                            tag: tag_text(el.tag),
+                            reason: format!("value not found in lookup file {}", table.source),
+                        });
+                    }
+                    OnMissing::Keep => v.clone(),
+                    OnMissing::Remove => return Ok(remove(walk)),
+                    OnMissing::Hash => self.pseudo.pseudonym(
+                        "lookup",
+                        key,
+                        values::max_len(vr).unwrap_or(16).min(16),
+                        "",
+                    ),
+                },
+            };
+            if !key.is_empty() {
+                self.crosswalk(walk, &format!("lookup:{}", table.source), key, &replacement);
+            }
+            out.push(replacement);
+        }
+        if out.iter().any(|v| !v.is_ascii()) {
+            walk.needs_utf8 = true;
+        }
+        walk.result.counts.replaced += 1;
+        Ok(Edit::Put(vr, multi(out)))
+    }
+
+    /// Records an original -> replacement pair when the run writes a crosswalk.
+    fn crosswalk(&self, walk: &mut Walk, kind: &str, original: &str, replacement: &str) {
+        if self.collect_crosswalk {
+            walk.result.crosswalk.push(CrosswalkEntry {
+                kind: kind.to_string(),
+                original: original.to_string(),
+                replacement: replacement.to_string(),
+            });
+        }
     }
 
     fn recurse(
@@ -1008,6 +1086,40 @@ mod tests {
         assert_eq!(
             str_of(&root, SPECIFIC_CHARACTER_SET).as_deref(),
             Some("ISO_IR 192")
+        );
+    }
+
+    #[test]
+    fn replacements_are_written_for_the_element_vr() {
+        let p = crate::profile::compile::compile_str(
+            "t.yaml",
+            "rules:\n  - {tag: Rows, replace: \"512\"}\n  - {tag: \"(60xx,0010)\", replace: \"abc\"}\n",
+        )
+        .unwrap();
+        let k = Key::from_bytes(&[9; 32]);
+        let e = engine_with(&p, &k);
+        let mut root = item(vec![DataElement::new(
+            tags::ROWS,
+            VR::US,
+            PrimitiveValue::from(7u16),
+        )]);
+        let r = e.apply(&mut root).unwrap();
+        assert_eq!(r.counts.replaced, 1);
+        assert_eq!(
+            root.get(tags::ROWS).unwrap().to_int::<u16>().ok(),
+            Some(512)
+        );
+        // A pattern's VR is known only per element: a value it cannot hold fails the
+        // file, naming the element.
+        let mut root = item(vec![DataElement::new(
+            Tag(0x6000, 0x0010),
+            VR::US,
+            PrimitiveValue::from(7u16),
+        )]);
+        let err = e.apply(&mut root).unwrap_err();
+        assert!(
+            matches!(&err, DeidError::Value { tag, .. } if tag == "(6000,0010)"),
+            "{err:?}"
         );
     }
 

@@ -7,11 +7,9 @@ use super::key::Key;
 /// well-known frames of reference...), never instances: they are never remapped.
 const DICOM_ROOT: &str = "1.2.840.10008.";
 
-/// Upper-case letters and digits without I, L, O, U: valid in every string VR and
-/// hard to misread.
-pub const ALNUM: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-pub const DIGITS: &str = "0123456789";
-pub const HEX: &str = "0123456789ABCDEF";
+// The profile names the alphabets (it validates `hash: {alphabet: ...}`); they stay
+// reachable here for callers of `pseudonym_in`.
+pub use crate::profile::action::{ALNUM, DIGITS, HEX};
 
 pub struct Pseudonymizer<'k> {
     key: &'k Key,

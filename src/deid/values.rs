@@ -49,40 +49,10 @@ pub fn is_text(vr: VR) -> bool {
     )
 }
 
-/// A fixed replacement value converted for a binary numeric VR; text VRs take it
-/// as written.
+/// A fixed replacement value checked against `vr`: numbers parsed for the binary
+/// numeric VRs, text taken as written. The same check the profile compiler applies.
 pub fn replacement(vr: VR, value: &str) -> Result<PrimitiveValue, String> {
-    let bad = || {
-        format!(
-            "replacement `{value}` is not a valid {} value",
-            vr.to_string()
-        )
-    };
-    let v = value.trim();
-    Ok(match vr {
-        VR::US => PrimitiveValue::from(v.parse::<u16>().map_err(|_| bad())?),
-        VR::SS => PrimitiveValue::from(v.parse::<i16>().map_err(|_| bad())?),
-        VR::UL => PrimitiveValue::from(v.parse::<u32>().map_err(|_| bad())?),
-        VR::SL => PrimitiveValue::from(v.parse::<i32>().map_err(|_| bad())?),
-        VR::UV => PrimitiveValue::from(v.parse::<u64>().map_err(|_| bad())?),
-        VR::SV => PrimitiveValue::from(v.parse::<i64>().map_err(|_| bad())?),
-        VR::FL => PrimitiveValue::from(v.parse::<f32>().map_err(|_| bad())?),
-        VR::FD => PrimitiveValue::from(v.parse::<f64>().map_err(|_| bad())?),
-        VR::OB | VR::OW | VR::OF | VR::OD | VR::OL | VR::OV | VR::UN | VR::AT | VR::SQ => {
-            return Err(bad());
-        }
-        _ => {
-            if let Some(max) = max_len(vr)
-                && value.chars().count() > max
-            {
-                return Err(format!(
-                    "replacement `{value}` is longer than {max}, the limit of VR {}",
-                    vr.to_string()
-                ));
-            }
-            PrimitiveValue::from(value)
-        }
-    })
+    crate::profile::replace::parse(vr, value)
 }
 
 #[cfg(test)]

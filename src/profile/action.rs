@@ -1,5 +1,7 @@
 //! Action codes of PS3.15 Table E.1-1 and the resolved actions the engine executes.
 
+use super::replace;
+use dicom_core::{PrimitiveValue, VR};
 use std::fmt;
 
 /// An action code exactly as Table E.1-1 writes it.
@@ -75,13 +77,97 @@ impl fmt::Display for Code {
     }
 }
 
+/// Upper-case letters and digits without I, L, O, U: valid in every string VR and
+/// hard to misread.
+pub const ALNUM: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+pub const DIGITS: &str = "0123456789";
+pub const HEX: &str = "0123456789ABCDEF";
+
 /// Parameters of a keyed pseudonym.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HashParams {
     pub domain: String,
     pub length: usize,
     pub prefix: String,
+    /// One of [`ALNUM`], [`DIGITS`], [`HEX`].
     pub alphabet: &'static str,
+}
+
+impl HashParams {
+    /// The alphabet a profile names (`alnum`, `digits`, `hex`).
+    pub fn alphabet_named(name: &str) -> Option<&'static str> {
+        match name {
+            "alnum" => Some(ALNUM),
+            "digits" => Some(DIGITS),
+            "hex" => Some(HEX),
+            _ => None,
+        }
+    }
+}
+
+/// A `replace:` value. For a rule on one standard attribute the compiler has
+/// checked it against the dictionary VR and parsed it, so the engine only copies it.
+#[derive(Debug, Clone)]
+pub struct Replacement {
+    text: String,
+    /// The value for elements of this VR, parsed when the profile was compiled.
+    parsed: Option<(VR, PrimitiveValue)>,
+}
+
+impl Replacement {
+    /// A value whose VR is known only per element (pattern and private rules).
+    pub fn new(text: impl Into<String>) -> Self {
+        Replacement {
+            text: text.into(),
+            parsed: None,
+        }
+    }
+
+    /// A value checked against, and parsed for, `vr`.
+    pub fn for_vr(text: impl Into<String>, vr: VR) -> Result<Self, String> {
+        let text = text.into();
+        let value = replace::parse(vr, &text)?;
+        Ok(Replacement {
+            text,
+            parsed: Some((vr, value)),
+        })
+    }
+
+    /// The value as the profile wrote it.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The value to write into an element of `vr`. A file may store an attribute
+    /// with another VR than the dictionary's; then the text is checked again.
+    pub fn value_for(&self, vr: VR) -> Result<PrimitiveValue, String> {
+        match &self.parsed {
+            Some((parsed_vr, value)) if *parsed_vr == vr => Ok(value.clone()),
+            _ => replace::parse(vr, &self.text),
+        }
+    }
+}
+
+/// The parsed value follows from the text and the rule's tag, so the text alone
+/// decides equality.
+impl PartialEq for Replacement {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Replacement {}
+
+impl From<&str> for Replacement {
+    fn from(text: &str) -> Self {
+        Replacement::new(text)
+    }
+}
+
+impl From<String> for Replacement {
+    fn from(text: String) -> Self {
+        Replacement::new(text)
+    }
 }
 
 /// What a lookup does with a value its file does not list.
@@ -118,7 +204,7 @@ pub enum Action {
     /// Replace every UID value by its keyed remapping.
     Uid,
     /// Write this value.
-    Replace(String),
+    Replace(Replacement),
     /// Write a keyed pseudonym of the original value.
     Hash(HashParams),
     /// Shift DA/DT values by the patient's keyed offset (other VRs get a dummy).
@@ -136,7 +222,7 @@ impl Action {
             Action::Dummy => "dummy".into(),
             Action::Clean => "clean".into(),
             Action::Uid => "remap-uid".into(),
-            Action::Replace(v) => format!("replace {v:?}"),
+            Action::Replace(r) => format!("replace {:?}", r.text()),
             Action::Hash(h) => format!(
                 "hash domain={} length={} prefix={:?} alphabet={}",
                 h.domain, h.length, h.prefix, h.alphabet

@@ -1,86 +1,288 @@
-//! YAML profile -> immutable `CompiledProfile`: `extends` resolved, keywords mapped to
-//! tags, patterns turned into masks, conflicts reported with line numbers. Built once
-//! before a run; the engine then asks it one question per element.
+//! Loaded layers -> immutable `CompiledProfile`: settings merged base first, keywords
+//! mapped to tags, patterns turned into masks, option cells applied, conflicts
+//! reported with line numbers. Runs once before a run; the engine then asks the
+//! result one question per element.
 
-use super::action::{Action, Code, HashParams};
-use super::action::{LookupTable, OnMissing};
-use super::builtin;
-use super::model::{ProfileFile, RuleSpec};
-use super::table::{self, OPTION_COLUMNS, RowTarget};
+use super::action::{ALNUM, Action, Code, HashParams, Replacement};
+use super::load::{Layer, load_lookup};
+use super::model::{DateShiftSpec, Defaults, HashSpec, QuarantineSpec, RuleSpec};
+use super::replace;
+use super::table::{self, OPTION_COLUMNS};
 use super::tagspec::{Target, normalize_creator, parse_target};
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-/// One problem in a profile, located where the user can find it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub source: String,
-    pub line: Option<u64>,
-    pub message: String,
+// The compiled types and the loaders lived here before the split; callers still
+// reach them through this path.
+use super::compiled::TagMap;
+pub use super::compiled::{
+    CompiledProfile, Coverage, Decision, Diagnostic, Fallback, Origin, ProfileErrors,
+    QuarantinePolicy, Rule, Severity, TagHasher,
+};
+pub use super::load::{compile_str, load, load_with_options, lookup_key};
+
+const DEFAULT_DATE_SHIFT: (u32, u32) = (1, 3650);
+const FULL_DATES: &str = "retain-long-full-dates";
+const MODIFIED_DATES: &str = "retain-long-modified-dates";
+
+/// A compiled rule before options are applied: the option cells still attached.
+struct Pending {
+    rule: Rule,
+    cells: Vec<(&'static str, Code)>,
 }
 
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "{}:{}: {}", self.source, l, self.message),
-            None => write!(f, "{}: {}", self.source, self.message),
+/// What the layers say, merged base first: a later layer overrides what it sets.
+struct Merged {
+    name: Option<String>,
+    description: Option<String>,
+    options: Vec<&'static str>,
+    private_default: Fallback,
+    public_default: Fallback,
+    date_shift_days: (u32, u32),
+    hipaa_ages: bool,
+    coarsen_times: bool,
+    quarantine: QuarantinePolicy,
+    rules: BTreeMap<Target, Pending>,
+    /// Every problem, in the order the layers state them.
+    errors: Vec<Diagnostic>,
+}
+
+impl Default for Merged {
+    fn default() -> Self {
+        Merged {
+            name: None,
+            description: None,
+            options: Vec::new(),
+            private_default: Fallback::Remove,
+            public_default: Fallback::Keep,
+            date_shift_days: DEFAULT_DATE_SHIFT,
+            hipaa_ages: false,
+            coarsen_times: false,
+            quarantine: QuarantinePolicy::default(),
+            rules: BTreeMap::new(),
+            errors: Vec::new(),
         }
     }
 }
 
-/// Every problem found in a profile (compilation reports all of them, not the first).
-#[derive(Debug, thiserror::Error)]
-#[error("invalid profile:\n{}", .0.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n"))]
-pub struct ProfileErrors(pub Vec<Diagnostic>);
-
-/// Where a rule came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub source: String,
-    pub line: u64,
+pub(super) fn compile(
+    layers: &[Layer],
+    cli_options: &[String],
+) -> Result<CompiledProfile, ProfileErrors> {
+    let mut m = Merged::default();
+    for layer in layers {
+        m.read_layer(layer);
+    }
+    for opt in cli_options {
+        m.add_option("command line", None, opt);
+    }
+    m.check_option_conflicts();
+    if !m.errors.is_empty() {
+        return Err(ProfileErrors(m.errors));
+    }
+    // Table column order, so markers and reports list options the same way every run.
+    m.options
+        .sort_by_key(|o| OPTION_COLUMNS.iter().position(|(n, _)| n == o));
+    let rules = finish_rules(std::mem::take(&mut m.rules), &m.options);
+    let index = Index::build(&rules);
+    let digest = digest(&m, &rules);
+    Ok(CompiledProfile {
+        name: m.name.unwrap_or_else(|| "custom".into()),
+        description: m.description.unwrap_or_default(),
+        sources: layers.iter().map(|l| l.source.clone()).collect(),
+        rules,
+        exact: index.exact,
+        patterns: index.patterns,
+        private: index.private,
+        private_default: m.private_default,
+        public_default: m.public_default,
+        shift_unlisted_dates: m.options.contains(&MODIFIED_DATES),
+        options: m.options,
+        date_shift_days: m.date_shift_days,
+        hipaa_ages: m.hipaa_ages,
+        coarsen_times: m.coarsen_times,
+        quarantine: m.quarantine,
+        digest,
+    })
 }
 
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub target: Target,
-    pub action: Action,
-    /// The code the rule was written with, when it was written as a code.
-    pub code: Option<Code>,
-    pub name: Option<String>,
-    pub origin: Origin,
-}
+impl Merged {
+    fn error(&mut self, source: &str, line: u64, message: String) {
+        self.errors.push(Diagnostic {
+            source: source.to_string(),
+            line: Some(line),
+            message,
+        });
+    }
 
-/// What a quarantine rule does when it matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    /// The file fails and is listed in the quarantine manifest.
-    Fail,
-    /// The file is processed; the report notes the finding.
-    Warn,
-    Off,
-}
+    fn read_layer(&mut self, layer: &Layer) {
+        let file = &layer.file;
+        let src = layer.source.as_str();
+        if file.name.is_some() {
+            self.name.clone_from(&file.name);
+        }
+        if file.description.is_some() {
+            self.description.clone_from(&file.description);
+        }
+        for opt in &file.options {
+            self.add_option(src, Some(opt.referenced.line()), &opt.value);
+        }
+        if let Some(ds) = &file.date_shift {
+            self.read_date_shift(src, ds);
+        }
+        if let Some(h) = file.hipaa_ages {
+            self.hipaa_ages = h;
+        }
+        if let Some(c) = file.coarsen_times {
+            self.coarsen_times = c;
+        }
+        if let Some(q) = &file.quarantine {
+            self.read_quarantine(src, q);
+        }
+        if let Some(d) = &file.defaults {
+            self.read_defaults(src, d);
+        }
+        self.read_rules(layer);
+    }
 
-/// Quarantine rules; fail-closed unless a profile says otherwise.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuarantinePolicy {
-    pub burned_in_annotation: Severity,
-    pub burned_in_unknown: Severity,
-    pub encapsulated_documents: Severity,
-    pub allowed_sop_classes: Option<Vec<String>>,
-}
+    fn add_option(&mut self, source: &str, line: Option<u64>, opt: &str) {
+        match OPTION_COLUMNS.iter().find(|(n, _)| *n == opt) {
+            Some((n, _)) => {
+                if !self.options.contains(n) {
+                    self.options.push(n);
+                }
+            }
+            None => self.errors.push(Diagnostic {
+                source: source.to_string(),
+                line,
+                message: format!(
+                    "unknown option `{opt}` (known: {})",
+                    OPTION_COLUMNS.map(|(n, _)| n).join(", ")
+                ),
+            }),
+        }
+    }
 
-impl Default for QuarantinePolicy {
-    fn default() -> Self {
-        QuarantinePolicy {
-            burned_in_annotation: Severity::Fail,
-            burned_in_unknown: Severity::Fail,
-            encapsulated_documents: Severity::Fail,
-            allowed_sop_classes: None,
+    fn check_option_conflicts(&mut self) {
+        if self.options.contains(&FULL_DATES) && self.options.contains(&MODIFIED_DATES) {
+            self.errors.push(Diagnostic {
+                source: "options".into(),
+                line: None,
+                message: format!("`{FULL_DATES}` and `{MODIFIED_DATES}` exclude each other"),
+            });
+        }
+    }
+
+    fn read_date_shift(&mut self, src: &str, ds: &Spanned<DateShiftSpec>) {
+        let (lo, hi) = (ds.value.min_days, ds.value.max_days);
+        if lo == 0 || lo > hi || hi > 36_500 {
+            self.error(
+                src,
+                ds.referenced.line(),
+                format!("date-shift needs 1 <= min-days <= max-days <= 36500, got {lo}..{hi}"),
+            );
+        } else {
+            self.date_shift_days = (lo, hi);
+        }
+    }
+
+    fn read_quarantine(&mut self, src: &str, q: &Spanned<QuarantineSpec>) {
+        let line = q.referenced.line();
+        let mut policy = self.quarantine.clone();
+        for (field, value, slot) in [
+            (
+                "burned-in-annotation",
+                &q.value.burned_in_annotation,
+                &mut policy.burned_in_annotation,
+            ),
+            (
+                "burned-in-unknown",
+                &q.value.burned_in_unknown,
+                &mut policy.burned_in_unknown,
+            ),
+            (
+                "encapsulated-documents",
+                &q.value.encapsulated_documents,
+                &mut policy.encapsulated_documents,
+            ),
+        ] {
+            if let Some(v) = value {
+                match parse_severity(v) {
+                    Some(sev) => *slot = sev,
+                    None => self.error(
+                        src,
+                        line,
+                        format!("quarantine.{field} must be fail, warn or off, got `{v}`"),
+                    ),
+                }
+            }
+        }
+        if let Some(list) = &q.value.allowed_sop_classes {
+            policy.allowed_sop_classes = Some(list.iter().map(|u| u.trim().to_string()).collect());
+        }
+        self.quarantine = policy;
+    }
+
+    fn read_defaults(&mut self, src: &str, d: &Defaults) {
+        if let Some(p) = &d.private {
+            match parse_fallback(&p.value) {
+                Some(f) => self.private_default = f,
+                None => self.error(
+                    src,
+                    p.referenced.line(),
+                    format!(
+                        "defaults.private must be `remove` or `keep`, got `{}`",
+                        p.value
+                    ),
+                ),
+            }
+        }
+        if let Some(p) = &d.public {
+            match parse_fallback(&p.value) {
+                Some(f) => self.public_default = f,
+                None => self.error(
+                    src,
+                    p.referenced.line(),
+                    format!(
+                        "defaults.public must be `keep` or `remove`, got `{}`",
+                        p.value
+                    ),
+                ),
+            }
+        }
+    }
+
+    /// A layer's rules replace the base's rules for the same target; two rules for one
+    /// target within a layer are a conflict.
+    fn read_rules(&mut self, layer: &Layer) {
+        let src = layer.source.as_str();
+        let mut seen: HashMap<Target, u64> = HashMap::new();
+        for spanned in &layer.file.rules {
+            let line = spanned.referenced.line();
+            match compile_rule(&spanned.value, src, layer.dir.as_deref(), line) {
+                Ok(pending) => {
+                    let target = pending.rule.target.clone();
+                    if let Some(first) = seen.insert(target.clone(), line) {
+                        self.error(
+                            src,
+                            line,
+                            format!(
+                                "conflicting rules: {} is already set at line {first}",
+                                target.describe()
+                            ),
+                        );
+                    }
+                    self.rules.insert(target, pending);
+                }
+                Err(messages) => {
+                    for m in messages {
+                        self.error(src, line, m);
+                    }
+                }
+            }
         }
     }
 }
@@ -94,564 +296,82 @@ fn parse_severity(s: &str) -> Option<Severity> {
     }
 }
 
-/// What applies to elements no rule names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fallback {
-    Keep,
-    Remove,
-}
-
-impl Fallback {
-    pub fn action(self) -> &'static Action {
-        match self {
-            Fallback::Keep => &Action::Keep,
-            Fallback::Remove => &Action::Remove,
-        }
-    }
-}
-
-/// Which rule decided an element, for counts and `--explain`.
-#[derive(Debug, Clone, Copy)]
-pub enum Decision<'a> {
-    Rule(&'a Rule),
-    PrivateDefault(&'a Action),
-    PublicDefault(&'a Action),
-}
-
-impl<'a> Decision<'a> {
-    pub fn action(&self) -> &'a Action {
-        match self {
-            Decision::Rule(r) => &r.action,
-            Decision::PrivateDefault(a) | Decision::PublicDefault(a) => a,
-        }
-    }
-}
-
-/// Tags are already well-distributed integers: a multiply spreads them without the
-/// cost of SipHash on the per-element path.
-#[derive(Default)]
-pub struct TagHasher(u64);
-
-impl Hasher for TagHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.0 = u64::from(v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type TagMap<V> = HashMap<u32, V, BuildHasherDefault<TagHasher>>;
-
-#[derive(Debug)]
-pub struct CompiledProfile {
-    pub name: String,
-    pub description: String,
-    /// Sources the profile was built from, base first.
-    pub sources: Vec<String>,
-    pub rules: Vec<Rule>,
-    exact: TagMap<usize>,
-    /// Most specific first.
-    patterns: Vec<(u32, u32, usize)>,
-    /// Private rules by group.
-    private: TagMap<Vec<(String, u8, usize)>>,
-    pub private_default: Fallback,
-    pub public_default: Fallback,
-    /// PS3.15 E.3 options in effect, in table column order.
-    pub options: Vec<&'static str>,
-    /// Per-patient date shift: whole days into the past, inclusive range.
-    pub date_shift_days: (u32, u32),
-    /// DA/DT elements no rule names are shifted too (modified-dates option).
-    pub shift_unlisted_dates: bool,
-    /// Ages over 89 years are written as 090Y.
-    pub hipaa_ages: bool,
-    /// Cleaned times keep only their hour.
-    pub coarsen_times: bool,
-    pub quarantine: QuarantinePolicy,
-    /// Hex SHA-256 of the compiled rules: equal digests mean equal behaviour.
-    pub digest: String,
-}
-
-impl CompiledProfile {
-    /// The rule deciding `tag`. `creator` is the private creator of the block a
-    /// private element sits in, if the dataset declares one.
-    #[inline]
-    pub fn decide(&self, tag: u32, creator: Option<&str>) -> Decision<'_> {
-        let group = (tag >> 16) as u16;
-        if group % 2 == 1 {
-            if let (Some(creator), Some(list)) = (creator, self.private.get(&u32::from(group))) {
-                let elem = (tag & 0xFF) as u8;
-                if let Some((_, _, i)) = list.iter().find(|(c, e, _)| *e == elem && c == creator) {
-                    return Decision::Rule(&self.rules[*i]);
-                }
-            }
-            if let Some(i) = self.exact.get(&tag) {
-                return Decision::Rule(&self.rules[*i]);
-            }
-            return Decision::PrivateDefault(self.private_default.action());
-        }
-        if let Some(i) = self.exact.get(&tag) {
-            return Decision::Rule(&self.rules[*i]);
-        }
-        for (mask, value, i) in &self.patterns {
-            if tag & mask == *value {
-                return Decision::Rule(&self.rules[*i]);
-            }
-        }
-        Decision::PublicDefault(self.public_default.action())
-    }
-
-    /// How the profile treats each row of Table E.1-1.
-    pub fn coverage(&self) -> Coverage {
-        let mut cov = Coverage::default();
-        for row in table::rows() {
-            let (named, action) = match &row.target {
-                RowTarget::AllPrivate => (true, self.private_default.action().clone()),
-                RowTarget::Target(Target::Tag(t)) => match self.exact.get(t) {
-                    Some(i) => (true, self.rules[*i].action.clone()),
-                    None => (false, self.decide(*t, None).action().clone()),
-                },
-                RowTarget::Target(target) => {
-                    match self.rules.iter().find(|r| &r.target == target) {
-                        Some(r) => (true, r.action.clone()),
-                        None => (false, self.public_default.action().clone()),
-                    }
-                }
-            };
-            cov.rows += 1;
-            if named {
-                cov.named += 1;
-            }
-            // X/Z/U* without IOD knowledge keeps the sequence (its UIDs are remapped by the
-            // U rules inside), so keeping it is not a weakening.
-            let option_keeps = row
-                .options
-                .iter()
-                .any(|(o, c)| *c == Code::K && self.options.contains(o));
-            let weakened =
-                action.keeps_value() && !option_keeps && !matches!(row.basic, Code::K | Code::XZU);
-            if weakened {
-                cov.weakened.push(row.tag_text.clone());
-            } else if !named {
-                cov.by_default += 1;
-            }
-        }
-        cov
-    }
-
-    /// CID 7050 codes (value, meaning) of what this profile does. The Basic Profile
-    /// code is claimed only when no row of Table E.1-1 keeps its original value and
-    /// private attributes are removed.
-    pub fn method_codes(&self) -> Vec<(&'static str, &'static str)> {
-        let cov = self.coverage();
-        if !(cov.weakened.is_empty() && self.private_default == Fallback::Remove) {
-            return Vec::new();
-        }
-        let mut codes = vec![("113100", "Basic Application Confidentiality Profile")];
-        codes.extend(self.options.iter().filter_map(|o| table::option_code(o)));
-        codes
-    }
-
-    /// Value of Longitudinal Temporal Information Modified (0028,0303).
-    pub fn longitudinal_marker(&self) -> &'static str {
-        if self.options.contains(&"retain-long-modified-dates") {
-            return "MODIFIED";
-        }
-        if self.options.contains(&"retain-long-full-dates") {
-            return "UNMODIFIED";
-        }
-        let date_rows: Vec<_> = table::rows()
-            .iter()
-            .filter(|r| {
-                r.options
-                    .iter()
-                    .any(|(o, _)| *o == "retain-long-full-dates")
-            })
-            .collect();
-        let all_kept = date_rows.iter().all(|r| match &r.target {
-            RowTarget::Target(Target::Tag(t)) => self.decide(*t, None).action().keeps_value(),
-            _ => false,
-        });
-        if all_kept { "UNMODIFIED" } else { "REMOVED" }
-    }
-}
-
-#[derive(Debug, Default)]
-pub struct Coverage {
-    pub rows: usize,
-    /// Rows a rule (or, for the private row, `defaults.private`) names.
-    pub named: usize,
-    /// Rows no rule names but whose tag the defaults still remove.
-    pub by_default: usize,
-    /// Rows whose original value the profile keeps although the table does not.
-    pub weakened: Vec<String>,
-}
-
-/// Loads and compiles a profile given by built-in name or by path.
-pub fn load(spec: &str) -> Result<CompiledProfile, ProfileErrors> {
-    load_with_options(spec, &[])
-}
-
-/// Like [`load`], with PS3.15 options switched on from the command line.
-pub fn load_with_options(spec: &str, options: &[String]) -> Result<CompiledProfile, ProfileErrors> {
-    let mut layers = Vec::new();
-    load_layers(spec, None, &mut layers, 0)?;
-    compile(&layers, options)
-}
-
-/// Compiles a profile from YAML text (`source` names it in diagnostics).
-pub fn compile_str(source: &str, text: &str) -> Result<CompiledProfile, ProfileErrors> {
-    let mut layers = Vec::new();
-    let file = parse_yaml(source, text)?;
-    let base = Path::new(source).parent().map(Path::to_path_buf);
-    if let Some(parent) = &file.extends {
-        load_layers(&parent.value, base.as_deref(), &mut layers, 1)
-            .map_err(|e| with_context(e, source, parent.referenced.line()))?;
-    }
-    layers.push(Layer {
-        source: source.to_string(),
-        dir: base,
-        file,
-    });
-    compile(&layers, &[])
-}
-
-struct Layer {
-    source: String,
-    /// Directory relative paths in the layer resolve against (none for built-ins).
-    dir: Option<PathBuf>,
-    file: ProfileFile,
-}
-
-const MAX_EXTENDS: usize = 8;
-
-fn load_layers(
-    spec: &str,
-    base_dir: Option<&Path>,
-    layers: &mut Vec<Layer>,
-    depth: usize,
-) -> Result<(), ProfileErrors> {
-    let diag = |source: &str, msg: String| {
-        ProfileErrors(vec![Diagnostic {
-            source: source.to_string(),
-            line: None,
-            message: msg,
-        }])
-    };
-    if depth > MAX_EXTENDS {
-        return Err(diag(
-            spec,
-            format!("`extends` nests deeper than {MAX_EXTENDS} (a cycle?)"),
-        ));
-    }
-    let (source, text, dir) = if let Some(text) = builtin::get(spec) {
-        (format!("builtin:{spec}"), text.to_string(), None)
-    } else {
-        let path: PathBuf = match base_dir {
-            Some(d) if Path::new(spec).is_relative() => d.join(spec),
-            _ => PathBuf::from(spec),
-        };
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            diag(
-                &path.display().to_string(),
-                format!(
-                    "cannot read profile ({e}); built-in profiles are: {}",
-                    builtin::names().join(", ")
-                ),
-            )
-        })?;
-        let dir = path.parent().map(Path::to_path_buf);
-        (path.display().to_string(), text, dir)
-    };
-    let file = parse_yaml(&source, &text)?;
-    if let Some(parent) = &file.extends {
-        load_layers(&parent.value, dir.as_deref(), layers, depth + 1)
-            .map_err(|e| with_context(e, &source, parent.referenced.line()))?;
-    }
-    layers.push(Layer { source, dir, file });
-    Ok(())
-}
-
-fn with_context(mut e: ProfileErrors, source: &str, line: u64) -> ProfileErrors {
-    e.0.push(Diagnostic {
-        source: source.to_string(),
-        line: Some(line),
-        message: "in the profile named by `extends` here".into(),
-    });
-    e
-}
-
-fn parse_yaml(source: &str, text: &str) -> Result<ProfileFile, ProfileErrors> {
-    serde_saphyr::from_str::<ProfileFile>(text).map_err(|e| {
-        let rendered = e.to_string();
-        let line = first_line_number(&rendered);
-        ProfileErrors(vec![Diagnostic {
-            source: source.to_string(),
-            line,
-            message: rendered.lines().next().unwrap_or("YAML error").to_string(),
-        }])
-    })
-}
-
-/// serde-saphyr renders errors as "... at line L, column C"; pull L out so every
-/// diagnostic has the same shape.
-fn first_line_number(rendered: &str) -> Option<u64> {
-    let idx = rendered.find("line ")?;
-    rendered[idx + 5..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .ok()
-}
-
-const DEFAULT_DATE_SHIFT: (u32, u32) = (1, 3650);
-const FULL_DATES: &str = "retain-long-full-dates";
-const MODIFIED_DATES: &str = "retain-long-modified-dates";
-
-/// A compiled rule before options are applied: the option cells still attached.
-struct Pending {
-    rule: Rule,
-    cells: Vec<(&'static str, Code)>,
-}
-
-fn compile(layers: &[Layer], cli_options: &[String]) -> Result<CompiledProfile, ProfileErrors> {
-    let mut errors = Vec::new();
-    let mut merged: BTreeMap<Target, Pending> = BTreeMap::new();
-    let mut private_default = Fallback::Remove;
-    let mut public_default = Fallback::Keep;
-    let mut name = None;
-    let mut description = None;
-    let mut options: Vec<&'static str> = Vec::new();
-    let mut date_shift_days = DEFAULT_DATE_SHIFT;
-    let mut hipaa_ages = false;
-    let mut coarsen_times = false;
-    let mut quarantine = QuarantinePolicy::default();
-
-    let mut add_option =
-        |errors: &mut Vec<Diagnostic>, source: &str, line: Option<u64>, opt: &str| {
-            match OPTION_COLUMNS.iter().find(|(n, _)| *n == opt) {
-                Some((n, _)) => {
-                    if !options.contains(n) {
-                        options.push(n);
-                    }
-                }
-                None => errors.push(Diagnostic {
-                    source: source.to_string(),
-                    line,
-                    message: format!(
-                        "unknown option `{opt}` (known: {})",
-                        OPTION_COLUMNS.map(|(n, _)| n).join(", ")
-                    ),
-                }),
-            }
-        };
-
-    for layer in layers {
-        let src = &layer.source;
-        let err = |errors: &mut Vec<Diagnostic>, line: u64, message: String| {
-            errors.push(Diagnostic {
-                source: src.clone(),
-                line: Some(line),
-                message,
-            })
-        };
-        if layer.file.name.is_some() {
-            name.clone_from(&layer.file.name);
-        }
-        if layer.file.description.is_some() {
-            description.clone_from(&layer.file.description);
-        }
-        for opt in &layer.file.options {
-            add_option(&mut errors, src, Some(opt.referenced.line()), &opt.value);
-        }
-        if let Some(ds) = &layer.file.date_shift {
-            let (lo, hi) = (ds.value.min_days, ds.value.max_days);
-            if lo == 0 || lo > hi || hi > 36_500 {
-                err(
-                    &mut errors,
-                    ds.referenced.line(),
-                    format!("date-shift needs 1 <= min-days <= max-days <= 36500, got {lo}..{hi}"),
-                );
-            } else {
-                date_shift_days = (lo, hi);
-            }
-        }
-        if let Some(h) = layer.file.hipaa_ages {
-            hipaa_ages = h;
-        }
-        if let Some(c) = layer.file.coarsen_times {
-            coarsen_times = c;
-        }
-        if let Some(q) = &layer.file.quarantine {
-            let line = q.referenced.line();
-            for (field, value, slot) in [
-                (
-                    "burned-in-annotation",
-                    &q.value.burned_in_annotation,
-                    &mut quarantine.burned_in_annotation,
-                ),
-                (
-                    "burned-in-unknown",
-                    &q.value.burned_in_unknown,
-                    &mut quarantine.burned_in_unknown,
-                ),
-                (
-                    "encapsulated-documents",
-                    &q.value.encapsulated_documents,
-                    &mut quarantine.encapsulated_documents,
-                ),
-            ] {
-                if let Some(v) = value {
-                    match parse_severity(v) {
-                        Some(sev) => *slot = sev,
-                        None => err(
-                            &mut errors,
-                            line,
-                            format!("quarantine.{field} must be fail, warn or off, got `{v}`"),
-                        ),
-                    }
-                }
-            }
-            if let Some(list) = &q.value.allowed_sop_classes {
-                quarantine.allowed_sop_classes =
-                    Some(list.iter().map(|u| u.trim().to_string()).collect());
-            }
-        }
-        if let Some(d) = &layer.file.defaults {
-            if let Some(p) = &d.private {
-                match parse_fallback(&p.value) {
-                    Some(f) => private_default = f,
-                    None => err(
-                        &mut errors,
-                        p.referenced.line(),
-                        format!(
-                            "defaults.private must be `remove` or `keep`, got `{}`",
-                            p.value
-                        ),
-                    ),
-                }
-            }
-            if let Some(p) = &d.public {
-                match parse_fallback(&p.value) {
-                    Some(f) => public_default = f,
-                    None => err(
-                        &mut errors,
-                        p.referenced.line(),
-                        format!(
-                            "defaults.public must be `keep` or `remove`, got `{}`",
-                            p.value
-                        ),
-                    ),
-                }
-            }
-        }
-        let mut seen: HashMap<Target, u64> = HashMap::new();
-        for spanned in &layer.file.rules {
-            let line = spanned.referenced.line();
-            match compile_rule(&spanned.value, src, layer.dir.as_deref(), line) {
-                Ok(pending) => {
-                    let target = pending.rule.target.clone();
-                    if let Some(first) = seen.insert(target.clone(), line) {
-                        err(
-                            &mut errors,
-                            line,
-                            format!(
-                                "conflicting rules: {} is already set at line {first}",
-                                target.describe()
-                            ),
-                        );
-                    }
-                    merged.insert(target, pending);
-                }
-                Err(messages) => {
-                    for m in messages {
-                        err(&mut errors, line, m);
-                    }
-                }
-            }
-        }
-    }
-    for opt in cli_options {
-        add_option(&mut errors, "command line", None, opt);
-    }
-    if options.contains(&FULL_DATES) && options.contains(&MODIFIED_DATES) {
-        errors.push(Diagnostic {
-            source: "options".into(),
-            line: None,
-            message: format!("`{FULL_DATES}` and `{MODIFIED_DATES}` exclude each other"),
-        });
-    }
-    if !errors.is_empty() {
-        return Err(ProfileErrors(errors));
-    }
-    // Table column order, so markers and reports list options the same way every run.
-    options.sort_by_key(|o| OPTION_COLUMNS.iter().position(|(n, _)| n == o));
-
+/// The final rule list, in target order: option cells applied, option rules added.
+fn finish_rules(merged: BTreeMap<Target, Pending>, options: &[&'static str]) -> Vec<Rule> {
     let mut rules: BTreeMap<Target, Rule> = merged
         .into_values()
         .map(|p| {
             let mut rule = p.rule;
-            apply_option_cells(&mut rule, &p.cells, &options);
+            apply_option_cells(&mut rule, &p.cells, options);
             (rule.target.clone(), rule)
         })
         .collect();
-    add_option_rules(&mut rules, &options);
-    let rules: Vec<Rule> = rules.into_values().collect();
+    add_option_rules(&mut rules, options);
+    rules.into_values().collect()
+}
 
-    let mut exact = TagMap::default();
-    let mut patterns = Vec::new();
-    let mut private: TagMap<Vec<(String, u8, usize)>> = TagMap::default();
+/// The lookup structures `CompiledProfile::decide` walks, holding indexes into the
+/// rule list.
+struct Index {
+    exact: TagMap<usize>,
+    patterns: Vec<(u32, u32, usize)>,
+    private: TagMap<Vec<(String, u8, usize)>>,
+}
+
+impl Index {
+    fn build(rules: &[Rule]) -> Index {
+        let mut index = Index {
+            exact: TagMap::default(),
+            patterns: Vec::new(),
+            private: TagMap::default(),
+        };
+        for (i, r) in rules.iter().enumerate() {
+            match &r.target {
+                Target::Tag(t) => {
+                    index.exact.insert(*t, i);
+                }
+                Target::Pattern { mask, value } => index.patterns.push((*mask, *value, i)),
+                Target::Private {
+                    group,
+                    elem,
+                    creator,
+                } => index.private.entry(u32::from(*group)).or_default().push((
+                    creator.clone(),
+                    *elem,
+                    i,
+                )),
+            }
+        }
+        // Most specific first: the first pattern that matches decides.
+        index
+            .patterns
+            .sort_by_key(|(mask, _, _)| std::cmp::Reverse(mask.count_ones()));
+        index
+    }
+}
+
+/// Hex SHA-256 over everything that changes behaviour; the text is part of the
+/// digest's meaning, so it must not change between versions without reason.
+fn digest(m: &Merged, rules: &[Rule]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(format!(
-        "private={private_default:?};public={public_default:?};options={options:?};shift={date_shift_days:?};hipaa={hipaa_ages};coarsen={coarsen_times};quarantine={quarantine:?}\n"
+        "private={:?};public={:?};options={:?};shift={:?};hipaa={};coarsen={};quarantine={:?}\n",
+        m.private_default,
+        m.public_default,
+        m.options,
+        m.date_shift_days,
+        m.hipaa_ages,
+        m.coarsen_times,
+        m.quarantine
     ));
-    for (i, r) in rules.iter().enumerate() {
+    for r in rules {
         hasher.update(format!("{}={}\n", r.target.describe(), r.action.describe()));
-        match &r.target {
-            Target::Tag(t) => {
-                exact.insert(*t, i);
-            }
-            Target::Pattern { mask, value } => patterns.push((*mask, *value, i)),
-            Target::Private {
-                group,
-                elem,
-                creator,
-            } => private
-                .entry(u32::from(*group))
-                .or_default()
-                .push((creator.clone(), *elem, i)),
-        }
     }
-    patterns.sort_by_key(|(mask, _, _)| std::cmp::Reverse(mask.count_ones()));
-    let digest = hasher
+    hasher
         .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok(CompiledProfile {
-        name: name.unwrap_or_else(|| "custom".into()),
-        description: description.unwrap_or_default(),
-        sources: layers.iter().map(|l| l.source.clone()).collect(),
-        rules,
-        exact,
-        patterns,
-        private,
-        private_default,
-        public_default,
-        shift_unlisted_dates: options.contains(&MODIFIED_DATES),
-        options,
-        date_shift_days,
-        hipaa_ages,
-        coarsen_times,
-        quarantine,
-        digest,
-    })
+        .collect()
 }
 
 /// An active option's cell replaces the rule's action. Where two active options
@@ -801,55 +521,17 @@ fn compile_rule(
     }
     let mut code = None;
     let action = if let Some(a) = &spec.action {
-        match (Code::parse(&a.value), named_action(&a.value)) {
-            (Some(c), _) => {
-                code = Some(c);
-                Some(c.resolve())
-            }
-            (None, Some(action)) => Some(action),
-            (None, None) => {
-                problems.push(unknown_action(a));
-                None
-            }
-        }
+        code = Code::parse(&a.value);
+        action_code_or_function(a, &mut problems)
     } else if let Some(v) = &spec.replace {
-        Some(Action::Replace(v.clone()))
+        replace_action(v, &spec.tag.value, target.as_ref(), &mut problems)
     } else if let Some(h) = &spec.hash {
-        let length = h.length.unwrap_or(DEFAULT_HASH_LENGTH);
-        let prefix = h.prefix.clone().unwrap_or_default();
-        if length == 0 || length > MAX_HASH_LENGTH || prefix.len() >= length {
-            problems.push(format!(
-                "hash length must be 1..={MAX_HASH_LENGTH} and longer than the prefix"
-            ));
-        }
-        if !prefix.is_ascii() {
-            problems.push("hash prefix must be ASCII".into());
-        }
-        let alphabet = match h.alphabet.as_deref().unwrap_or("alnum") {
-            "alnum" => crate::deid::pseudonym::ALNUM,
-            "digits" => crate::deid::pseudonym::DIGITS,
-            "hex" => crate::deid::pseudonym::HEX,
-            other => {
-                problems.push(format!(
-                    "hash alphabet must be alnum, digits or hex, got `{other}`"
-                ));
-                crate::deid::pseudonym::ALNUM
-            }
-        };
-        Some(Action::Hash(HashParams {
-            domain: h.domain.clone().unwrap_or_else(|| "value".into()),
-            length,
-            prefix,
-            alphabet,
-        }))
+        Some(hash_action(h, &mut problems))
     } else if let Some(l) = &spec.lookup {
-        match load_lookup(l, dir) {
-            Ok(t) => Some(Action::Lookup(Arc::new(t))),
-            Err(e) => {
-                problems.push(e);
-                None
-            }
-        }
+        load_lookup(l, dir)
+            .map(|t| Action::Lookup(Arc::new(t)))
+            .map_err(|e| problems.push(e))
+            .ok()
     } else {
         None
     };
@@ -858,16 +540,7 @@ fn compile_rule(
     {
         problems.push(format!("`table: {t}` is not a Table E.1-1 action code"));
     }
-    let mut cells = Vec::new();
-    for (opt, cell) in &spec.options {
-        match OPTION_COLUMNS.iter().find(|(n, _)| n == opt) {
-            Some((n, _)) => match Code::parse(cell) {
-                Some(c @ (Code::K | Code::C)) => cells.push((*n, c)),
-                _ => problems.push(format!("option `{opt}`: expected K or C, got `{cell}`")),
-            },
-            None => problems.push(format!("unknown option `{opt}` in rule")),
-        }
-    }
+    let cells = option_cells(spec, &mut problems);
     match (target, action, problems.is_empty()) {
         (Some(target), Some(action), true) => Ok(Pending {
             rule: Rule {
@@ -886,57 +559,84 @@ fn compile_rule(
     }
 }
 
-/// Normalises a crosswalk key the way values are normalised before lookup.
-pub fn lookup_key(s: &str) -> &str {
-    s.trim_matches(|c: char| c == ' ' || c == '\0')
-        .trim_end_matches(['^', '='])
+/// `action:` is a Table E.1-1 code or a function name.
+fn action_code_or_function(a: &Spanned<String>, problems: &mut Vec<String>) -> Option<Action> {
+    match (Code::parse(&a.value), named_action(&a.value)) {
+        (Some(c), _) => Some(c.resolve()),
+        (None, Some(action)) => Some(action),
+        (None, None) => {
+            problems.push(unknown_action(a));
+            None
+        }
+    }
 }
 
-fn load_lookup(spec: &super::model::LookupSpec, dir: Option<&Path>) -> Result<LookupTable, String> {
-    let on_missing = match spec.on_missing.as_deref().unwrap_or("fail") {
-        "fail" => OnMissing::Fail,
-        "keep" => OnMissing::Keep,
-        "remove" => OnMissing::Remove,
-        "hash" => OnMissing::Hash,
-        other => {
-            return Err(format!(
-                "lookup on-missing must be fail, keep, remove or hash, got `{other}`"
-            ));
-        }
+/// Where the rule names one standard attribute, its dictionary VR is known now: a
+/// value it cannot hold is an error here rather than a failure of every file.
+fn replace_action(
+    text: &str,
+    tag_text: &str,
+    target: Option<&Target>,
+    problems: &mut Vec<String>,
+) -> Option<Action> {
+    let vr = match target {
+        Some(Target::Tag(t)) => replace::dictionary_vr(*t),
+        _ => None,
     };
-    let path = match dir {
-        Some(d) if Path::new(&spec.file).is_relative() => d.join(&spec.file),
-        _ => PathBuf::from(&spec.file),
+    let Some(vr) = vr else {
+        return Some(Action::Replace(Replacement::new(text)));
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_path(&path)
-        .map_err(|e| format!("lookup file {}: {e}", path.display()))?;
-    let mut map = HashMap::new();
-    for (i, rec) in reader.records().enumerate() {
-        let rec = rec.map_err(|e| format!("lookup file {}: {e}", path.display()))?;
-        let (Some(from), Some(to)) = (rec.get(0), rec.get(1)) else {
-            return Err(format!(
-                "lookup file {} row {}: needs two columns, original,replacement",
-                path.display(),
-                i + 1
-            ));
-        };
-        if i == 0 && from.eq_ignore_ascii_case("original") {
-            continue;
-        }
-        map.insert(lookup_key(from).to_string(), to.trim().to_string());
+    Replacement::for_vr(text, vr)
+        .map(Action::Replace)
+        .map_err(|e| {
+            problems.push(format!(
+                "{e} (`{}` has VR {})",
+                tag_text.trim(),
+                vr.to_string()
+            ))
+        })
+        .ok()
+}
+
+fn hash_action(h: &HashSpec, problems: &mut Vec<String>) -> Action {
+    let length = h.length.unwrap_or(DEFAULT_HASH_LENGTH);
+    let prefix = h.prefix.clone().unwrap_or_default();
+    if length == 0 || length > MAX_HASH_LENGTH || prefix.len() >= length {
+        problems.push(format!(
+            "hash length must be 1..={MAX_HASH_LENGTH} and longer than the prefix"
+        ));
     }
-    Ok(LookupTable {
-        // Only the file name: the crosswalk's location is no secret, its content is.
-        source: path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default(),
-        map,
-        on_missing,
+    if !prefix.is_ascii() {
+        problems.push("hash prefix must be ASCII".into());
+    }
+    let name = h.alphabet.as_deref().unwrap_or("alnum");
+    let alphabet = HashParams::alphabet_named(name).unwrap_or_else(|| {
+        problems.push(format!(
+            "hash alphabet must be alnum, digits or hex, got `{name}`"
+        ));
+        ALNUM
+    });
+    Action::Hash(HashParams {
+        domain: h.domain.clone().unwrap_or_else(|| "value".into()),
+        length,
+        prefix,
+        alphabet,
     })
+}
+
+/// The rule's per-option cells (`options: {retain-uids: K}`).
+fn option_cells(spec: &RuleSpec, problems: &mut Vec<String>) -> Vec<(&'static str, Code)> {
+    let mut cells = Vec::new();
+    for (opt, cell) in &spec.options {
+        match OPTION_COLUMNS.iter().find(|(n, _)| n == opt) {
+            Some((n, _)) => match Code::parse(cell) {
+                Some(c @ (Code::K | Code::C)) => cells.push((*n, c)),
+                _ => problems.push(format!("option `{opt}`: expected K or C, got `{cell}`")),
+            },
+            None => problems.push(format!("unknown option `{opt}` in rule")),
+        }
+    }
+    cells
 }
 
 fn unknown_action(a: &Spanned<String>) -> String {
@@ -1060,5 +760,44 @@ mod tests {
         let c = compile_text("rules: [{tag: PatientName, action: X}]").unwrap();
         assert_eq!(a.digest, b.digest);
         assert_ne!(a.digest, c.digest);
+    }
+
+    #[test]
+    fn replace_values_are_checked_when_the_vr_is_known() {
+        let err = compile_text(
+            "rules:\n  - {tag: Rows, replace: \"abc\"}\n  - {tag: Modality, replace: ct}\n  - {tag: ReferencedStudySequence, replace: x}\n  - {tag: StudyDate, replace: 2024-01-01}\n",
+        )
+        .unwrap_err();
+        let lines: Vec<_> = err.0.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [Some(2), Some(3), Some(4), Some(5)], "{err}");
+        assert!(err.0[0].message.contains("`Rows` has VR US"), "{err}");
+
+        let p = compile_text(
+            "rules:\n  - {tag: Rows, replace: \"512\"}\n  - {tag: \"(60xx,0022)\", replace: \"anything goes\"}\n",
+        )
+        .unwrap();
+        let Action::Replace(r) = p.decide(0x0028_0010, None).action() else {
+            panic!("a replace rule");
+        };
+        assert_eq!(
+            r.value_for(dicom_core::VR::US),
+            Ok(dicom_core::PrimitiveValue::from(512u16))
+        );
+        // Stored with another VR than the dictionary's: checked again per element.
+        assert!(r.value_for(dicom_core::VR::UI).is_ok());
+        assert!(r.value_for(dicom_core::VR::SQ).is_err());
+        // A pattern's VR is known only per element.
+        let Action::Replace(r) = p.decide(0x6002_0022, None).action() else {
+            panic!("a replace rule");
+        };
+        assert!(r.value_for(dicom_core::VR::LO).is_ok());
+        assert!(r.value_for(dicom_core::VR::US).is_err());
+    }
+
+    #[test]
+    fn replace_keeps_its_digest_text() {
+        let p = compile_text("rules: [{tag: InstitutionName, replace: SITE}]").unwrap();
+        assert_eq!(p.rules[0].action.describe(), "replace \"SITE\"");
+        assert_eq!(p.rules[0].action, Action::Replace("SITE".into()));
     }
 }

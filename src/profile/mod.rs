@@ -4,11 +4,15 @@
 pub mod action;
 pub mod builtin;
 pub mod compile;
+pub mod compiled;
 pub mod generate;
 pub mod iod;
+pub mod load;
 pub mod model;
+pub mod replace;
 pub mod table;
 pub mod tagspec;
 
 pub use action::{Action, Code, HashParams};
-pub use compile::{CompiledProfile, Decision, Diagnostic, Fallback, ProfileErrors, load};
+pub use compiled::{CompiledProfile, Decision, Diagnostic, Fallback, ProfileErrors};
+pub use load::load;
