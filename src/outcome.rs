@@ -64,6 +64,26 @@ impl std::fmt::Display for Kind {
     }
 }
 
+/// How many elements each kind of action touched in one file (or a run).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub removed: u64,
+    pub emptied: u64,
+    pub replaced: u64,
+    pub uid_remapped: u64,
+    pub kept: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: &Counts) {
+        self.removed += o.removed;
+        self.emptied += o.emptied;
+        self.replaced += o.replaced;
+        self.uid_remapped += o.uid_remapped;
+        self.kept += o.kept;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

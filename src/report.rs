@@ -1,8 +1,7 @@
 //! Outcomes of a run: one JSON line per input, a summary, progress and per-file
 //! error lines on stderr. Holds paths and counts, never an attribute value or a key.
 
-use crate::deid::Counts;
-use crate::outcome::Kind;
+use crate::outcome::{Counts, Kind};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};

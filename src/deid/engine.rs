@@ -14,7 +14,6 @@ use dicom_core::value::{DataSetSequence, Value};
 use dicom_core::{DataElement, Length, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
 use dicom_object::InMemDicomObject;
-use serde::Serialize;
 
 /// Sequences nest deeper than this only in crafted files; real data stays under 10.
 pub const MAX_DEPTH: usize = 64;
@@ -29,25 +28,7 @@ const DEID_METHOD: Tag = Tag(0x0012, 0x0063);
 const DEID_METHOD_CODES: Tag = Tag(0x0012, 0x0064);
 const LONGITUDINAL_MODIFIED: Tag = Tag(0x0028, 0x0303);
 
-/// How many elements each kind of action touched in one file.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    pub removed: u64,
-    pub emptied: u64,
-    pub replaced: u64,
-    pub uid_remapped: u64,
-    pub kept: u64,
-}
-
-impl Counts {
-    pub fn add(&mut self, o: &Counts) {
-        self.removed += o.removed;
-        self.emptied += o.emptied;
-        self.replaced += o.replaced;
-        self.uid_remapped += o.uid_remapped;
-        self.kept += o.kept;
-    }
-}
+pub use crate::outcome::Counts;
 
 /// One original -> replacement pair for the crosswalk file (the only place original
 /// values are ever written).
