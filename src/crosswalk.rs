@@ -59,19 +59,9 @@ impl CrosswalkWriter {
 /// The crosswalk holds original values: created owner-only, never silently replaced.
 pub fn open(path: &Path, overwrite: bool) -> Result<std::fs::File, crate::error::Error> {
     use crate::error::Error;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true);
-    if overwrite {
-        o.create(true).truncate(true);
-    } else {
-        o.create_new(true);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let file = o.open(path).map_err(|source| {
+    use crate::side_files::Mode;
+    let mode = if overwrite { Mode::Replace } else { Mode::New };
+    let file = crate::side_files::open(path, mode, true).map_err(|source| {
         let context = if source.kind() == std::io::ErrorKind::AlreadyExists {
             format!(
                 "crosswalk {} exists; pass --overwrite-crosswalk to replace it",
@@ -84,7 +74,8 @@ pub fn open(path: &Path, overwrite: bool) -> Result<std::fs::File, crate::error:
     })?;
     #[cfg(unix)]
     {
-        // An existing file keeps its mode on truncation: make it owner-only too.
+        // An existing file keeps its mode on truncation: make it owner-only too
+        // (fchmod on the descriptor opened without following links).
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(|source| Error::Io {

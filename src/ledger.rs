@@ -7,7 +7,7 @@
 use crate::deid::Key;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
@@ -125,15 +125,13 @@ impl LedgerWriter {
         profile_digest: &str,
         key_fingerprint: &str,
     ) -> std::io::Result<LedgerWriter> {
-        let mut o = OpenOptions::new();
+        use crate::side_files::{Mode, open};
         if keep && path.is_file() {
-            o.append(true);
             return Ok(LedgerWriter {
-                file: o.open(path)?,
+                file: open(path, Mode::Append, false)?,
             });
         }
-        o.write(true).create(true).truncate(true);
-        let mut file = o.open(path)?;
+        let mut file = open(path, Mode::Replace, false)?;
         let header = Header {
             ledger: 1,
             profile: profile_digest.into(),

@@ -9,6 +9,8 @@ pub mod crosswalk;
 pub mod deid;
 pub mod error;
 pub mod io;
+#[cfg(test)]
+mod layering;
 pub mod ledger;
 pub mod merge;
 pub mod outcome;
@@ -17,7 +19,27 @@ pub mod profile;
 pub mod quarantine;
 pub mod report;
 pub mod run;
+pub mod side_files;
 pub mod store;
+
+/// A line on stderr. A closed stderr (`dicom-deid run ... 2>&1 | head`) ends the
+/// printing, never the work: the report, ledger and crosswalk go on being written.
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// Like [`say!`], without the newline (progress lines).
+#[macro_export]
+macro_rules! say_raw {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
 
 use cli::{Cli, Command, ProfileCommand, ReportCommand};
 pub use error::{Error, ExitStatus};
@@ -60,7 +82,7 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 resume: !a.no_resume,
                 shard,
             })?;
-            eprintln!(
+            say!(
                 "dicom-deid: {} files: {} written{}, {} skipped ({} not DICOM), {} failed; {:.1} s, {:.0} files/s; key {}{}",
                 summary.files_seen,
                 summary.written,
@@ -82,7 +104,7 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 },
             );
             if summary.not_attempted > 0 {
-                eprintln!(
+                say!(
                     "dicom-deid: {} files not attempted: the output device is full; \
                      free space and run again (finished files are skipped)",
                     summary.not_attempted

@@ -15,11 +15,19 @@ fn main() -> ExitCode {
         // concurrently.
         unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
+    dicom_deid::run::execute::install_panic_hook();
     let cli = dicom_deid::cli::Cli::parse();
     match dicom_deid::run_cli(cli) {
         Ok(status) => ExitCode::from(status as u8),
+        // `dicom-deid profile show basic | head`: a closed stdout ends the output,
+        // as in any Unix tool, without an error.
+        Err(dicom_deid::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("dicom-deid: error: {e}");
+            dicom_deid::say!("dicom-deid: error: {e}");
             ExitCode::from(dicom_deid::ExitStatus::Fatal as u8)
         }
     }

@@ -114,7 +114,17 @@ pub struct Reporter {
     ledger: Option<crate::ledger::LedgerWriter>,
     out_dir: PathBuf,
     quarantine: Option<std::fs::File>,
-    pub io_error: Option<std::io::Error>,
+    /// The first error writing the report file, and the manifest.
+    report_error: Option<std::io::Error>,
+    manifest_error: Option<std::io::Error>,
+}
+
+/// Bookkeeping files that could not be written in full during a run. Outputs are
+/// unaffected; the run says so and exits 1.
+#[derive(Debug, Default)]
+pub struct WriteFailures {
+    pub report: Option<std::io::Error>,
+    pub manifest: Option<std::io::Error>,
 }
 
 impl Reporter {
@@ -130,7 +140,8 @@ impl Reporter {
             ledger: None,
             out_dir: PathBuf::new(),
             quarantine: None,
-            io_error: None,
+            report_error: None,
+            manifest_error: None,
         }
     }
 
@@ -171,7 +182,7 @@ impl Reporter {
         })
         .unwrap_or_default();
         if let Err(e) = writeln!(manifest, "{line}") {
-            self.io_error.get_or_insert(e);
+            self.manifest_error.get_or_insert(e);
         }
     }
 
@@ -195,7 +206,7 @@ impl Reporter {
             // these files. Not a reason to fail this one (a full output device is
             // reported through the files that could not be written).
             self.clear_progress();
-            eprintln!(
+            crate::say!(
                 "dicom-deid: warning: cannot append to the run ledger ({e}); \
                  files finished from here on will be redone by the next run"
             );
@@ -232,7 +243,7 @@ impl Reporter {
             && (o.status == Status::Failed || (o.status == Status::Skipped && !o.is_benign_skip()))
         {
             self.clear_progress();
-            eprintln!(
+            crate::say!(
                 "dicom-deid: {}: {}: {}",
                 o.input.display(),
                 if o.status == Status::Failed {
@@ -246,7 +257,7 @@ impl Reporter {
         if let Some(w) = self.out.as_mut() {
             let line = serde_json::to_string(&o).unwrap_or_default();
             if let Err(e) = writeln!(w, "{line}") {
-                self.io_error.get_or_insert(e);
+                self.report_error.get_or_insert(e);
             }
         }
         self.maybe_progress();
@@ -257,7 +268,7 @@ impl Reporter {
             self.last_progress = Instant::now();
             let secs = self.started.elapsed().as_secs_f64().max(1e-9);
             let s = &self.summary;
-            eprint!(
+            crate::say_raw!(
                 "\r{} files ({} written, {} skipped, {} failed), {:.0} files/s ",
                 s.files_seen,
                 s.written,
@@ -270,11 +281,11 @@ impl Reporter {
 
     fn clear_progress(&self) {
         if self.progress {
-            eprint!("\r\x1b[K");
+            crate::say_raw!("\r\x1b[K");
         }
     }
 
-    pub fn finish(mut self) -> (Summary, Option<std::io::Error>) {
+    pub fn finish(mut self) -> (Summary, WriteFailures) {
         self.clear_progress();
         let secs = self.started.elapsed().as_secs_f64();
         self.summary.seconds = secs;
@@ -293,9 +304,20 @@ impl Reporter {
             })
             .unwrap_or_default();
             if let Err(e) = writeln!(w, "{line}").and_then(|()| w.flush()) {
-                self.io_error.get_or_insert(e);
+                self.report_error.get_or_insert(e);
             }
         }
-        (self.summary, self.io_error)
+        if let Some(m) = self.quarantine.as_mut()
+            && let Err(e) = m.flush()
+        {
+            self.manifest_error.get_or_insert(e);
+        }
+        (
+            self.summary,
+            WriteFailures {
+                report: self.report_error,
+                manifest: self.manifest_error,
+            },
+        )
     }
 }

@@ -850,3 +850,238 @@ fn inputs_replaced_during_a_run_are_never_written_mixed() {
          {rounds} rewrite rounds"
     );
 }
+
+/// Item D.13: `dicom-deid run ... 2>&1 | head -3` closed stderr under the run; the
+/// reporter panicked (exit 101), the report lost its summary and the ledger stopped.
+/// A closed stderr ends the printing, never the bookkeeping.
+#[test]
+fn a_closed_stderr_ends_printing_not_the_bookkeeping() {
+    let env = Env::new();
+    let input = env.path("input");
+    make_tree(&input, 3);
+    // Failing inputs, so that the run has lines to print to stderr.
+    for i in 0..20 {
+        std::fs::write(input.join(format!("bad{i:02}.dcm")), {
+            let mut b = vec![0u8; 128];
+            b.extend_from_slice(b"DICM\x02\x00\x00\x00UL\x04\x00\xff\xff\xff\x7f");
+            b
+        })
+        .unwrap();
+    }
+    let out = env.path("out");
+    let rep = env.path("report.jsonl");
+    let key = env.key("k", 3);
+    let mut child = Command::new(BIN)
+        .args([
+            "run".as_ref(),
+            input.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ])
+        .args([
+            "--key-file".as_ref(),
+            key.as_os_str(),
+            "--report".as_ref(),
+            rep.as_os_str(),
+        ])
+        .args(["--layout", "mirror", "--jobs", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end at once: every write to stderr now fails with EPIPE.
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "bad inputs failed, the rest was written"
+    );
+    let (lines, summary) = report(&rep);
+    assert_eq!(summary["failed"], 20);
+    assert_eq!(lines.len() as u64, summary["files_seen"].as_u64().unwrap());
+    let ledger = std::fs::read_to_string(out.join(".dicom-deid-ledger.jsonl")).unwrap();
+    assert_eq!(
+        ledger.lines().count() as u64,
+        1 + summary["written"].as_u64().unwrap(),
+        "a header line and one line per written file"
+    );
+}
+
+/// Item D.15: a report that cannot be written after every output was written exited
+/// 2 ("nothing was written"). It is exit 1 with a message naming the report.
+#[test]
+fn a_report_write_failure_exits_1_and_names_the_report() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("skipping: no /dev/full here");
+        return;
+    }
+    let env = Env::new();
+    let input = env.inputs(&["dicom/ct_explicit_le.dcm"]);
+    let out = env.path("out");
+    let key = env.key("k", 4);
+    let o = run(&[
+        &"run",
+        &input,
+        &"--out",
+        &out,
+        &"--key-file",
+        &key,
+        &"--report",
+        &"/dev/full",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the report /dev/full"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 written"), "{stderr}");
+    assert_eq!(count_dcm(&out), 1);
+}
+
+/// Item D.17: a panic caught inside the parser is that file's failure, with one line:
+/// no "panicked at" and no backtrace, even with RUST_BACKTRACE=1.
+#[test]
+fn a_caught_panic_is_one_line_without_a_backtrace() {
+    let env = Env::new();
+    let input = env.path("input");
+    std::fs::create_dir_all(&input).unwrap();
+    let regression = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions/lazy-item-outside-sequence.bin");
+    std::fs::copy(&regression, input.join("panics.dcm")).unwrap();
+    std::fs::copy(testdata("dicom/ct_explicit_le.dcm"), input.join("good.dcm")).unwrap();
+    let key = env.key("k", 5);
+    let out = env.path("out");
+    let o = Command::new(BIN)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("DICOM_DEID_KEY_FILE")
+        .args([
+            "run".as_ref(),
+            input.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ])
+        .args(["--key-file".as_ref(), key.as_os_str()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("stack backtrace"), "{stderr}");
+    let about: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("panics.dcm"))
+        .collect();
+    assert_eq!(about.len(), 1, "{stderr}");
+}
+
+/// Items B.6 and C.7: a report, crosswalk or quarantine directory inside the shared
+/// output, inside an input, or equal to the key file is refused before anything is
+/// written (exit 2). Before, `--report` naming an input overwrote that original.
+#[test]
+fn side_files_inside_the_output_an_input_or_the_key_are_refused() {
+    let env = Env::new();
+    let input = env.inputs(&["dicom/ct_explicit_le.dcm"]);
+    let original = input.join("dicom/ct_explicit_le.dcm");
+    let before = std::fs::read(&original).unwrap();
+    let key = env.key("k", 6);
+    let out = env.path("out");
+    let cases: Vec<(&str, PathBuf)> = vec![
+        ("--report", original.clone()),
+        ("--report", out.join("report.jsonl")),
+        ("--crosswalk", out.join("cw.csv")),
+        ("--crosswalk", input.join("cw.csv")),
+        ("--quarantine", out.join("q")),
+        ("--quarantine", input.join("q")),
+        ("--report", key.clone()),
+    ];
+    for (flag, path) in &cases {
+        let o = run(&[
+            &"run",
+            &input,
+            &"--out",
+            &out,
+            &"--key-file",
+            &key,
+            flag,
+            path,
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{flag} {}: {stderr}",
+            path.display()
+        );
+        assert!(stderr.contains(flag), "{stderr}");
+        assert!(
+            !out.exists(),
+            "nothing may be written: {flag} {}",
+            path.display()
+        );
+    }
+    assert_eq!(
+        std::fs::read(&original).unwrap(),
+        before,
+        "the original is untouched"
+    );
+    assert_eq!(
+        std::fs::read(&key).unwrap().len(),
+        32,
+        "the key is untouched"
+    );
+}
+
+/// Item C.8: a symlink planted at the ledger's path, or at the crosswalk given with
+/// --overwrite-crosswalk, was followed: its target truncated (and chmodded). Side
+/// files are opened without following links; the run refuses instead.
+#[test]
+fn symlinks_planted_at_side_files_are_never_followed() {
+    let env = Env::new();
+    let input = env.inputs(&["dicom/ct_explicit_le.dcm"]);
+    let key = env.key("k", 7);
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let victim = env.path("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&victim, out.join(".dicom-deid-ledger.jsonl")).unwrap();
+        let o = run(&[&"run", &input, &"--out", &out, &"--key-file", &key]);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(String::from_utf8_lossy(&o.stderr).contains("symbolic link"));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+        let cw = env.path("cw.csv");
+        std::os::unix::fs::symlink(&victim, &cw).unwrap();
+        let out2 = env.path("out2");
+        let o = run(&[
+            &"run",
+            &input,
+            &"--out",
+            &out2,
+            &"--key-file",
+            &key,
+            &"--crosswalk",
+            &cw,
+            &"--overwrite-crosswalk",
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "the link's target keeps its mode");
+    }
+}

@@ -12,7 +12,7 @@ use crate::io::walk::{Entry, Walked, in_shard, walk};
 use crate::ledger::{self, Ledger, LedgerWriter};
 use crate::outcome::Kind;
 use crate::pipeline::{Plan, Processed, process};
-use crate::report::{FileOutcome, Reporter, Status, Summary};
+use crate::report::{FileOutcome, Reporter, Status, Summary, WriteFailures};
 use crate::store::Sink;
 use crate::store::fs::{FsSink, remove_stale_temporaries};
 use rayon::prelude::*;
@@ -81,7 +81,7 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         })?;
         let stale = remove_stale_temporaries(&opts.out);
         if stale > 0 {
-            eprintln!("dicom-deid: removed {stale} temporary files left by an interrupted run");
+            crate::say!("dicom-deid: removed {stale} temporary files left by an interrupted run");
         }
     }
     let profile = &plan.profile;
@@ -106,7 +106,7 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
             source,
         })?;
         if !previous.is_empty() {
-            eprintln!(
+            crate::say!(
                 "dicom-deid: resuming: {} inputs already finished with this profile and key",
                 previous.len()
             );
@@ -156,7 +156,7 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
     // Outcomes travel in batches: one message per file woke the collector thread for
     // every file (measured at about four context switches a file).
     let (tx, rx) = mpsc::sync_channel::<Vec<Finished>>(64);
-    let (summary, io_error) = std::thread::scope(|scope| {
+    let (summary, failures, crosswalk_error) = std::thread::scope(|scope| {
         let collector = scope.spawn(move || {
             let mut crosswalk = crosswalk_out.map(CrosswalkWriter::new);
             let mut r = Reporter::new(report_out, summary)
@@ -175,8 +175,8 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
                 r.crosswalk_entries(c.len());
                 crosswalk_error = c.finish();
             }
-            let (summary, report_error) = r.finish();
-            (summary, report_error.or(crosswalk_error))
+            let (summary, failures) = r.finish();
+            (summary, failures, crosswalk_error)
         });
         pool.install(|| {
             walk(&opts.inputs)
@@ -211,15 +211,31 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         drop(tx);
         collector
             .join()
-            .unwrap_or_else(|_| (Summary::default(), None))
+            .unwrap_or_else(|_| (Summary::default(), WriteFailures::default(), None))
     });
-    if let Some(e) = io_error {
-        return Err(Error::Io {
-            context: "cannot write the report".into(),
-            source: e,
-        });
+    // The outputs are written whatever happened to the bookkeeping: say which file
+    // is incomplete, and exit 1 (not 2, which means nothing was written).
+    let mut incomplete = false;
+    for (what, path, err) in [
+        ("report", opts.report.as_deref(), failures.report),
+        ("crosswalk", opts.crosswalk.as_deref(), crosswalk_error),
+        (
+            "quarantine manifest",
+            opts.quarantine.as_deref(),
+            failures.manifest,
+        ),
+    ] {
+        if let Some(e) = err {
+            incomplete = true;
+            crate::say!(
+                "dicom-deid: error: cannot write the {what} {}: {e}; it is incomplete \
+                 (outputs are not affected)",
+                path.map(|p| p.display().to_string()).unwrap_or_default()
+            );
+        }
     }
-    let status = if summary.failed > 0
+    let status = if incomplete
+        || summary.failed > 0
         || summary.skipped > summary.skipped_not_dicom + summary.skipped_unchanged
     {
         ExitStatus::Partial
@@ -229,10 +245,38 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
     Ok((status, summary))
 }
 
+thread_local! {
+    /// Set while this thread works on one input, whose panics are caught.
+    static IN_FILE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` on one input: a panic in it is caught by the caller and becomes that
+/// input's failure line, so the panic hook prints nothing for it.
+pub fn quiet_panics<T>(f: impl FnOnce() -> T) -> T {
+    let was = IN_FILE.with(|c| c.replace(true));
+    let out = f();
+    IN_FILE.with(|c| c.set(was));
+    out
+}
+
+/// Keeps the default panic message (and backtrace) for panics nothing catches, and
+/// silences the ones a worker turns into a file's failure: one line per file, not a
+/// "panicked at" and a 75-frame backtrace each.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !IN_FILE.with(|c| c.get()) {
+            default(info);
+        }
+    }));
+}
+
 impl Worker<'_> {
     /// A panic in one file (a bug of ours or of a library) becomes that file's failure.
     fn guarded(&self, entry: &Entry) -> Finished {
-        std::panic::catch_unwind(AssertUnwindSafe(|| self.process(entry))).unwrap_or_else(|p| {
+        let caught =
+            quiet_panics(|| std::panic::catch_unwind(AssertUnwindSafe(|| self.process(entry))));
+        caught.unwrap_or_else(|p| {
             let msg = p
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -377,9 +421,11 @@ fn open_quarantine(dir: &Path, shard: Option<(u64, u64)>) -> Result<File, Error>
         None => "manifest.jsonl".into(),
     };
     let path = dir.join(name);
-    let file = std::fs::File::create(&path).map_err(|source| Error::Io {
-        context: format!("cannot create quarantine manifest {}", path.display()),
-        source,
-    })?;
+    let file = crate::side_files::open(&path, crate::side_files::Mode::Replace, false).map_err(
+        |source| Error::Io {
+            context: format!("cannot create quarantine manifest {}", path.display()),
+            source,
+        },
+    )?;
     Ok(file)
 }

@@ -30,7 +30,18 @@ pub fn explain(
     };
     let processed = open_file(file)
         .map_err(|e| PipelineError::Read(ReadError::Io(e)))
-        .and_then(|(input, stamp)| process(input, stamp, &plan));
+        .and_then(|(input, stamp)| {
+            super::execute::quiet_panics(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    process(input, stamp, &plan)
+                }))
+            })
+            .unwrap_or_else(|_| {
+                Err(PipelineError::Read(ReadError::Malformed(
+                    "internal error while reading this file".into(),
+                )))
+            })
+        });
     let d = match processed {
         Ok(Processed::Deidentified(d)) => d,
         Ok(Processed::NotDicom) => {

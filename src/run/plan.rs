@@ -21,7 +21,7 @@ impl RunPlan {
         let key = match &opts.key_file {
             Some(p) => Key::from_file(p)?,
             None => {
-                eprintln!(
+                crate::say!(
                     "dicom-deid: no --key-file: using a random key for this run only; \
                      its UIDs and pseudonyms cannot be linked to any other run"
                 );
@@ -29,6 +29,7 @@ impl RunPlan {
             }
         };
         check_paths(&opts.inputs, &opts.out)?;
+        check_side_files(opts)?;
         // IOD tables are parsed before the walk, not by the first file of each class.
         crate::profile::iod::preload();
         let cwd = std::env::current_dir().map_err(|source| Error::Io {
@@ -61,6 +62,72 @@ fn check_paths(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
                 input.display()
             )));
         }
+    }
+    Ok(())
+}
+
+fn resolve(flag: &str, p: &Path) -> Result<PathBuf, Error> {
+    canonical_lenient(p).map_err(|source| Error::Io {
+        context: format!("cannot resolve {flag} {}", p.display()),
+        source,
+    })
+}
+
+/// Refuses a report, crosswalk or quarantine directory inside the output (the tree
+/// that gets shared: they hold input paths and original values), inside an input
+/// (they would overwrite an original, or be read as one), or equal to the key file
+/// or to each other. Checked before anything is written.
+fn check_side_files(opts: &RunOptions) -> Result<(), Error> {
+    let out_c = resolve("--out", &opts.out)?;
+    let inputs: Vec<(PathBuf, &PathBuf)> = opts
+        .inputs
+        .iter()
+        .map(|i| resolve("input", i).map(|c| (c, i)))
+        .collect::<Result<_, _>>()?;
+    let key_c = match &opts.key_file {
+        Some(k) => Some(resolve("--key-file", k)?),
+        None => None,
+    };
+    let mut seen: Vec<(PathBuf, &str)> = Vec::new();
+    for (flag, path) in [
+        ("--report", opts.report.as_ref()),
+        ("--crosswalk", opts.crosswalk.as_ref()),
+        ("--quarantine", opts.quarantine.as_ref()),
+    ] {
+        let Some(path) = path else { continue };
+        if path == Path::new("/dev/null") || path == Path::new("/dev/full") {
+            continue;
+        }
+        let c = resolve(flag, path)?;
+        let refuse = |why: String| {
+            Err(Error::Usage(format!(
+                "{flag} {}: {why}; choose a path outside the inputs and the output",
+                path.display()
+            )))
+        };
+        if c.starts_with(&out_c) {
+            return refuse(format!(
+                "inside the output directory {}, which is the tree that gets shared, \
+                 and this file holds input paths or original values",
+                opts.out.display()
+            ));
+        }
+        if let Some((_, input)) = inputs
+            .iter()
+            .find(|(ic, _)| c.starts_with(ic) || ic.starts_with(&c))
+        {
+            return refuse(format!(
+                "overlaps input {}: it would overwrite an original or be read as one",
+                input.display()
+            ));
+        }
+        if key_c.as_ref() == Some(&c) {
+            return refuse("is the key file".into());
+        }
+        if let Some((_, other)) = seen.iter().find(|(o, _)| o == &c) {
+            return refuse(format!("is also given as {other}"));
+        }
+        seen.push((c, flag));
     }
     Ok(())
 }
