@@ -77,6 +77,16 @@ pub fn is_full(e: &std::io::Error) -> bool {
     )
 }
 
+/// Whether `s` is syntactically a UID (PS3.5 9.1: digit components separated by
+/// dots, at most 64 characters): the only kind of value read from a file that a
+/// message may show.
+pub fn is_uid(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.split('.')
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// `error: cause: cause` in one line: dicom-rs errors nest several levels deep and
 /// their Debug form carries kilobytes of backtrace.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
