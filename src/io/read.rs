@@ -224,21 +224,21 @@ fn read_from<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Parts, ReadErr
             }
             let ts = TransferSyntaxRegistry
                 .get(meta.transfer_syntax())
-                .ok_or_else(|| ReadError::UnsupportedTs(meta.transfer_syntax().to_string()))?;
+                .ok_or_else(|| ReadError::unsupported_ts(meta.transfer_syntax()))?;
             (Some(meta), ts, start)
         }
         None => match sniff_bare_dataset(head, size) {
             Some(uid) => {
                 let ts = TransferSyntaxRegistry
                     .get(uid)
-                    .ok_or_else(|| ReadError::UnsupportedTs(uid.into()))?;
+                    .ok_or_else(|| ReadError::unsupported_ts(uid))?;
                 (None, ts, 0)
             }
             None => return Ok(Parts::NotDicom),
         },
     };
     if ts.is_unsupported() {
-        return Err(ReadError::UnsupportedTs(ts.uid().to_string()));
+        return Err(ReadError::unsupported_ts(ts.uid()));
     }
 
     let source = match ts.codec() {
@@ -260,7 +260,7 @@ fn read_from<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Parts, ReadErr
             }
             let explicit = TransferSyntaxRegistry
                 .get(EXPLICIT_VR_LE)
-                .ok_or_else(|| ReadError::UnsupportedTs(EXPLICIT_VR_LE.into()))?;
+                .ok_or_else(|| ReadError::unsupported_ts(EXPLICIT_VR_LE))?;
             let len = inflated.len() as u64;
             let layout = scan(Cursor::new(&inflated), explicit, len, true)?;
             if layout.max_depth > MAX_DEPTH {
@@ -281,7 +281,7 @@ fn read_from<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Parts, ReadErr
                 meta_read_leniently: false,
             }
         }
-        Codec::Dataset(None) => return Err(ReadError::UnsupportedTs(ts.uid().to_string())),
+        Codec::Dataset(None) => return Err(ReadError::unsupported_ts(ts.uid())),
         _ => read_streamable(reader, meta, ts, dataset_start, size)?,
     };
     let mut source = source;
@@ -305,7 +305,7 @@ fn read_streamable<R: Read + Seek>(
     let read_ts = if disguised {
         TransferSyntaxRegistry
             .get(IMPLICIT_VR_LE)
-            .ok_or_else(|| ReadError::UnsupportedTs(IMPLICIT_VR_LE.into()))?
+            .ok_or_else(|| ReadError::unsupported_ts(IMPLICIT_VR_LE))?
     } else {
         ts
     };
