@@ -468,3 +468,92 @@ fn no_message_carries_a_value_planted_in_a_header() {
     );
     assert!(kinds.len() >= 2, "{kinds:?}");
 }
+
+// ---- 3. A deflate bomb fails against its budget ---------------------------------
+
+/// An explicit VR little endian element with a 2-byte length.
+fn short_el(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&tag.0.to_le_bytes());
+    v.extend_from_slice(&tag.1.to_le_bytes());
+    v.extend_from_slice(vr);
+    v.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    v.extend_from_slice(value);
+    v
+}
+
+/// A Deflated Explicit VR Little Endian CT whose dataset holds `zeros` bytes of
+/// Pixel Data: a few kilobytes on disk.
+fn deflated_ct(zeros: usize) -> Vec<u8> {
+    use std::io::Write;
+    let meta = dicom_object::FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
+        .media_storage_sop_instance_uid("2.25.1234")
+        .transfer_syntax("1.2.840.10008.1.2.1.99")
+        .build()
+        .unwrap();
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    meta.write(&mut out).unwrap();
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&short_el((8, 0x16), b"UI", b"1.2.840.10008.5.1.4.1.1.2\0"))
+        .unwrap();
+    enc.write_all(&short_el((8, 0x18), b"UI", b"2.25.1234\0"))
+        .unwrap();
+    enc.write_all(&short_el((0x10, 0x10), b"PN", b"BOMB^DEFLATE"))
+        .unwrap();
+    // Pixel Data, OB, 4-byte length, written in blocks (never held whole).
+    enc.write_all(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0])
+        .unwrap();
+    enc.write_all(&(zeros as u32).to_le_bytes()).unwrap();
+    let block = vec![0u8; 1 << 20];
+    let mut left = zeros;
+    while left > 0 {
+        let n = left.min(block.len());
+        enc.write_all(&block[..n]).unwrap();
+        left -= n;
+    }
+    out.extend_from_slice(&enc.finish().unwrap());
+    out
+}
+
+#[test]
+fn a_deflate_bomb_fails_against_its_budget_and_the_batch_goes_on() {
+    let env = Env::new();
+    let input = env.path("input");
+    std::fs::create_dir_all(&input).unwrap();
+    // Inflates to just over the smallest budget (16 MiB, far above 64 times its
+    // few kilobytes): before the budget it was read, held and written.
+    let bomb = deflated_ct((16 << 20) + 1);
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    std::fs::write(input.join("bomb.dcm"), &bomb).unwrap();
+    // Under the budget the same construction is a good file.
+    std::fs::write(input.join("small_deflated.dcm"), deflated_ct(4096)).unwrap();
+    std::fs::copy(testdata("dicom/ct_explicit_le.dcm"), input.join("ct.dcm")).unwrap();
+    std::fs::copy(
+        testdata("dicom/sc_deflated.dcm"),
+        input.join("sc_deflated.dcm"),
+    )
+    .unwrap();
+    let prof = lenient_profile(&env);
+    let (o, lines, manifest) = run_with(&env, &input, "bomb", &[&"--profile", &prof]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let bomb = line_of(&lines, "bomb.dcm");
+    assert_eq!(bomb["status"], "failed", "{bomb}");
+    assert_eq!(bomb["kind"], "malformed", "{bomb}");
+    assert!(
+        bomb["reason"].as_str().unwrap().contains("budget"),
+        "{bomb}"
+    );
+    assert!(manifest.contains("bomb.dcm"), "{manifest}");
+    for name in ["ct.dcm", "small_deflated.dcm", "sc_deflated.dcm"] {
+        let l = line_of(&lines, name);
+        assert_eq!(l["status"], "ok", "{l}");
+        assert!(Path::new(l["output"].as_str().unwrap()).exists(), "{l}");
+    }
+}

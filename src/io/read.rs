@@ -25,8 +25,21 @@ const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
 /// Elements after Pixel Data are rare and small (padding, signatures); a larger
 /// tail is junk that is dropped rather than loaded.
 const MAX_TRAILING_BYTES: u64 = 64 << 20;
-/// Ceiling for a deflated dataset once inflated (it has to be held in memory).
-const MAX_INFLATED_BYTES: u64 = 2 << 30;
+/// A deflated dataset is held in memory once inflated, so it inflates against a
+/// budget: [`INFLATE_RATIO`] times the file's size, at least [`MIN_INFLATE_BUDGET`],
+/// at most [`MAX_INFLATED_BYTES`]. A fixed 2 GiB ceiling let a 3 MB file of empty
+/// sequence items take over 5 GB. Real datasets deflate a few times; blank pixel
+/// data far more (pydicom's image_dfl.dcm: 56 times), which the floor keeps
+/// readable for small images at no real cost in memory.
+const INFLATE_RATIO: u64 = 64;
+const MIN_INFLATE_BUDGET: u64 = 16 << 20;
+const MAX_INFLATED_BYTES: u64 = 1 << 30;
+
+/// How many bytes a deflated dataset of a `size`-byte file may inflate to.
+fn inflate_budget(size: u64) -> u64 {
+    size.saturating_mul(INFLATE_RATIO)
+        .clamp(MIN_INFLATE_BUDGET, MAX_INFLATED_BYTES)
+}
 
 pub use super::error::MAX_DEPTH;
 
@@ -246,15 +259,20 @@ fn read_from<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Parts, ReadErr
             // The compressed bytes are bounded by the input's size; the inflater
             // reads them from memory (it wants an owned reader).
             let compressed = read_range(reader, dataset_start..size)?;
+            let budget = inflate_budget(size);
             let mut inflated = Vec::new();
+            // One byte past the budget tells a dataset that fits from one that does
+            // not, without inflating the rest.
             adapter
                 .adapt_reader(Box::new(Cursor::new(compressed)))
-                .take(MAX_INFLATED_BYTES + 1)
+                .take(budget + 1)
                 .read_to_end(&mut inflated)
                 .map_err(|e| malformed("deflated dataset", e))?;
-            if inflated.len() as u64 > MAX_INFLATED_BYTES {
+            if inflated.len() as u64 > budget {
                 return Err(ReadError::Malformed(format!(
-                    "deflated dataset inflates beyond {} MiB",
+                    "deflated dataset inflates beyond its budget of {budget} bytes \
+                     ({INFLATE_RATIO} times the file's size, at least {} MiB, at most {} MiB)",
+                    MIN_INFLATE_BUDGET >> 20,
                     MAX_INFLATED_BYTES >> 20
                 )));
             }
@@ -823,5 +841,20 @@ fn sniff_bare_dataset(head: &[u8], size: u64) -> Option<&'static str> {
         (u64::from(len) <= size).then_some(IMPLICIT_VR_LE)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inflate_budget_follows_the_file_size_within_bounds() {
+        assert_eq!(inflate_budget(0), MIN_INFLATE_BUDGET);
+        assert_eq!(inflate_budget(1 << 20), 64 << 20);
+        // The 3 MB bomb of issue 11 may inflate to 192 MB, not 2 GiB.
+        assert_eq!(inflate_budget(3_000_000), 192_000_000);
+        assert_eq!(inflate_budget(100 << 20), MAX_INFLATED_BYTES);
+        assert_eq!(inflate_budget(u64::MAX), MAX_INFLATED_BYTES);
     }
 }
