@@ -557,3 +557,68 @@ fn a_deflate_bomb_fails_against_its_budget_and_the_batch_goes_on() {
         assert!(Path::new(l["output"].as_str().unwrap()).exists(), "{l}");
     }
 }
+
+// ---- 4. Retired JPEG syntaxes pass, pixels untouched ------------------------------
+
+/// The encapsulated Pixel Data element of a file, header to sequence delimiter.
+fn encapsulated_pixel_data(b: &[u8]) -> &[u8] {
+    let header = [
+        0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+    ];
+    let start = b
+        .windows(header.len())
+        .position(|w| w == header)
+        .expect("encapsulated Pixel Data");
+    let delimiter = [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0];
+    let end = start
+        + b[start..]
+            .windows(delimiter.len())
+            .position(|w| w == delimiter)
+            .expect("sequence delimiter")
+        + delimiter.len();
+    &b[start..end]
+}
+
+#[test]
+fn retired_jpeg_syntaxes_are_read_and_keep_their_uid_and_pixels() {
+    let env = Env::new();
+    let input = env.path("input");
+    std::fs::create_dir_all(&input).unwrap();
+    let jpeg = std::fs::read(testdata("dicom/sc_jpeg_baseline.dcm")).unwrap();
+    let retired = [
+        "1.2.840.10008.1.2.4.53",
+        "1.2.840.10008.1.2.4.55",
+        "1.2.840.10008.1.2.4.52",
+        "1.2.840.10008.1.2.4.66",
+    ];
+    for uid in retired {
+        let bytes = set_value(&jpeg, (2, 0x10), uid.as_bytes(), true);
+        std::fs::write(input.join(format!("{uid}.dcm")), bytes).unwrap();
+    }
+    let prof = lenient_profile(&env);
+    let (o, lines, _) = run_with(&env, &input, "retired", &[&"--profile", &prof]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for uid in retired {
+        let l = line_of(&lines, &format!("{uid}.dcm"));
+        assert_eq!(l["status"], "ok", "{l}");
+        let out = std::fs::read(l["output"].as_str().unwrap()).unwrap();
+        let ts = find(&out, (2, 0x10));
+        let declared = &out[ts.at + ts.header..ts.at + ts.header + ts.len];
+        assert_eq!(
+            std::str::from_utf8(declared)
+                .unwrap()
+                .trim_end_matches('\0'),
+            uid
+        );
+        assert_eq!(
+            encapsulated_pixel_data(&out),
+            encapsulated_pixel_data(&jpeg),
+            "{uid}: Pixel Data is copied byte for byte"
+        );
+    }
+}

@@ -198,6 +198,59 @@ impl Parts {
     }
 }
 
+/// Encapsulated transfer syntaxes live under these roots (JPEG processes,
+/// JPEG-LS, JPEG 2000, MPEG, HTJ2K... and RLE): their datasets are explicit VR
+/// little endian, only Pixel Data differs.
+const ENCAPSULATED_ROOTS: [&str; 2] = ["1.2.840.10008.1.2.4.", "1.2.840.10008.1.2.5"];
+/// Distinct encapsulated syntaxes unknown to the registry accepted per process;
+/// each costs one small allocation for the rest of the run.
+const MAX_EXTRA_SYNTAXES: usize = 256;
+
+/// The transfer syntax a file declares, as the reader will read it. The registry
+/// knows most; an encapsulated one it does not know (the retired JPEG processes
+/// 1.2.840.10008.1.2.4.52..66, later additions) is read as explicit VR little
+/// endian and keeps its UID: Pixel Data is copied byte for byte and never decoded,
+/// so its codec does not matter.
+fn resolve_ts(uid: &str) -> Result<&'static TransferSyntax, ReadError> {
+    let uid = uid.trim_end_matches(['\0', ' ']);
+    match TransferSyntaxRegistry.get(uid) {
+        Some(ts) if !ts.is_unsupported() => Ok(ts),
+        _ => encapsulated_syntax(uid).ok_or_else(|| ReadError::unsupported_ts(uid)),
+    }
+}
+
+fn encapsulated_syntax(uid: &str) -> Option<&'static TransferSyntax> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static EXTRA: OnceLock<Mutex<HashMap<String, &'static TransferSyntax>>> = OnceLock::new();
+    let under_root = ENCAPSULATED_ROOTS.iter().any(|root| {
+        uid.strip_prefix(root)
+            .is_some_and(|rest| root.ends_with('.') || rest.is_empty() || rest.starts_with('.'))
+    });
+    if !super::error::is_uid(uid) || !under_root {
+        return None;
+    }
+    let mut extra = EXTRA
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(ts) = extra.get(uid) {
+        return Some(ts);
+    }
+    if extra.len() >= MAX_EXTRA_SYNTAXES {
+        return None;
+    }
+    // Leaked once per distinct UID (bounded above): a transfer syntax is 'static.
+    let leaked: &'static str = Box::leak(uid.to_string().into_boxed_str());
+    let ts: &'static TransferSyntax = Box::leak(Box::new(TransferSyntax::new_ele(
+        leaked,
+        "encapsulated (unknown to the registry; dataset read as explicit VR little endian)",
+        Codec::EncapsulatedPixelData(None, None),
+    )));
+    extra.insert(uid.to_string(), ts);
+    Some(ts)
+}
+
 /// Files up to this size are read into memory in one go (per worker, so memory stays
 /// flat); larger ones are scanned through a buffer and Pixel Data is never loaded.
 const WHOLE_FILE_BYTES: u64 = 2 << 20;
@@ -235,9 +288,7 @@ fn read_from<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Parts, ReadErr
             if meta.media_storage_sop_class_uid() == DICOMDIR_SOP_CLASS {
                 return Ok(Parts::Dicomdir);
             }
-            let ts = TransferSyntaxRegistry
-                .get(meta.transfer_syntax())
-                .ok_or_else(|| ReadError::unsupported_ts(meta.transfer_syntax()))?;
+            let ts = resolve_ts(meta.transfer_syntax())?;
             (Some(meta), ts, start)
         }
         None => match sniff_bare_dataset(head, size) {
@@ -856,5 +907,39 @@ mod tests {
         assert_eq!(inflate_budget(3_000_000), 192_000_000);
         assert_eq!(inflate_budget(100 << 20), MAX_INFLATED_BYTES);
         assert_eq!(inflate_budget(u64::MAX), MAX_INFLATED_BYTES);
+    }
+
+    #[test]
+    fn unknown_encapsulated_syntaxes_read_as_explicit_vr_le_and_keep_their_uid() {
+        for uid in [
+            "1.2.840.10008.1.2.4.53",
+            "1.2.840.10008.1.2.4.55",
+            "1.2.840.10008.1.2.4.66",
+            "1.2.840.10008.1.2.5.7",
+        ] {
+            let ts = resolve_ts(uid).unwrap();
+            assert_eq!(ts.uid(), uid);
+            assert_eq!(ts.endianness(), dicom_encoding::Endianness::Little);
+            assert!(matches!(
+                ts.codec(),
+                Codec::EncapsulatedPixelData(None, None)
+            ));
+            // Interned: the same UID is one syntax.
+            assert!(std::ptr::eq(ts, resolve_ts(uid).unwrap()));
+        }
+        // The registry's own entries are untouched.
+        assert_eq!(
+            resolve_ts("1.2.840.10008.1.2.4.50").unwrap().name(),
+            "JPEG Baseline (Process 1)"
+        );
+        for bad in [
+            "1.2.840.10008.1.2.6",
+            "1.2.840.10008.1.2.55",
+            "1.2.840.10008.1.2.4.53X",
+            "1.2.840.10008.1.2.4.",
+            "2.25.1",
+        ] {
+            assert!(resolve_ts(bad).is_err(), "{bad}");
+        }
     }
 }
