@@ -108,7 +108,9 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
     } = *src;
     let mut notes = Vec::new();
     let mut quarantined = None;
-    for finding in crate::quarantine::assess(&header, &plan.profile.quarantine) {
+    // Judged on the class the output will carry: the meta's when the dataset has none.
+    let meta_class = input_meta.as_ref().map(|m| m.media_storage_sop_class_uid());
+    for finding in crate::quarantine::assess(&header, meta_class, &plan.profile.quarantine) {
         match finding.severity {
             // Explaining goes on, to show what would happen to every element.
             Severity::Fail if plan.explain => quarantined = Some(finding.reason),

@@ -3,7 +3,7 @@
 //! open input, then the trailing elements. Where the bytes go is the sink's
 //! business ([`ObjectWriter`]); this module opens nothing.
 
-use super::error::{EncodeError, ReadError, error_chain};
+use super::error::{EncodeError, ReadError, error_chain, is_uid};
 use super::source::{Input, Stamp};
 use dicom_core::Tag;
 use dicom_encoding::TransferSyntax;
@@ -57,7 +57,7 @@ pub fn build_meta(
     // Values kept from the dataset go into the meta group unchecked by the builder,
     // and an invalid one makes the output unreadable: refuse them here.
     for (what, uid) in [("SOP Class UID", &class), ("SOP Instance UID", &instance)] {
-        if !is_valid_uid(uid) {
+        if !is_uid(uid) {
             return Err(ReadError::Malformed(format!(
                 "{what} is not a valid UID (digits and dots, at most 64 characters)"
             )));
@@ -71,14 +71,6 @@ pub fn build_meta(
         .implementation_version_name(IMPLEMENTATION_VERSION_NAME)
         .build()
         .map_err(|e| ReadError::Malformed(format!("file meta group: {}", error_chain(&e))))
-}
-
-fn is_valid_uid(uid: &str) -> bool {
-    !uid.is_empty()
-        && uid.len() <= 64
-        && uid
-            .split('.')
-            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Writes `dataset` in `ts`, consuming it: dicom-object's `write_dataset_with_ts`

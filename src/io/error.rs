@@ -13,6 +13,8 @@ pub enum ReadError {
     Io(#[source] std::io::Error),
     #[error("malformed DICOM: {0}")]
     Malformed(String),
+    /// Built by [`ReadError::unsupported_ts`], which shows the UID only when it is
+    /// one.
     #[error("unsupported transfer syntax {0}")]
     UnsupportedTs(String),
     #[error("sequences nest deeper than {MAX_DEPTH} levels")]
@@ -21,6 +23,22 @@ pub enum ReadError {
     /// read may mix two versions.
     #[error("input changed while it was being read (size or modification time differ)")]
     Changed,
+}
+
+impl ReadError {
+    /// A transfer syntax this reader cannot read. Its value is read from the file:
+    /// shown only when it is syntactically a UID, so a value planted in (0002,0010)
+    /// (a patient's name in a lengthened element) never reaches a report.
+    pub fn unsupported_ts(uid: &str) -> Self {
+        ReadError::UnsupportedTs(if is_uid(uid) {
+            uid.to_string()
+        } else {
+            format!(
+                "(0002,0010 is not a valid UID: {} bytes, value withheld)",
+                uid.len()
+            )
+        })
+    }
 }
 
 /// Why a de-identified object could not be encoded to its sink.
@@ -77,13 +95,24 @@ pub fn is_full(e: &std::io::Error) -> bool {
     )
 }
 
+/// Whether `s` is syntactically a UID (PS3.5 9.1: digit components separated by
+/// dots, at most 64 characters): the only kind of value read from a file that a
+/// message may show.
+pub fn is_uid(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.split('.')
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// `error: cause: cause` in one line: dicom-rs errors nest several levels deep and
-/// their Debug form carries kilobytes of backtrace.
+/// their Debug form carries kilobytes of backtrace. Each message goes through
+/// [`withhold_values`]: some dicom-rs errors quote the value they choked on.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
+    let mut out = withhold_values(&e.to_string());
     let mut cur = e.source();
     while let Some(s) = cur {
-        let msg = s.to_string();
+        let msg = withhold_values(&s.to_string());
         if !out.ends_with(&msg) {
             out.push_str(": ");
             out.push_str(&msg);
@@ -91,4 +120,53 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+/// Cuts a library's error message where it starts quoting a value. dicom-rs puts
+/// what it read between backticks or quotes (`Unrecognized transfer syntax `..``,
+/// `Invalid Date value element `..``) and Debug-prints tokens, whose values are
+/// quoted strings or bracketed lists (`Unexpected token PrimitiveValue(Strs(["..."]))`).
+/// A value may itself hold the closing delimiter, so nothing after the first
+/// opening one is kept: the message loses its tail, never a tag or an offset that
+/// comes before it.
+pub fn withhold_values(msg: &str) -> String {
+    match msg.find(['`', '\'', '"', '[']) {
+        Some(at) => format!("{}<value withheld>", &msg[..at]),
+        None => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_and_listed_values_are_withheld() {
+        for msg in [
+            "Unrecognized transfer syntax `1.2.3PLANTED`",
+            "Invalid Date value element `PLANTED` at position 12",
+            "Unexpected token PrimitiveValue(Strs([\"PLANTED\"]))",
+            "Unexpected token PrimitiveValue(U8([80, 76]))",
+            "Could not open file 'PLANTED'",
+        ] {
+            let out = withhold_values(msg);
+            assert!(!out.contains("PLANTED") && !out.contains("80"), "{out}");
+            assert!(out.ends_with("<value withheld>"), "{out}");
+        }
+        let plain = "Could not read element header at 132 bytes";
+        assert_eq!(withhold_values(plain), plain);
+    }
+
+    #[test]
+    fn an_unsupported_syntax_shows_only_a_uid() {
+        let shown = ReadError::unsupported_ts("1.2.840.10008.1.2.4.999").to_string();
+        assert!(shown.ends_with("1.2.840.10008.1.2.4.999"), "{shown}");
+        for bad in ["1.2.840.10008.1.2.1PLANTED", "PLANTED", &"1.2".repeat(40)] {
+            let shown = ReadError::unsupported_ts(bad).to_string();
+            assert!(
+                !shown.contains("PLANTED") && !shown.contains(bad),
+                "{shown}"
+            );
+        }
+    }
 }

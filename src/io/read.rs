@@ -25,8 +25,21 @@ const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
 /// Elements after Pixel Data are rare and small (padding, signatures); a larger
 /// tail is junk that is dropped rather than loaded.
 const MAX_TRAILING_BYTES: u64 = 64 << 20;
-/// Ceiling for a deflated dataset once inflated (it has to be held in memory).
-const MAX_INFLATED_BYTES: u64 = 2 << 30;
+/// A deflated dataset is held in memory once inflated, so it inflates against a
+/// budget: [`INFLATE_RATIO`] times the file's size, at least [`MIN_INFLATE_BUDGET`],
+/// at most [`MAX_INFLATED_BYTES`]. A fixed 2 GiB ceiling let a 3 MB file of empty
+/// sequence items take over 5 GB. Real datasets deflate a few times; blank pixel
+/// data far more (pydicom's image_dfl.dcm: 56 times), which the floor keeps
+/// readable for small images at no real cost in memory.
+const INFLATE_RATIO: u64 = 64;
+const MIN_INFLATE_BUDGET: u64 = 16 << 20;
+const MAX_INFLATED_BYTES: u64 = 1 << 30;
+
+/// How many bytes a deflated dataset of a `size`-byte file may inflate to.
+fn inflate_budget(size: u64) -> u64 {
+    size.saturating_mul(INFLATE_RATIO)
+        .clamp(MIN_INFLATE_BUDGET, MAX_INFLATED_BYTES)
+}
 
 pub use super::error::MAX_DEPTH;
 
@@ -185,6 +198,59 @@ impl Parts {
     }
 }
 
+/// Encapsulated transfer syntaxes live under these roots (JPEG processes,
+/// JPEG-LS, JPEG 2000, MPEG, HTJ2K... and RLE): their datasets are explicit VR
+/// little endian, only Pixel Data differs.
+const ENCAPSULATED_ROOTS: [&str; 2] = ["1.2.840.10008.1.2.4.", "1.2.840.10008.1.2.5"];
+/// Distinct encapsulated syntaxes unknown to the registry accepted per process;
+/// each costs one small allocation for the rest of the run.
+const MAX_EXTRA_SYNTAXES: usize = 256;
+
+/// The transfer syntax a file declares, as the reader will read it. The registry
+/// knows most; an encapsulated one it does not know (the retired JPEG processes
+/// 1.2.840.10008.1.2.4.52..66, later additions) is read as explicit VR little
+/// endian and keeps its UID: Pixel Data is copied byte for byte and never decoded,
+/// so its codec does not matter.
+fn resolve_ts(uid: &str) -> Result<&'static TransferSyntax, ReadError> {
+    let uid = uid.trim_end_matches(['\0', ' ']);
+    match TransferSyntaxRegistry.get(uid) {
+        Some(ts) if !ts.is_unsupported() => Ok(ts),
+        _ => encapsulated_syntax(uid).ok_or_else(|| ReadError::unsupported_ts(uid)),
+    }
+}
+
+fn encapsulated_syntax(uid: &str) -> Option<&'static TransferSyntax> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static EXTRA: OnceLock<Mutex<HashMap<String, &'static TransferSyntax>>> = OnceLock::new();
+    let under_root = ENCAPSULATED_ROOTS.iter().any(|root| {
+        uid.strip_prefix(root)
+            .is_some_and(|rest| root.ends_with('.') || rest.is_empty() || rest.starts_with('.'))
+    });
+    if !super::error::is_uid(uid) || !under_root {
+        return None;
+    }
+    let mut extra = EXTRA
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(ts) = extra.get(uid) {
+        return Some(ts);
+    }
+    if extra.len() >= MAX_EXTRA_SYNTAXES {
+        return None;
+    }
+    // Leaked once per distinct UID (bounded above): a transfer syntax is 'static.
+    let leaked: &'static str = Box::leak(uid.to_string().into_boxed_str());
+    let ts: &'static TransferSyntax = Box::leak(Box::new(TransferSyntax::new_ele(
+        leaked,
+        "encapsulated (unknown to the registry; dataset read as explicit VR little endian)",
+        Codec::EncapsulatedPixelData(None, None),
+    )));
+    extra.insert(uid.to_string(), ts);
+    Some(ts)
+}
+
 /// Files up to this size are read into memory in one go (per worker, so memory stays
 /// flat); larger ones are scanned through a buffer and Pixel Data is never loaded.
 const WHOLE_FILE_BYTES: u64 = 2 << 20;
@@ -222,23 +288,21 @@ fn read_from<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Parts, ReadErr
             if meta.media_storage_sop_class_uid() == DICOMDIR_SOP_CLASS {
                 return Ok(Parts::Dicomdir);
             }
-            let ts = TransferSyntaxRegistry
-                .get(meta.transfer_syntax())
-                .ok_or_else(|| ReadError::UnsupportedTs(meta.transfer_syntax().to_string()))?;
+            let ts = resolve_ts(meta.transfer_syntax())?;
             (Some(meta), ts, start)
         }
         None => match sniff_bare_dataset(head, size) {
             Some(uid) => {
                 let ts = TransferSyntaxRegistry
                     .get(uid)
-                    .ok_or_else(|| ReadError::UnsupportedTs(uid.into()))?;
+                    .ok_or_else(|| ReadError::unsupported_ts(uid))?;
                 (None, ts, 0)
             }
             None => return Ok(Parts::NotDicom),
         },
     };
     if ts.is_unsupported() {
-        return Err(ReadError::UnsupportedTs(ts.uid().to_string()));
+        return Err(ReadError::unsupported_ts(ts.uid()));
     }
 
     let source = match ts.codec() {
@@ -246,21 +310,26 @@ fn read_from<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Parts, ReadErr
             // The compressed bytes are bounded by the input's size; the inflater
             // reads them from memory (it wants an owned reader).
             let compressed = read_range(reader, dataset_start..size)?;
+            let budget = inflate_budget(size);
             let mut inflated = Vec::new();
+            // One byte past the budget tells a dataset that fits from one that does
+            // not, without inflating the rest.
             adapter
                 .adapt_reader(Box::new(Cursor::new(compressed)))
-                .take(MAX_INFLATED_BYTES + 1)
+                .take(budget + 1)
                 .read_to_end(&mut inflated)
                 .map_err(|e| malformed("deflated dataset", e))?;
-            if inflated.len() as u64 > MAX_INFLATED_BYTES {
+            if inflated.len() as u64 > budget {
                 return Err(ReadError::Malformed(format!(
-                    "deflated dataset inflates beyond {} MiB",
+                    "deflated dataset inflates beyond its budget of {budget} bytes \
+                     ({INFLATE_RATIO} times the file's size, at least {} MiB, at most {} MiB)",
+                    MIN_INFLATE_BUDGET >> 20,
                     MAX_INFLATED_BYTES >> 20
                 )));
             }
             let explicit = TransferSyntaxRegistry
                 .get(EXPLICIT_VR_LE)
-                .ok_or_else(|| ReadError::UnsupportedTs(EXPLICIT_VR_LE.into()))?;
+                .ok_or_else(|| ReadError::unsupported_ts(EXPLICIT_VR_LE))?;
             let len = inflated.len() as u64;
             let layout = scan(Cursor::new(&inflated), explicit, len, true)?;
             if layout.max_depth > MAX_DEPTH {
@@ -281,7 +350,7 @@ fn read_from<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Parts, ReadErr
                 meta_read_leniently: false,
             }
         }
-        Codec::Dataset(None) => return Err(ReadError::UnsupportedTs(ts.uid().to_string())),
+        Codec::Dataset(None) => return Err(ReadError::unsupported_ts(ts.uid())),
         _ => read_streamable(reader, meta, ts, dataset_start, size)?,
     };
     let mut source = source;
@@ -305,7 +374,7 @@ fn read_streamable<R: Read + Seek>(
     let read_ts = if disguised {
         TransferSyntaxRegistry
             .get(IMPLICIT_VR_LE)
-            .ok_or_else(|| ReadError::UnsupportedTs(IMPLICIT_VR_LE.into()))?
+            .ok_or_else(|| ReadError::unsupported_ts(IMPLICIT_VR_LE))?
     } else {
         ts
     };
@@ -823,5 +892,54 @@ fn sniff_bare_dataset(head: &[u8], size: u64) -> Option<&'static str> {
         (u64::from(len) <= size).then_some(IMPLICIT_VR_LE)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inflate_budget_follows_the_file_size_within_bounds() {
+        assert_eq!(inflate_budget(0), MIN_INFLATE_BUDGET);
+        assert_eq!(inflate_budget(1 << 20), 64 << 20);
+        // The 3 MB bomb of issue 11 may inflate to 192 MB, not 2 GiB.
+        assert_eq!(inflate_budget(3_000_000), 192_000_000);
+        assert_eq!(inflate_budget(100 << 20), MAX_INFLATED_BYTES);
+        assert_eq!(inflate_budget(u64::MAX), MAX_INFLATED_BYTES);
+    }
+
+    #[test]
+    fn unknown_encapsulated_syntaxes_read_as_explicit_vr_le_and_keep_their_uid() {
+        for uid in [
+            "1.2.840.10008.1.2.4.53",
+            "1.2.840.10008.1.2.4.55",
+            "1.2.840.10008.1.2.4.66",
+            "1.2.840.10008.1.2.5.7",
+        ] {
+            let ts = resolve_ts(uid).unwrap();
+            assert_eq!(ts.uid(), uid);
+            assert_eq!(ts.endianness(), dicom_encoding::Endianness::Little);
+            assert!(matches!(
+                ts.codec(),
+                Codec::EncapsulatedPixelData(None, None)
+            ));
+            // Interned: the same UID is one syntax.
+            assert!(std::ptr::eq(ts, resolve_ts(uid).unwrap()));
+        }
+        // The registry's own entries are untouched.
+        assert_eq!(
+            resolve_ts("1.2.840.10008.1.2.4.50").unwrap().name(),
+            "JPEG Baseline (Process 1)"
+        );
+        for bad in [
+            "1.2.840.10008.1.2.6",
+            "1.2.840.10008.1.2.55",
+            "1.2.840.10008.1.2.4.53X",
+            "1.2.840.10008.1.2.4.",
+            "2.25.1",
+        ] {
+            assert!(resolve_ts(bad).is_err(), "{bad}");
+        }
     }
 }
