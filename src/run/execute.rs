@@ -282,6 +282,8 @@ impl Worker<'_> {
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic".into());
+            // A library's panic message may quote the value it choked on.
+            let msg = crate::io::error::withhold_values(&msg);
             failed(entry, FileError::Panic(msg), 0).into()
         })
     }
