@@ -267,7 +267,7 @@ fn bench_file(c: &mut Criterion) {
     let key = bench_key(dir.path());
     let profile = dicom_deid::profile::load("basic").expect("basic profile");
     let plan = Plan::new(&profile, Engine::new(&profile, Pseudonymizer::new(&key)));
-    let sink = FsSink::new(dir.path().to_path_buf());
+    let sink = FsSink::new(dir.path().to_path_buf(), "bench");
     let mut group = c.benchmark_group("file");
     for (name, rel) in [
         ("read/ct", "dicom/ct_explicit_le.dcm"),

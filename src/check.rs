@@ -211,13 +211,19 @@ fn create_report(path: &Path) -> Result<ReportFile, Error> {
 }
 
 /// `run` keeps its ledger (keyed ids, sizes and times, no path or value) with the
-/// output; it is bookkeeping, not data, and is counted but not checked.
+/// output, and beside it the ledger's lock file (a random run id of at most 64
+/// bytes); they are bookkeeping, not data, and are counted but not checked.
 fn is_run_ledger(w: &Walked) -> bool {
     let Walked::File(e) = w else {
         return false;
     };
     let name = e.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name.starts_with(".dicom-deid-ledger") && name.ends_with(".jsonl")
+    if !name.starts_with(".dicom-deid-ledger") {
+        return false;
+    }
+    name.ends_with(".jsonl")
+        || (name.ends_with(".jsonl.lock")
+            && std::fs::metadata(&e.path).is_ok_and(|m| m.len() <= 64))
 }
 
 /// The report file, when written inside the checked tree, is not checked.

@@ -1015,7 +1015,7 @@ fn full_path(input: &Path, out_dir: &Path) -> Result<(), String> {
         return Ok(());
     };
     let name = Path::new("out.dcm");
-    if FsSink::new(out_dir.to_path_buf())
+    if FsSink::new(out_dir.to_path_buf(), "proptest")
         .put(name, d.object)
         .is_err()
     {

@@ -1085,3 +1085,105 @@ fn symlinks_planted_at_side_files_are_never_followed() {
         assert_eq!(mode, 0o644, "the link's target keeps its mode");
     }
 }
+
+/// Item C.12: changing `--layout` on a resume wrote nothing and exited 0 (the ledger
+/// vouched for outputs under the old names). The ledger records the layout; a change
+/// redoes the work under the new names.
+#[test]
+fn a_resume_with_another_layout_redoes_the_work() {
+    let env = Env::new();
+    let input = env.inputs(&["dicom/ct_explicit_le.dcm", "dicom/mr_implicit_le.dcm"]);
+    let key = env.key("k", 8);
+    let out = env.path("out");
+    let rep = env.path("r.jsonl");
+    for layout in ["uid", "mirror"] {
+        let o = run(&[
+            &"run",
+            &input,
+            &"--out",
+            &out,
+            &"--key-file",
+            &key,
+            &"--layout",
+            &layout,
+            &"--report",
+            &rep,
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let (lines, summary) = report(&rep);
+        assert_eq!(summary["written"], 2, "{layout}: {lines:?}");
+        for l in &lines {
+            assert!(Path::new(l["output"].as_str().unwrap()).is_file());
+        }
+    }
+    assert!(
+        out.join("dicom/ct_explicit_le.dcm").is_file(),
+        "mirror outputs exist"
+    );
+}
+
+/// Item C.11: two runs on one output at the same time lost ledger lines, and runs
+/// in containers sharing a hostname deleted each other's live temporaries. A run
+/// holds an advisory lock on its ledger; a second run on it is refused; temporaries
+/// carry the random run id recorded in the lock, and only those of no live run are
+/// removed as left by an interrupted run.
+#[test]
+fn one_run_per_ledger_and_live_temporaries_are_never_removed() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let env = Env::new();
+    let input = env.inputs(&["dicom/ct_explicit_le.dcm"]);
+    let key = env.key("k", 9);
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // Another live run, as the lock shows it: an exclusive flock and its id.
+    let hold = |name: &str, id: &str| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(out.join(name))
+            .unwrap();
+        assert_eq!(
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+            0
+        );
+        f.write_all(id.as_bytes()).unwrap();
+        std::fs::write(out.join(format!(".dicom-deid-tmp-{id}-0")), b"live").unwrap();
+        f
+    };
+    let other = hold(".dicom-deid-ledger.jsonl.lock", "deadbeef");
+    let o = run(&[&"run", &input, &"--out", &out, &"--key-file", &key]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another dicom-deid run is writing to this output"),
+        "{stderr}"
+    );
+    assert!(
+        out.join(".dicom-deid-tmp-deadbeef-0").exists(),
+        "a live run's temporary stays"
+    );
+
+    // That run dies (its lock goes); a shard of another run is live meanwhile.
+    drop(other);
+    let _shard = hold(".dicom-deid-ledger-1-of-2.jsonl.lock", "cafebabe");
+    let o = run(&[&"run", &input, &"--out", &out, &"--key-file", &key]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("removed 1 temporary files"), "{stderr}");
+    assert!(
+        !out.join(".dicom-deid-tmp-deadbeef-0").exists(),
+        "the dead run's temporary goes"
+    );
+    assert!(
+        out.join(".dicom-deid-tmp-cafebabe-0").exists(),
+        "the live shard's stays"
+    );
+    assert_eq!(count_dcm(&out), 1);
+}

@@ -159,7 +159,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let name = std::path::Path::new("output.dcm");
-    if FsSink::new(s.out_dir.clone()).put(name, d.object).is_err() {
+    if FsSink::new(s.out_dir.clone(), "fuzz").put(name, d.object).is_err() {
         return;
     }
     let dest = s.out_dir.join(name);

@@ -74,31 +74,38 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         )?))),
         None => None,
     };
-    if !opts.dry_run {
+    let ledger_file = ledger::ledger_path(&opts.out, opts.shard);
+    let lock = if opts.dry_run {
+        None
+    } else {
         std::fs::create_dir_all(&opts.out).map_err(|source| Error::Io {
             context: format!("cannot create output directory {}", opts.out.display()),
             source,
         })?;
-        let stale = remove_stale_temporaries(&opts.out);
+        let lock = super::lock::acquire(&ledger_file)?;
+        let stale = remove_stale_temporaries(&opts.out, &super::lock::live_run_ids(&opts.out));
         if stale > 0 {
             crate::say!("dicom-deid: removed {stale} temporary files left by an interrupted run");
         }
-    }
+        Some(lock)
+    };
     let profile = &plan.profile;
     let fingerprint = plan.key.fingerprint();
-    let ledger_file = ledger::ledger_path(&opts.out, opts.shard);
+    // Whatever decides output names is part of what a ledger line vouches for: a
+    // resume with another layout redoes the work instead of skipping it.
+    let ledger_scope = format!("{}+layout={:?}", profile.digest, opts.layout).to_lowercase();
     let (ledger, ledger_out) = if opts.dry_run {
         (Ledger::default(), None)
     } else {
         let previous = if opts.resume {
-            Ledger::load(&ledger_file, &profile.digest, &fingerprint)
+            Ledger::load(&ledger_file, &ledger_scope, &fingerprint)
         } else {
             Ledger::default()
         };
         let writer = LedgerWriter::open(
             &ledger_file,
             !previous.is_empty(),
-            &profile.digest,
+            &ledger_scope,
             &fingerprint,
         )
         .map_err(|source| Error::Io {
@@ -132,7 +139,10 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         dry_run: opts.dry_run,
         ..Summary::default()
     };
-    let sink = FsSink::new(opts.out.clone());
+    let sink = FsSink::new(
+        opts.out.clone(),
+        lock.as_ref().map_or("dry-run", |l| l.run_id.as_str()),
+    );
     let worker = Worker {
         pipeline: Plan::new(
             profile,

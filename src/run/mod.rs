@@ -4,6 +4,7 @@
 
 pub mod execute;
 pub mod explain;
+pub mod lock;
 pub mod plan;
 
 pub use explain::explain;

@@ -19,16 +19,18 @@ pub const TEMP_PREFIX: &str = ".dicom-deid-tmp-";
 
 pub struct FsSink {
     root: PathBuf,
-    /// `<prefix><host>-<pid>-`: tells this process's temporaries from others'.
+    /// `<prefix><run id>-`: tells this run's temporaries from other runs'.
     temp_prefix: String,
     counter: AtomicU64,
 }
 
 impl FsSink {
-    pub fn new(root: PathBuf) -> Self {
+    /// A sink into `root` whose temporaries carry `run_id` (unique per run across
+    /// machines and containers; see `run::lock`).
+    pub fn new(root: PathBuf, run_id: &str) -> Self {
         FsSink {
             root,
-            temp_prefix: format!("{TEMP_PREFIX}{}-{}-", host_tag(), std::process::id()),
+            temp_prefix: format!("{TEMP_PREFIX}{run_id}-"),
             counter: AtomicU64::new(0),
         }
     }
@@ -209,43 +211,21 @@ fn kernel_copy(src: &File, dst: &File, range: Range<u64>) -> Result<KernelCopy, 
     Ok(KernelCopy::Done(copied))
 }
 
-/// A short name for this machine, so runs on several machines sharing one output
-/// tell their temporaries apart.
-fn host_tag() -> &'static str {
-    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    TAG.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| {
-                h.trim()
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric())
-                    .take(32)
-                    .collect()
-            })
-            .unwrap_or_else(|_| "host".into())
-    })
-}
-
-/// Removes temporaries that a killed run of this machine left under `out`: same
-/// host, process no longer running. Returns how many were removed.
-pub fn remove_stale_temporaries(out: &Path) -> usize {
-    let proc_fs = Path::new("/proc/self").exists();
-    if !proc_fs {
-        return 0; // cannot tell a dead process from a live one here
-    }
-    let prefix = format!("{TEMP_PREFIX}{}-", host_tag());
+/// Removes the temporaries under `out` that no live run owns (`live`: the run ids
+/// of the runs holding a lock on this output, this one included): they were left by
+/// a killed run. Returns how many were removed.
+pub fn remove_stale_temporaries(out: &Path, live: &std::collections::HashSet<String>) -> usize {
     let mut removed = 0;
     for e in walkdir::WalkDir::new(out)
         .into_iter()
         .filter_map(Result::ok)
     {
         let name = e.file_name().to_string_lossy();
-        let Some(rest) = name.strip_prefix(&prefix) else {
+        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
             continue;
         };
-        let pid = rest.split('-').next().unwrap_or("");
-        let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
-        if !alive && std::fs::remove_file(e.path()).is_ok() {
+        let id = rest.split('-').next().unwrap_or("");
+        if !live.contains(id) && std::fs::remove_file(e.path()).is_ok() {
             removed += 1;
         }
     }
