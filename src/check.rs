@@ -20,7 +20,7 @@ pub use finding::{Finding, Kind, ValueKind};
 
 use crate::error::{Error, ExitStatus};
 use crate::io::read::{Classified, Source, read};
-use crate::io::walk::{Walked, walk};
+use crate::io::walk::{Walked, walk_links};
 use crate::profile::{self, CompiledProfile};
 use dataset::{Visit, flatten};
 use originals::{Index, Match, Matched};
@@ -124,7 +124,7 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
         .as_deref()
         .map(|dir| Index::build(dir, &profile));
     let skip = opts.report.as_deref().and_then(|p| p.canonicalize().ok());
-    let (ledgers, entries): (Vec<Walked>, Vec<Walked>) = walk(&opts.inputs)
+    let (ledgers, entries): (Vec<Walked>, Vec<Walked>) = walk_links(&opts.inputs, true)
         .filter(|w| !is_same_file(w, skip.as_deref()))
         .partition(is_run_ledger);
     let crosswalk = match &opts.crosswalk {
@@ -259,6 +259,24 @@ impl Checker<'_> {
                 let mut r = FileReport::new(path);
                 r.findings
                     .push(Finding::new(Kind::Unreadable, message.clone()));
+                r
+            }
+            // The judge follows links (it judges what a reader of the tree gets), so
+            // these two come only from a loop or a link it was told not to follow.
+            Walked::Symlink(e) => {
+                let mut r = FileReport::new(&e.path);
+                r.findings.push(Finding::new(
+                    Kind::Unreadable,
+                    "symbolic link, not followed".to_string(),
+                ));
+                r
+            }
+            Walked::Loop { path } => {
+                let mut r = FileReport::new(path);
+                r.findings.push(Finding::new(
+                    Kind::Unreadable,
+                    "symbolic link loop".to_string(),
+                ));
                 r
             }
         }

@@ -116,6 +116,10 @@ pub struct RunArgs {
     /// Reprocess every input even if the ledger shows it finished.
     #[arg(long)]
     pub no_resume: bool,
+    /// Follow symbolic links inside the inputs, like `cp -r -L` (loops are reported).
+    /// Without it each link is reported as skipped (kind `symlink`), never silently.
+    #[arg(long)]
+    pub follow: bool,
     /// Process only shard I of N (0-based: 0/3, 1/3, 2/3), or `auto` from
     /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX.
     #[arg(long, value_name = "I/N|auto")]

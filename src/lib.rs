@@ -80,6 +80,7 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 quarantine: a.quarantine,
                 quarantine_copy: a.quarantine_copy,
                 resume: !a.no_resume,
+                follow: a.follow,
                 shard,
             })?;
             say!(

@@ -30,6 +30,8 @@ pub enum Kind {
     Duplicate,
     /// The input's size or modification time changed while it was processed.
     Changed,
+    /// A symbolic link not followed (skipped), or a link loop (failed).
+    Symlink,
 }
 
 impl Kind {
@@ -49,6 +51,7 @@ impl Kind {
             Kind::Internal => "internal",
             Kind::Duplicate => "duplicate",
             Kind::Changed => "changed",
+            Kind::Symlink => "symlink",
         }
     }
 
@@ -105,6 +108,7 @@ mod tests {
             Kind::Internal,
             Kind::Duplicate,
             Kind::Changed,
+            Kind::Symlink,
         ] {
             assert_eq!(
                 serde_json::to_string(&k).unwrap(),

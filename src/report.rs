@@ -19,8 +19,16 @@ pub enum Status {
 
 #[derive(Debug, Serialize)]
 pub struct FileOutcome {
+    #[serde(serialize_with = "lossy_path")]
     pub input: PathBuf,
+    /// The input path's bytes in hex, when they are not UTF-8 (`input` then shows
+    /// them with U+FFFD): a report line is never lost or ambiguous for such a path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_hex: Option<String>,
+    #[serde(serialize_with = "lossy_opt_path")]
     pub output: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_hex: Option<String>,
     pub status: Status,
     /// Machine-readable reason for a skip or failure (`not-dicom`, `dicomdir`,
     /// `malformed`, ...).
@@ -51,7 +59,9 @@ impl FileOutcome {
     pub fn new(input: PathBuf, status: Status) -> Self {
         FileOutcome {
             input,
+            input_hex: None,
             output: None,
+            output_hex: None,
             status,
             kind: None,
             reason: None,
@@ -71,6 +81,33 @@ impl FileOutcome {
     pub fn is_benign_skip(&self) -> bool {
         self.status == Status::Skipped && self.kind.is_some_and(Kind::is_benign_skip)
     }
+}
+
+/// A path as JSON: itself when it is UTF-8, else with U+FFFD for the bytes that are
+/// not (serde refuses such paths, which left an empty report line).
+fn lossy_path<S: serde::Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string_lossy())
+}
+
+fn lossy_opt_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => lossy_path(p, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// The bytes of a path that is not UTF-8, in hex; None for a UTF-8 path.
+pub fn hex_if_not_utf8(p: &std::path::Path) -> Option<String> {
+    if p.to_str().is_some() {
+        return None;
+    }
+    Some(
+        p.as_os_str()
+            .as_encoded_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -169,16 +206,20 @@ impl Reporter {
         };
         #[derive(Serialize)]
         struct Line<'a> {
-            input: &'a std::path::Path,
+            input: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            input_hex: Option<&'a str>,
             kind: Option<Kind>,
             reason: Option<&'a str>,
-            copy: Option<&'a std::path::Path>,
+            #[serde(serialize_with = "lossy_opt_path")]
+            copy: Option<PathBuf>,
         }
         let line = serde_json::to_string(&Line {
-            input: &o.input,
+            input: o.input.to_string_lossy().into_owned(),
+            input_hex: o.input_hex.as_deref(),
             kind: o.kind,
             reason: o.reason.as_deref(),
-            copy: o.quarantine_copy.as_deref(),
+            copy: o.quarantine_copy.clone(),
         })
         .unwrap_or_default();
         if let Err(e) = writeln!(manifest, "{line}") {
@@ -187,6 +228,8 @@ impl Reporter {
     }
 
     pub fn record(&mut self, mut o: FileOutcome) {
+        o.input_hex = hex_if_not_utf8(&o.input);
+        o.output_hex = o.output.as_deref().and_then(hex_if_not_utf8);
         if let (Status::Ok, Some(out)) = (o.status, &o.output) {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             out.hash(&mut h);

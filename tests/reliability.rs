@@ -1187,3 +1187,174 @@ fn one_run_per_ledger_and_live_temporaries_are_never_removed() {
     );
     assert_eq!(count_dcm(&out), 1);
 }
+
+/// Item E.24: a path that is not UTF-8 gave an empty report line, and `report merge`
+/// then exited 2. Such a path is reported losslessly: `input` shows it with U+FFFD,
+/// `input_hex` holds its bytes; merge takes the report.
+#[cfg(unix)]
+#[test]
+fn paths_that_are_not_utf8_are_reported_losslessly_and_merge() {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let env = Env::new();
+    let input = env.path("input");
+    std::fs::create_dir_all(&input).unwrap();
+    let name = std::ffi::OsString::from_vec(b"caf\xe9 M\xfcller.dcm".to_vec());
+    let odd = input.join(&name);
+    std::fs::copy(testdata("dicom/ct_explicit_le.dcm"), &odd).unwrap();
+    std::fs::write(
+        input.join(std::ffi::OsString::from_vec(b"n\xf6te.txt".to_vec())),
+        "x",
+    )
+    .unwrap();
+    let key = env.key("k", 10);
+    let out = env.path("out");
+    let rep = env.path("r.jsonl");
+    let o = run(&[
+        &"run",
+        &input,
+        &"--out",
+        &out,
+        &"--key-file",
+        &key,
+        &"--report",
+        &rep,
+        &"--layout",
+        &"mirror",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (lines, summary) = report(&rep);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(summary["written"], 1);
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let ok = lines.iter().find(|l| l["status"] == "ok").unwrap();
+    assert_eq!(ok["input_hex"], hex(odd.as_os_str().as_bytes()));
+    assert!(ok["input"].as_str().unwrap().contains('\u{FFFD}'));
+    assert_eq!(
+        ok["output_hex"],
+        hex(out.join(&name).as_os_str().as_bytes())
+    );
+    assert!(out.join(&name).is_file());
+    let merged = run(&[&"report", &"merge", &rep]);
+    assert_eq!(
+        merged.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&merged.stdout).lines().count(), 3);
+}
+
+/// Item E.23: symlinks in inputs were skipped without a word (not processed, counted
+/// or reported, exit 0). Without --follow each link is reported skipped (kind
+/// `symlink`, exit 1); with it, links are followed like `cp -r -L` and loops are
+/// reported. A symbolic link inside --out is refused: outputs could land outside it.
+#[cfg(unix)]
+#[test]
+fn symlinks_in_inputs_are_reported_or_followed_never_silent() {
+    use std::os::unix::fs::symlink;
+    let env = Env::new();
+    let input = env.path("input");
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir_all(input.join("real")).unwrap();
+    std::fs::create_dir_all(elsewhere.join("study")).unwrap();
+    std::fs::copy(
+        testdata("dicom/ct_explicit_le.dcm"),
+        input.join("real/a.dcm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        testdata("dicom/mr_implicit_le.dcm"),
+        elsewhere.join("b.dcm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        testdata("dicom/rtplan_implicit_le.dcm"),
+        elsewhere.join("study/c.dcm"),
+    )
+    .unwrap();
+    symlink(elsewhere.join("b.dcm"), input.join("linked.dcm")).unwrap();
+    symlink(elsewhere.join("study"), input.join("linked-study")).unwrap();
+    let key = env.key("k", 11);
+    let go = |out: &str, extra: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let out = env.path(out);
+        let rep = env.path(&format!(
+            "{}.jsonl",
+            out.file_name().unwrap().to_string_lossy()
+        ));
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"run",
+            &input,
+            &"--out",
+            &out,
+            &"--key-file",
+            &key,
+            &"--report",
+            &rep,
+            &"--layout",
+            &"mirror",
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        let (lines, summary) = report(&rep);
+        (o, lines, summary, out)
+    };
+    let (o, lines, summary, _) = go("out-default", &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(summary["written"], 1);
+    let links: Vec<_> = lines.iter().filter(|l| l["kind"] == "symlink").collect();
+    assert_eq!(links.len(), 2, "{lines:?}");
+    assert!(links.iter().all(|l| l["status"] == "skipped"));
+
+    let (o, _, summary, out) = go("out-follow", &[&"--follow"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(summary["written"], 3);
+    assert!(out.join("linked-study/c.dcm").is_file());
+
+    // A loop: a link to a folder above it.
+    symlink(&input, input.join("real/loop")).unwrap();
+    let (o, lines, _, _) = go("out-loop", &[&"--follow"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "symlink" && l["status"] == "failed"),
+        "{lines:?}"
+    );
+    std::fs::remove_file(input.join("real/loop")).unwrap();
+
+    // A linked folder inside the output.
+    let out = env.path("out-linked");
+    std::fs::create_dir_all(&out).unwrap();
+    symlink(&elsewhere, out.join("dicom")).unwrap();
+    let o = run(&[
+        &"run",
+        &input,
+        &"--out",
+        &out,
+        &"--key-file",
+        &key,
+        &"--layout",
+        &"mirror",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("symbolic link"));
+    assert!(
+        !elsewhere.join("real").exists(),
+        "nothing written through the link"
+    );
+}

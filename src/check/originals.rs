@@ -8,7 +8,7 @@ use super::phi::{Compiled, Needles};
 use super::rules::{ValueMap, value_map};
 use super::uids::{SOP_CLASS_UID, first_string};
 use crate::io::read::{Classified, Source, read};
-use crate::io::walk::{Walked, walk};
+use crate::io::walk::{Walked, walk_links};
 use crate::profile::CompiledProfile;
 use dicom_core::Tag;
 use dicom_core::value::Value;
@@ -135,13 +135,13 @@ pub enum Match {
 impl Index {
     /// Reads every file under `dir` (read-only), in parallel.
     pub fn build(dir: &Path, profile: &CompiledProfile) -> Index {
-        let entries: Vec<Walked> = walk(&[dir.to_path_buf()]).collect();
+        let entries: Vec<Walked> = walk_links(&[dir.to_path_buf()], true).collect();
         // Unreadable entries and files that are not DICOM are only counted.
         let loaded: Vec<Option<(PathBuf, Fingerprint, Original)>> = entries
             .par_iter()
             .map(|w| match w {
                 Walked::File(e) => load(&e.path, profile).map(|(fp, o)| (e.rel.clone(), fp, o)),
-                Walked::Error { .. } => None,
+                Walked::Error { .. } | Walked::Symlink(_) | Walked::Loop { .. } => None,
             })
             .collect();
         let mut index = Index::default();

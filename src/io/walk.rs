@@ -15,7 +15,16 @@ pub struct Entry {
 #[derive(Debug)]
 pub enum Walked {
     File(Entry),
-    Error { path: PathBuf, message: String },
+    /// A symbolic link not followed (the walk was asked not to).
+    Symlink(Entry),
+    /// A symbolic link that leads back to one of its own ancestors.
+    Loop {
+        path: PathBuf,
+    },
+    Error {
+        path: PathBuf,
+        message: String,
+    },
 }
 
 /// Shard `i` of `n` (0-based) takes the inputs whose relative path hashes to `i`:
@@ -31,7 +40,14 @@ pub fn in_shard(rel: &Path, shard: Option<(u64, u64)>) -> bool {
     u64::from_be_bytes(first) % n == i
 }
 
+/// Every file under `inputs`, in name order. With `follow`, symbolic links are
+/// followed (a link to a directory is walked as one, loops are reported); without,
+/// each link is yielded as [`Walked::Symlink`] so that none is skipped silently.
 pub fn walk(inputs: &[PathBuf]) -> impl Iterator<Item = Walked> + Send + '_ {
+    walk_links(inputs, false)
+}
+
+pub fn walk_links(inputs: &[PathBuf], follow: bool) -> impl Iterator<Item = Walked> + Send + '_ {
     let several = inputs.len() > 1;
     inputs.iter().enumerate().flat_map(move |(i, root)| {
         let prefix: PathBuf = if several {
@@ -46,9 +62,10 @@ pub fn walk(inputs: &[PathBuf]) -> impl Iterator<Item = Walked> + Send + '_ {
         let root_is_file = root.is_file();
         WalkDir::new(root)
             .sort_by_file_name()
+            .follow_links(follow)
             .into_iter()
             .filter_map(move |r| match r {
-                Ok(e) if e.file_type().is_file() => {
+                Ok(e) if e.file_type().is_file() || e.path_is_symlink() && !follow => {
                     let rel = if root_is_file {
                         PathBuf::from(e.file_name())
                     } else {
@@ -57,12 +74,23 @@ pub fn walk(inputs: &[PathBuf]) -> impl Iterator<Item = Walked> + Send + '_ {
                             .unwrap_or(e.path())
                             .to_path_buf()
                     };
-                    Some(Walked::File(Entry {
+                    let entry = Entry {
                         path: e.path().to_path_buf(),
                         rel: prefix.join(rel),
-                    }))
+                    };
+                    Some(if e.path_is_symlink() && !follow {
+                        Walked::Symlink(entry)
+                    } else {
+                        Walked::File(entry)
+                    })
                 }
                 Ok(_) => None,
+                Err(err) if err.loop_ancestor().is_some() => Some(Walked::Loop {
+                    path: err
+                        .path()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| root.clone()),
+                }),
                 Err(err) => Some(Walked::Error {
                     path: err
                         .path()

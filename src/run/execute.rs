@@ -8,7 +8,7 @@ use crate::deid::{CrosswalkEntry, Engine, Pseudonymizer};
 use crate::error::{Error, ExitStatus, FileError};
 use crate::io::layout::{Layout, output_name};
 use crate::io::source::{Input, Stamp};
-use crate::io::walk::{Entry, Walked, in_shard, walk};
+use crate::io::walk::{Entry, Walked, in_shard, walk_links};
 use crate::ledger::{self, Ledger, LedgerWriter};
 use crate::outcome::Kind;
 use crate::pipeline::{Plan, Processed, process};
@@ -83,7 +83,18 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
             source,
         })?;
         let lock = super::lock::acquire(&ledger_file)?;
-        let stale = remove_stale_temporaries(&opts.out, &super::lock::live_run_ids(&opts.out));
+        let (stale, link) =
+            remove_stale_temporaries(&opts.out, &super::lock::live_run_ids(&opts.out));
+        if let Some(link) = link {
+            // Outputs are written below the output's own folders: a linked folder
+            // there could send them anywhere.
+            return Err(Error::Usage(format!(
+                "the output directory holds a symbolic link, {}: outputs could land \
+                 outside {}; remove the link",
+                link.display(),
+                opts.out.display()
+            )));
+        }
         if stale > 0 {
             crate::say!("dicom-deid: removed {stale} temporary files left by an interrupted run");
         }
@@ -189,15 +200,35 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
             (summary, failures, crosswalk_error)
         });
         pool.install(|| {
-            walk(&opts.inputs)
+            walk_links(&opts.inputs, opts.follow)
                 .filter(|w| match w {
-                    Walked::File(e) => in_shard(&e.rel, opts.shard),
-                    Walked::Error { .. } => opts.shard.is_none_or(|(i, _)| i == 0),
+                    Walked::File(e) | Walked::Symlink(e) => in_shard(&e.rel, opts.shard),
+                    Walked::Error { .. } | Walked::Loop { .. } => {
+                        opts.shard.is_none_or(|(i, _)| i == 0)
+                    }
                 })
                 .par_bridge()
                 .fold(Vec::new, |mut batch, walked| {
                     batch.push(match walked {
                         Walked::File(entry) => worker.guarded(&entry),
+                        Walked::Symlink(entry) => {
+                            let mut o = FileOutcome::new(entry.path, Status::Skipped);
+                            o.kind = Some(Kind::Symlink);
+                            o.reason = Some(
+                                "symbolic link, not followed (pass --follow to follow links)"
+                                    .into(),
+                            );
+                            o.into()
+                        }
+                        Walked::Loop { path } => {
+                            let mut o = FileOutcome::new(path, Status::Failed);
+                            o.kind = Some(Kind::Symlink);
+                            o.reason = Some(
+                                "symbolic link loop: the link leads back to a folder above it"
+                                    .into(),
+                            );
+                            o.into()
+                        }
                         Walked::Error { path, message } => {
                             let mut o = FileOutcome::new(path, Status::Failed);
                             o.kind = Some(Kind::Unreadable);

@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub resume: bool,
     /// Process only shard `i` of `n` (0-based).
     pub shard: Option<(u64, u64)>,
+    /// Follow symbolic links inside the inputs.
+    pub follow: bool,
 }
 
 /// Compiles the plan, then runs it.

@@ -213,13 +213,21 @@ fn kernel_copy(src: &File, dst: &File, range: Range<u64>) -> Result<KernelCopy, 
 
 /// Removes the temporaries under `out` that no live run owns (`live`: the run ids
 /// of the runs holding a lock on this output, this one included): they were left by
-/// a killed run. Returns how many were removed.
-pub fn remove_stale_temporaries(out: &Path, live: &std::collections::HashSet<String>) -> usize {
+/// a killed run. Returns how many were removed, and the first symbolic link found
+/// in the tree (the same walk; a linked folder could take outputs elsewhere).
+pub fn remove_stale_temporaries(
+    out: &Path,
+    live: &std::collections::HashSet<String>,
+) -> (usize, Option<PathBuf>) {
     let mut removed = 0;
+    let mut link = None;
     for e in walkdir::WalkDir::new(out)
         .into_iter()
         .filter_map(Result::ok)
     {
+        if e.path_is_symlink() && link.is_none() {
+            link = Some(e.path().to_path_buf());
+        }
         let name = e.file_name().to_string_lossy();
         let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
             continue;
@@ -229,5 +237,5 @@ pub fn remove_stale_temporaries(out: &Path, live: &std::collections::HashSet<Str
             removed += 1;
         }
     }
-    removed
+    (removed, link)
 }
