@@ -14,6 +14,8 @@ pub enum Mode {
     New,
     /// Appended to (it must exist).
     Append,
+    /// Read, then appended to (it must exist).
+    ReadAppend,
 }
 
 /// Opens `path` for writing, owner-only when created, never through a symlink at its
@@ -24,6 +26,7 @@ pub fn open(path: &Path, mode: Mode, owner_only: bool) -> std::io::Result<File> 
         Mode::Replace => o.write(true).create(true).truncate(true),
         Mode::New => o.write(true).create_new(true),
         Mode::Append => o.append(true),
+        Mode::ReadAppend => o.read(true).append(true),
     };
     #[cfg(unix)]
     {

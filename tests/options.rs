@@ -495,7 +495,7 @@ fn safe_private_attributes_are_kept_by_creator_and_the_rest_dropped() {
 }
 
 #[test]
-fn crosswalk_holds_the_pairs_owner_only_and_is_never_overwritten_silently() {
+fn crosswalk_holds_the_pairs_owner_only_and_grows_across_runs_with_one_key() {
     let env = Env::new();
     let key = env.key("key", 8);
     let input = env.inputs(&["derived/phi_nested.dcm", "derived/phi_nested_ref.dcm"]);
@@ -541,7 +541,9 @@ fn crosswalk_holds_the_pairs_owner_only_and_is_never_overwritten_silently() {
         1,
         "one line per pair"
     );
-    // Refused the second time, unless asked; nothing is written then.
+    // Item C.9: a second night with the same key adds to it (the second run with
+    // --overwrite-crosswalk shrank it, and without that flag it exited 2); a run
+    // with another key is refused, and nothing is written then.
     let (o, _) = run_with(
         &env,
         &input,
@@ -549,8 +551,50 @@ fn crosswalk_holds_the_pairs_owner_only_and_is_never_overwritten_silently() {
         &key,
         &["--crosswalk", cw.to_str().unwrap()],
     );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cw).unwrap(),
+        text_cw,
+        "nothing new, nothing lost"
+    );
+    let more = env.inputs(&["dicom/mr_fake_phi_dicognito.dcm"]);
+    let (o, _) = run_with(
+        &env,
+        &more,
+        "out2b",
+        &key,
+        &["--crosswalk", cw.to_str().unwrap()],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let grown = std::fs::read_to_string(&cw).unwrap();
+    assert!(grown.starts_with(&text_cw), "earlier pairs kept in place");
+    assert!(grown.len() > text_cw.len(), "the new patient's pairs added");
+    assert_eq!(
+        grown.matches("PID-SECRET-4711").count(),
+        text_cw.matches("PID-SECRET-4711").count()
+    );
+    let other = env.key("other", 9);
+    let (o, _) = run_with(
+        &env,
+        &input,
+        "out2c",
+        &other,
+        &["--crosswalk", cw.to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(2));
-    assert!(!env.path("out2").exists());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("another key"));
+    assert!(!env.path("out2c").exists());
+    assert_eq!(std::fs::read_to_string(&cw).unwrap(), grown);
     let (o, _) = run_with(
         &env,
         &input,

@@ -106,8 +106,9 @@ impl Needles {
             let kind = match kind {
                 "patient-id" | "date-offset-days" => ValueKind::PatientId,
                 "accession" | "accession-number" => ValueKind::AccessionNumber,
-                // UIDs are judged by the UID checks, not searched as text.
-                "study-instance-uid" => continue,
+                // UIDs are judged by the UID checks, not searched as text; the key
+                // fingerprint row says which key made the file, it is no original.
+                "study-instance-uid" | "key-fingerprint" => continue,
                 _ => ValueKind::OtherPatientId,
             };
             needles.add_value(kind, Form::Plain, original);

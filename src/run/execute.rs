@@ -62,7 +62,11 @@ struct Worker<'a> {
 
 pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary), Error> {
     let crosswalk_out = match &opts.crosswalk {
-        Some(p) => Some(crate::crosswalk::open(p, opts.overwrite_crosswalk)?),
+        Some(p) => Some(crate::crosswalk::open(
+            p,
+            opts.overwrite_crosswalk,
+            &plan.key.fingerprint(),
+        )?),
         None => None,
     };
     let report_out: Option<Box<dyn std::io::Write + Send>> = match &opts.report {
@@ -179,7 +183,7 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
     let (tx, rx) = mpsc::sync_channel::<Vec<Finished>>(64);
     let (summary, failures, crosswalk_error) = std::thread::scope(|scope| {
         let collector = scope.spawn(move || {
-            let mut crosswalk = crosswalk_out.map(CrosswalkWriter::new);
+            let mut crosswalk: Option<CrosswalkWriter> = crosswalk_out;
             let mut r = Reporter::new(report_out, summary)
                 .with_ledger(ledger_out, out_dir)
                 .with_quarantine(quarantine_out);
