@@ -5,12 +5,19 @@
 mod common;
 use common::*;
 
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_deid::deid::{Engine, Key, Pseudonymizer};
 use dicom_deid::io::read::{Classified, read, read_input};
 use dicom_deid::io::source::MemoryInput;
 use dicom_deid::pipeline::{Plan, Processed, process};
 use dicom_deid::profile::compile::{CompiledProfile, compile_str};
+use dicom_encoding::TransferSyntax;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_transfer_syntax_registry::entries::{
+    EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN,
+};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -199,4 +206,225 @@ fn every_output_reads_back_in_our_reader() {
     }
     assert!(written > 40, "only {written} outputs written");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------
+// E.18: a value longer than a 2-byte length field allows
+// ---------------------------------------------------------------------------
+
+const CONTOUR_DATA: Tag = Tag(0x3006, 0x0050);
+
+/// 4,500 contour points (13,500 DS values, about 100 KB), on a circle.
+fn long_contour() -> Vec<String> {
+    let n = 4500;
+    (0..n)
+        .flat_map(|i| {
+            let a = i as f64 * std::f64::consts::TAU / n as f64;
+            [
+                format!("{:.3}", 150.0 * a.cos()),
+                format!("{:.3}", 150.0 * a.sin()),
+                "-200.0".to_string(),
+            ]
+        })
+        .collect()
+}
+
+/// Applies `f` to the first Contour Sequence item of the first ROI Contour item.
+fn with_first_contour(obj: &mut InMemDicomObject, f: impl FnOnce(&mut InMemDicomObject)) {
+    let mut f = Some(f);
+    let found = obj.update_value(Tag(0x3006, 0x0039), |roi| {
+        let roi = &mut roi.items_mut().expect("ROI Contour Sequence")[0];
+        roi.update_value(Tag(0x3006, 0x0040), |contours| {
+            let contour = &mut contours.items_mut().expect("Contour Sequence")[0];
+            (f.take().unwrap())(contour);
+        });
+    });
+    assert!(found && f.is_none(), "no contour in the sample");
+}
+
+fn first_contour_data(obj: &InMemDicomObject) -> (VR, Vec<String>) {
+    let roi = &obj.get(Tag(0x3006, 0x0039)).unwrap().items().unwrap()[0];
+    let contour = &roi.get(Tag(0x3006, 0x0040)).unwrap().items().unwrap()[0];
+    let e = contour.get(CONTOUR_DATA).expect("Contour Data kept");
+    let values = e
+        .to_multi_str()
+        .unwrap()
+        .iter()
+        .map(|s| s.trim().to_string())
+        .collect();
+    (e.vr(), values)
+}
+
+/// A Part 10 file: `dataset` encoded in `dataset_ts` behind a meta group that
+/// declares `declared_ts`.
+fn part10(dataset: &InMemDicomObject, declared_ts: &str, dataset_ts: &TransferSyntax) -> Vec<u8> {
+    let class = dataset.get(Tag(0x0008, 0x0016)).unwrap().to_str().unwrap();
+    let instance = dataset.get(Tag(0x0008, 0x0018)).unwrap().to_str().unwrap();
+    let meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(class.trim_end_matches('\0'))
+        .media_storage_sop_instance_uid(instance.trim_end_matches('\0'))
+        .transfer_syntax(declared_ts)
+        .build()
+        .unwrap();
+    let mut bytes = vec![0u8; 128];
+    bytes.extend_from_slice(b"DICM");
+    meta.write(&mut bytes).unwrap();
+    dataset
+        .write_dataset_with_ts(&mut bytes, dataset_ts)
+        .unwrap();
+    bytes
+}
+
+/// The real RTSTRUCT sample (testdata/nometa/rtstruct.dcm, implicit VR) with its
+/// first contour lengthened past 64 KiB, in the two ways such a file arrives in
+/// explicit VR: (a) an implicit VR dataset behind a meta group declaring explicit VR
+/// (read as implicit, written explicit), (b) explicit VR with Contour Data stored
+/// as UN, as pydicom writes it. Both failed: "header too long" for a 16-bit length.
+/// The output writes Contour Data as UN (PS3.5 6.2.2), and our reader, pydicom and
+/// dcmdump all read the same 13,500 values back.
+#[test]
+fn a_value_longer_than_a_16_bit_length_is_written_as_un_and_reads_back() {
+    let env = Env::new();
+    let key = env.key("key", 4);
+    let implicit = IMPLICIT_VR_LITTLE_ENDIAN.erased();
+    let explicit = EXPLICIT_VR_LITTLE_ENDIAN.erased();
+    let sample = std::fs::read(testdata("nometa/rtstruct.dcm")).unwrap();
+    let mut obj = InMemDicomObject::read_dataset_with_ts(&sample[..], &implicit).unwrap();
+    let values = long_contour();
+    let joined = values.join("\\");
+    assert!(joined.len() > 0xFFFF);
+    with_first_contour(&mut obj, |c| {
+        c.put(DataElement::new(
+            CONTOUR_DATA,
+            VR::DS,
+            PrimitiveValue::Strs(values.iter().cloned().collect()),
+        ));
+        c.put(DataElement::new(
+            Tag(0x3006, 0x0046),
+            VR::IS,
+            PrimitiveValue::from((values.len() / 3).to_string()),
+        ));
+    });
+    let instance = obj.get(Tag(0x0008, 0x0018)).unwrap().to_str().unwrap();
+    let instance = instance.trim_end_matches('\0').to_string();
+    let input = env.path("input");
+    std::fs::create_dir_all(&input).unwrap();
+    // (a) implicit VR dataset, meta says explicit VR little endian.
+    obj.put(DataElement::new(
+        Tag(0x0008, 0x0018),
+        VR::UI,
+        PrimitiveValue::from(format!("{instance}.1")),
+    ));
+    std::fs::write(
+        input.join("a_implicit.dcm"),
+        part10(&obj, "1.2.840.10008.1.2.1", &implicit),
+    )
+    .unwrap();
+    // (b) explicit VR, Contour Data as UN (4-byte length).
+    obj.put(DataElement::new(
+        Tag(0x0008, 0x0018),
+        VR::UI,
+        PrimitiveValue::from(format!("{instance}.2")),
+    ));
+    with_first_contour(&mut obj, |c| {
+        let mut bytes = joined.clone().into_bytes();
+        if bytes.len() % 2 == 1 {
+            bytes.push(b' ');
+        }
+        c.put(DataElement::new(
+            CONTOUR_DATA,
+            VR::UN,
+            PrimitiveValue::U8(bytes.into()),
+        ));
+    });
+    std::fs::write(
+        input.join("b_explicit_un.dcm"),
+        part10(&obj, "1.2.840.10008.1.2.1", &explicit),
+    )
+    .unwrap();
+
+    let (o, lines) = run_on(&env, &input, "out", &key, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut outputs = Vec::new();
+    for line in &lines {
+        assert_eq!(line["status"], "ok", "{line}");
+        let output = PathBuf::from(line["output"].as_str().unwrap());
+        // Written as UN: tag (3006,0050) little endian, then "UN".
+        let written = std::fs::read(&output).unwrap();
+        assert!(
+            written.windows(6).any(|w| w == b"\x06\x30\x50\x00UN"),
+            "{line}: Contour Data not written as UN"
+        );
+        // Our reader gives it its dictionary VR back, values intact.
+        let Ok(Classified::Dicom(src)) = read(&output) else {
+            panic!("{line}: output does not read back");
+        };
+        assert_eq!(first_contour_data(&src.header), (VR::DS, values.clone()));
+        outputs.push(output);
+    }
+    assert_eq!(outputs.len(), 2);
+
+    if !external_tools(true) {
+        return;
+    }
+    for out in &outputs {
+        let o = Command::new("dcmdump")
+            .args(["-q", "-E", "+uc", "+L"])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success() && o.stderr.is_empty(),
+            "dcmdump {}: {}",
+            out.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let dump = String::from_utf8_lossy(&o.stdout);
+        let line = dump
+            .lines()
+            .find(|l| l.trim_start().starts_with("(3006,0050)") && l.len() > 0xFFFF)
+            .unwrap_or_else(|| panic!("dcmdump shows no long Contour Data for {}", out.display()));
+        assert!(
+            line.contains(&format!("DS [{joined}]")),
+            "dcmdump {}: Contour Data differs",
+            out.display()
+        );
+    }
+    let script = r#"
+import sys, pydicom, warnings
+warnings.simplefilter('error')
+for p in sys.argv[1:]:
+    ds = pydicom.dcmread(p)
+    for e in ds.iterall():
+        _ = e.value
+    e = ds.ROIContourSequence[0].ContourSequence[0]['ContourData']
+    # pydicom keeps a known tag as UN when its value is too long for the
+    # dictionary VR (as written); the bytes are the DS text.
+    assert e.VR == 'UN', e.VR
+    values = e.value.decode('ascii').rstrip(' ').split('\\')
+    values = [str(pydicom.valuerep.DS(v)) for v in values]
+    print('\\'.join(values))
+"#;
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(&outputs)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "pydicom: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let printed = String::from_utf8_lossy(&o.stdout);
+    let got: Vec<&str> = printed.lines().collect();
+    assert_eq!(got.len(), 2);
+    for g in got {
+        assert!(g == joined, "pydicom reads other Contour Data values");
+    }
 }
