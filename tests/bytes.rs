@@ -428,3 +428,98 @@ for p in sys.argv[1:]:
         assert!(g == joined, "pydicom reads other Contour Data values");
     }
 }
+
+// ---------------------------------------------------------------------------
+// E.20: SOP Class and Instance UIDs present but empty
+// ---------------------------------------------------------------------------
+
+/// A CT (testdata/derived/phi_nested.dcm) with (0008,0016) and (0008,0018) present
+/// but zero length, its meta group intact. Before, the dataset kept them empty while
+/// the meta got a remapped UID (meta and dataset disagreed), and the IOD-free rules
+/// applied: Institution Name, Type 3 in the CT IOD, was emptied instead of removed.
+/// Empty is now absent: the output is the one the intact file gives, byte for byte.
+#[test]
+fn empty_sop_uids_are_taken_from_the_meta_and_remapped_like_present_ones() {
+    let env = Env::new();
+    let key = env.key("key", 5);
+    let sample = testdata("derived/phi_nested.dcm");
+    let original = open(&sample);
+    let meta = original.meta().clone();
+    let class = meta.media_storage_sop_class_uid().trim_end_matches('\0');
+    let instance = meta
+        .media_storage_sop_instance_uid()
+        .trim_end_matches('\0')
+        .to_string();
+    assert_eq!(class, "1.2.840.10008.5.1.4.1.1.2");
+    assert!(original.get(Tag(0x0008, 0x0080)).is_some());
+    let mut dataset: InMemDicomObject = original.into_inner();
+    for tag in [Tag(0x0008, 0x0016), Tag(0x0008, 0x0018)] {
+        dataset.put(DataElement::new(tag, VR::UI, PrimitiveValue::Empty));
+    }
+    let mut bytes = vec![0u8; 128];
+    bytes.extend_from_slice(b"DICM");
+    meta.write(&mut bytes).unwrap();
+    dataset
+        .write_dataset_with_ts(&mut bytes, &EXPLICIT_VR_LITTLE_ENDIAN.erased())
+        .unwrap();
+    let emptied_in = env.path("emptied");
+    std::fs::create_dir_all(&emptied_in).unwrap();
+    std::fs::write(emptied_in.join("ct.dcm"), &bytes).unwrap();
+    let intact_in = env.path("intact");
+    std::fs::create_dir_all(&intact_in).unwrap();
+    std::fs::copy(&sample, intact_in.join("ct.dcm")).unwrap();
+
+    let mut outputs = Vec::new();
+    for (input, out) in [(&intact_in, "out_intact"), (&emptied_in, "out_emptied")] {
+        let (o, lines) = run_on(&env, input, out, &key, &[]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(lines[0]["status"], "ok", "{}", lines[0]);
+        outputs.push((
+            PathBuf::from(lines[0]["output"].as_str().unwrap()),
+            lines[0].clone(),
+        ));
+    }
+    let (intact, emptied) = (open(&outputs[0].0), open(&outputs[1].0));
+    let uid =
+        |o: &dicom_object::DefaultDicomObject, t: u16| text(o.element(Tag(0x0008, t)).unwrap());
+    // Meta and dataset agree, and carry what the intact file's output carries.
+    assert_eq!(uid(&emptied, 0x0016), class);
+    assert_eq!(
+        emptied
+            .meta()
+            .media_storage_sop_class_uid()
+            .trim_end_matches('\0'),
+        class
+    );
+    let remapped = uid(&intact, 0x0018);
+    assert_ne!(remapped, instance);
+    assert_eq!(uid(&emptied, 0x0018), remapped);
+    assert_eq!(
+        emptied
+            .meta()
+            .media_storage_sop_instance_uid()
+            .trim_end_matches('\0'),
+        remapped
+    );
+    // The CT IOD's rules: Institution Name (X/Z/D) and Referenced Image Sequence
+    // (X/Z/U*) are Type 3 there, so they are removed, not emptied.
+    assert!(emptied.get(Tag(0x0008, 0x0080)).is_none());
+    assert!(emptied.get(Tag(0x0008, 0x1140)).is_none());
+    assert!(
+        outputs[1].1["notes"]
+            .to_string()
+            .contains("taken from the file meta group"),
+        "{}",
+        outputs[1].1
+    );
+    // Nothing else differs.
+    assert!(
+        std::fs::read(&outputs[0].0).unwrap() == std::fs::read(&outputs[1].0).unwrap(),
+        "the emptied file's output differs from the intact file's"
+    );
+}
