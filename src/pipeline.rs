@@ -107,6 +107,17 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
         meta_read_leniently,
     } = *src;
     let mut notes = Vec::new();
+    // Before anything judges or changes the dataset: a SOP identity it lacks or holds
+    // empty comes from the file meta group, so the quarantine and the IOD rules see
+    // the class the output will carry, and the instance UID meets the profile's rule
+    // (remapped like any other file's) instead of being remapped apart in the meta.
+    if adopt_sop_identity(&mut header, input_meta.as_ref()) {
+        notes.push(
+            "SOP Class or Instance UID missing or empty in the dataset: taken from the \
+             file meta group"
+                .into(),
+        );
+    }
     let mut quarantined = None;
     // Judged on the class the output will carry: the meta's when the dataset has none.
     let meta_class = input_meta.as_ref().map(|m| m.media_storage_sop_class_uid());
@@ -233,12 +244,47 @@ fn repair_notes(
     notes
 }
 
+const SOP_IDENTITY: [Tag; 2] = [Tag(0x0008, 0x0016), Tag(0x0008, 0x0018)];
+
+/// The (0008,0016) and (0008,0018) values of a file meta group, in that order.
+fn meta_identity(meta: &FileMetaTable) -> [&str; 2] {
+    [
+        meta.media_storage_sop_class_uid(),
+        meta.media_storage_sop_instance_uid(),
+    ]
+}
+
+/// Absent, or present with nothing but padding: the same thing to every rule here
+/// (a zero-length Type 1 value is as missing as no element).
+fn is_blank(dataset: &InMemDicomObject, tag: Tag) -> bool {
+    match dataset.get(tag) {
+        None => true,
+        Some(e) => e
+            .to_str()
+            .is_ok_and(|v| v.trim_matches(['\0', ' ']).is_empty()),
+    }
+}
+
+/// Puts the input meta group's SOP Class and Instance UIDs into a dataset that lacks
+/// them or holds them empty; true when it did.
+fn adopt_sop_identity(dataset: &mut InMemDicomObject, meta: Option<&FileMetaTable>) -> bool {
+    let Some(meta) = meta else { return false };
+    let mut adopted = false;
+    for (tag, value) in SOP_IDENTITY.into_iter().zip(meta_identity(meta)) {
+        let value = value.trim_matches(['\0', ' ']);
+        if !value.is_empty() && is_blank(dataset, tag) {
+            dataset.put(DataElement::new(tag, VR::UI, PrimitiveValue::from(value)));
+            adopted = true;
+        }
+    }
+    adopted
+}
+
+/// After de-identification: a SOP identity the profile removed or emptied (or one
+/// no meta group supplied) is the output meta's, so the two always agree.
 fn fill_sop_identity(dataset: &mut InMemDicomObject, meta: &FileMetaTable) {
-    for (tag, value) in [
-        (Tag(0x0008, 0x0016), meta.media_storage_sop_class_uid()),
-        (Tag(0x0008, 0x0018), meta.media_storage_sop_instance_uid()),
-    ] {
-        if dataset.get(tag).is_none() {
+    for (tag, value) in SOP_IDENTITY.into_iter().zip(meta_identity(meta)) {
+        if is_blank(dataset, tag) {
             dataset.put(DataElement::new(tag, VR::UI, PrimitiveValue::from(value)));
         }
     }

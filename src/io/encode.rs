@@ -78,9 +78,12 @@ pub fn build_meta(
 /// way to the encoder.
 pub fn write_dataset<W: Write + ?Sized>(
     out: &mut W,
-    dataset: InMemDicomObject,
+    mut dataset: InMemDicomObject,
     ts: &TransferSyntax,
 ) -> Result<(), EncodeError> {
+    // A value too long for its VR's 2-byte length field (read from implicit VR, or
+    // from UN) is written as UN, as PS3.5 6.2.2 says, instead of failing the file.
+    super::retype::long_values_to_un(&mut dataset, ts, super::error::MAX_DEPTH);
     if let Codec::Dataset(Some(_)) = ts.codec() {
         // Deflated: the encoder sees a few large writes instead of one per token
         // (each write into flate2's encoder zeroes its 32 KiB output buffer), and

@@ -767,9 +767,11 @@ fn scan_tokens<R: Read + Seek>(
         |e: &dyn std::error::Error| ReadError::Malformed(format!("dataset: {}", error_chain(e)));
     let mut lazy = LazyDataSetReader::new_with_ts(src, ts)
         .map_err(|e| malformed("cannot start parsing the dataset", e))?;
-    // Pixel Data is OB/OW (or OF/OD): a 12-byte element header in explicit VR, 8 in
-    // implicit VR. An item header is 8 bytes.
-    let pixel_header_len: u64 = if ts.uid() == IMPLICIT_VR_LE { 8 } else { 12 };
+    // Encapsulated Pixel Data has an undefined length, which only a VR with a 4-byte
+    // length can declare: a 12-byte element header in explicit VR, 8 in implicit VR.
+    // An item header is 8 bytes.
+    let implicit = ts.uid() == IMPLICIT_VR_LE;
+    let pixel_header_len: u64 = if implicit { 8 } else { 12 };
     let mut depth = 0usize;
     let mut max_depth = 0usize;
     let mut in_pixel_sequence = false;
@@ -803,7 +805,16 @@ fn scan_tokens<R: Read + Seek>(
                 let len = header.len.get().ok_or_else(|| {
                     ReadError::Malformed("native Pixel Data with undefined length".into())
                 })?;
-                let start = value_start.saturating_sub(pixel_header_len);
+                // Native Pixel Data should be OB/OW, but its header is as long as the
+                // VR it was written with says: a fuzzed `US` (2-byte length) has an
+                // 8-byte header, and assuming 12 put the end of the file meta group
+                // into the copied range, which no reader could parse back.
+                let header_len = match header.vr.to_bytes() {
+                    _ if implicit => 8,
+                    vr if super::cp246::is_long_form(&vr) => 12,
+                    _ => 8,
+                };
+                let start = value_start.saturating_sub(header_len);
                 let end = value_start + u64::from(len);
                 if end > size {
                     return Err(ReadError::Malformed(format!(

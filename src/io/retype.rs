@@ -7,6 +7,10 @@
 //! Each value is re-read through dicom-rs as a one-element implicit VR little
 //! endian dataset, which is exactly what a UN value holds (PS3.5 6.2.2), with the
 //! dataset's Specific Character Set in front so text decodes as it should.
+//!
+//! The other way, at write time: a value too long for its VR's 2-byte explicit VR
+//! length field is written as UN ([`long_values_to_un`]), its bytes encoded the
+//! same way in reverse.
 
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::header::Header;
@@ -135,6 +139,153 @@ fn push_implicit(out: &mut Vec<u8>, tag: Tag, value: &[u8]) {
     out.extend_from_slice(value);
 }
 
+/// The largest value an explicit VR element with a 2-byte length field can hold.
+const MAX_SHORT_VALUE: usize = u16::MAX as usize;
+/// A value whose in-memory size is below this cannot encode past
+/// [`MAX_SHORT_VALUE`] bytes: a character set at most about triples UTF-8 text
+/// (ISO 2022 escapes around every character), and a binary DS/IS number written
+/// as text takes at most 4 times its bytes. Only larger values are encoded to be
+/// measured.
+const SURELY_SHORT: usize = MAX_SHORT_VALUE / 8;
+
+/// Retypes to UN, at every depth up to `max_depth`, the elements whose VR has a
+/// 2-byte length field in explicit VR but whose value is longer than 65,535 bytes
+/// (an RTSTRUCT's Contour Data read from implicit VR, or read back from UN by
+/// [`standard_un`]). PS3.5 6.2.2 says such a value is written with VR UN, whose
+/// length field is 4 bytes; the value bytes are what the element's own VR encodes
+/// (read back to their VR by pydicom, dcmtk `+uc` and [`standard_un`]). Returns how
+/// many. Only for explicit VR little endian: implicit VR has 4-byte lengths
+/// throughout, and a UN value has no defined byte order in big endian.
+pub fn long_values_to_un(
+    obj: &mut InMemDicomObject,
+    ts: &TransferSyntax,
+    max_depth: usize,
+) -> usize {
+    if ts.uid() == IMPLICIT_VR_LE || ts.endianness() != dicom_encoding::Endianness::Little {
+        return 0;
+    }
+    // The common case, nothing long, costs one walk and no allocation.
+    if !any_long(obj, 0, max_depth) {
+        return 0;
+    }
+    let Some(implicit) = TransferSyntaxRegistry.get(IMPLICIT_VR_LE) else {
+        return 0;
+    };
+    let charset = obj.get(SPECIFIC_CHARACTER_SET).cloned();
+    let mut count = 0;
+    widen_in(obj, implicit, charset.as_ref(), 0, max_depth, &mut count);
+    count
+}
+
+fn has_short_length(vr: VR) -> bool {
+    !super::cp246::is_long_form(&vr.to_bytes())
+}
+
+fn maybe_long(e: &DataElement<InMemDicomObject>) -> bool {
+    has_short_length(e.vr())
+        && matches!(e.value(), Value::Primitive(p) if p.calculate_byte_len() > SURELY_SHORT)
+}
+
+fn any_long(obj: &InMemDicomObject, depth: usize, max_depth: usize) -> bool {
+    depth <= max_depth
+        && obj.iter().any(|e| {
+            maybe_long(e)
+                || e.items()
+                    .is_some_and(|items| items.iter().any(|i| any_long(i, depth + 1, max_depth)))
+        })
+}
+
+fn widen_in(
+    obj: &mut InMemDicomObject,
+    implicit: &TransferSyntax,
+    charset: Option<&DataElement<InMemDicomObject>>,
+    depth: usize,
+    max_depth: usize,
+    count: &mut usize,
+) {
+    if depth > max_depth {
+        return;
+    }
+    let own = obj.get(SPECIFIC_CHARACTER_SET).cloned();
+    let charset = own.as_ref().or(charset);
+    let long: Vec<Tag> = obj
+        .iter()
+        .filter(|e| maybe_long(e))
+        .map(|e| e.tag())
+        .collect();
+    for tag in long {
+        let Some(e) = obj.get(tag) else { continue };
+        if let Some(bytes) = encoded_value(e, implicit, charset)
+            && bytes.len() > MAX_SHORT_VALUE
+        {
+            obj.put(DataElement::new(
+                tag,
+                VR::UN,
+                PrimitiveValue::U8(bytes.into()),
+            ));
+            *count += 1;
+        }
+    }
+    let sequences: Vec<Tag> = obj
+        .iter()
+        .filter(|e| {
+            e.items()
+                .is_some_and(|items| items.iter().any(|i| any_long(i, depth + 1, max_depth)))
+        })
+        .map(|e| e.tag())
+        .collect();
+    for tag in sequences {
+        obj.update_value(tag, |v| {
+            if let Some(items) = v.items_mut() {
+                for item in items.iter_mut() {
+                    widen_in(item, implicit, charset, depth + 1, max_depth, count);
+                }
+            }
+        });
+    }
+}
+
+/// The value bytes `e` is written with under its own VR (character set, padding,
+/// binary DS/IS as text, little endian numbers): written by dicom-rs as a
+/// one-element implicit VR little endian dataset, the mirror of [`reread`], after
+/// the Specific Character Set in effect.
+fn encoded_value(
+    e: &DataElement<InMemDicomObject>,
+    implicit: &TransferSyntax,
+    charset: Option<&DataElement<InMemDicomObject>>,
+) -> Option<Vec<u8>> {
+    use dicom_encoding::text::SpecificCharacterSet;
+    use dicom_parser::dataset::{DataSetWriter, IntoTokens};
+    let mut mini = InMemDicomObject::new_empty();
+    if let Some(cs) = charset
+        && e.tag() != SPECIFIC_CHARACTER_SET
+    {
+        mini.put(cs.clone());
+    }
+    mini.put(e.clone());
+    let mut out = Vec::new();
+    DataSetWriter::with_ts_cs(&mut out, implicit, SpecificCharacterSet::default())
+        .ok()?
+        .write_sequence(mini.into_tokens())
+        .ok()?;
+    // Implicit VR little endian: tag (4 bytes), length (4 bytes), value.
+    let mut at = 0usize;
+    loop {
+        let head = out.get(at..at + 8)?;
+        let tag = Tag(
+            u16::from_le_bytes([head[0], head[1]]),
+            u16::from_le_bytes([head[2], head[3]]),
+        );
+        let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        let value = at + 8..at + 8 + len;
+        if tag == e.tag() {
+            out.truncate(value.end);
+            return Some(out.split_off(value.start));
+        }
+        at = value.end;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +348,53 @@ mod tests {
         let name = seq.items().unwrap()[0].get(Tag(0x0010, 0x0010)).unwrap();
         assert_eq!(name.vr(), VR::PN);
         assert_eq!(name.to_str().unwrap().trim_end(), "Müller^Hans");
+    }
+
+    #[test]
+    fn long_values_become_un_in_their_character_set_and_come_back() {
+        let ts = TransferSyntaxRegistry
+            .get("1.2.840.10008.1.2.1")
+            .expect("explicit VR LE");
+        // 70,000 characters of Latin-1 text (one byte each), nested in an item.
+        let long = "M\u{fc}ller ".repeat(10_000);
+        let mut item = InMemDicomObject::new_empty();
+        item.put(DataElement::new(
+            Tag(0x0008, 0x1030),
+            VR::LO,
+            PrimitiveValue::from(long.clone()),
+        ));
+        item.put(DataElement::new(
+            Tag(0x0008, 0x0070),
+            VR::LO,
+            dicom_value!(Str, "short"),
+        ));
+        let mut obj = InMemDicomObject::new_empty();
+        obj.put(DataElement::new(
+            SPECIFIC_CHARACTER_SET,
+            VR::CS,
+            dicom_value!(Str, "ISO_IR 100"),
+        ));
+        obj.put(DataElement::new(
+            Tag(0x0008, 0x1140),
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![item]),
+        ));
+        let implicit = TransferSyntaxRegistry.get(IMPLICIT_VR_LE).unwrap();
+        assert_eq!(long_values_to_un(&mut obj.clone(), implicit, 8), 0);
+        assert_eq!(long_values_to_un(&mut obj, ts, 8), 1);
+        let item = &obj.get(Tag(0x0008, 0x1140)).unwrap().items().unwrap()[0];
+        let e = item.get(Tag(0x0008, 0x1030)).unwrap();
+        assert_eq!(e.vr(), VR::UN);
+        // ISO_IR 100 bytes (0xFC for the u umlaut), even length.
+        let bytes = e.to_bytes().unwrap();
+        assert_eq!(bytes.len(), 70_000);
+        assert_eq!(&bytes[..7], b"M\xfcller ");
+        assert_eq!(item.get(Tag(0x0008, 0x0070)).unwrap().vr(), VR::LO);
+        // The reader's retype gives the value back as it was.
+        assert_eq!(standard_un(&mut obj, ts, 8), 1);
+        let item = &obj.get(Tag(0x0008, 0x1140)).unwrap().items().unwrap()[0];
+        let e = item.get(Tag(0x0008, 0x1030)).unwrap();
+        assert_eq!(e.vr(), VR::LO);
+        assert_eq!(e.to_str().unwrap().trim_end(), long.trim_end());
     }
 }
