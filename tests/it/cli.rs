@@ -10,8 +10,7 @@ use dicom_object::{DefaultDicomObject, InMemDicomObject};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// Inputs that are valid DICOM with distinct SOP Instance UIDs (several samples
 /// share one source and hence one UID, which would collide in the uid layout).

@@ -10,8 +10,7 @@ use dicom_object::InMemDicomObject;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const STUDY_DATE: Tag = Tag(0x0008, 0x0020);
 const PATIENT_ID: Tag = Tag(0x0010, 0x0020);

@@ -5,8 +5,7 @@
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use std::path::Path;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const SOP_CLASS_UID: Tag = Tag(0x0008, 0x0016);
 

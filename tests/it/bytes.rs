@@ -2,8 +2,7 @@
 //! and dcmtk where the test says so), whatever odd encoding the input had.
 //! Issue 11 items D.16, E.18 and E.20.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_deid::deid::{Engine, Key, Pseudonymizer};

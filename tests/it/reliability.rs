@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// Samples without quarantine findings (no secondary captures, no burned-in text).
 const PLAIN: &[&str] = &[
