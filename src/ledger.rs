@@ -94,6 +94,11 @@ impl Ledger {
         self.done.len()
     }
 
+    /// Every record (input id -> output), for the outputs' owners.
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.done.values()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.done.is_empty()
     }

@@ -55,9 +55,10 @@ impl Kind {
         }
     }
 
-    /// Skips that are expected and do not affect the exit code.
+    /// Skips that are expected and do not affect the exit code (a `duplicate` is
+    /// skipped only when its output is byte-identical to the one kept).
     pub fn is_benign_skip(self) -> bool {
-        matches!(self, Kind::NotDicom | Kind::Unchanged)
+        matches!(self, Kind::NotDicom | Kind::Unchanged | Kind::Duplicate)
     }
 }
 

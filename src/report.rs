@@ -3,8 +3,6 @@
 
 use crate::outcome::{Counts, Kind};
 use serde::Serialize;
-use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -118,6 +116,8 @@ pub struct Summary {
     pub skipped_not_dicom: u64,
     /// Finished by an earlier run (ledger) and not redone.
     pub skipped_unchanged: u64,
+    /// Byte-identical to the output another input with the same name got.
+    pub skipped_duplicate: u64,
     pub failed: u64,
     /// Failed without being attempted because the output device filled up (part
     /// of `failed`); a later run with space left does them.
@@ -145,9 +145,6 @@ pub struct Reporter {
     started: Instant,
     last_progress: Instant,
     progress: bool,
-    /// Hashes of output paths already written, to flag inputs that collide (two
-    /// files with one SOP Instance UID). 8 bytes a file.
-    outputs: HashSet<u64>,
     ledger: Option<crate::ledger::LedgerWriter>,
     out_dir: PathBuf,
     quarantine: Option<std::fs::File>,
@@ -173,7 +170,6 @@ impl Reporter {
             started: now,
             last_progress: now,
             progress: std::io::stderr().is_terminal(),
-            outputs: HashSet::new(),
             ledger: None,
             out_dir: PathBuf::new(),
             quarantine: None,
@@ -230,18 +226,6 @@ impl Reporter {
     pub fn record(&mut self, mut o: FileOutcome) {
         o.input_hex = hex_if_not_utf8(&o.input);
         o.output_hex = o.output.as_deref().and_then(hex_if_not_utf8);
-        if let (Status::Ok, Some(out)) = (o.status, &o.output) {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            out.hash(&mut h);
-            if !self.outputs.insert(h.finish()) {
-                o.status = Status::Failed;
-                o.kind = Some(Kind::Duplicate);
-                o.reason = Some(
-                    "another input maps to the same output (same SOP Instance UID); one output kept"
-                        .into(),
-                );
-            }
-        }
         if let (Status::Ok, Some(record), Some(w)) = (o.status, &o.ledger, self.ledger.as_mut())
             && let Err(e) = w.append(record)
         {
@@ -272,6 +256,7 @@ impl Reporter {
                 match o.kind {
                     Some(Kind::NotDicom) => s.skipped_not_dicom += 1,
                     Some(Kind::Unchanged) => s.skipped_unchanged += 1,
+                    Some(Kind::Duplicate) => s.skipped_duplicate += 1,
                     _ => {}
                 }
             }

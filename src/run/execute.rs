@@ -13,8 +13,8 @@ use crate::ledger::{self, Ledger, LedgerWriter};
 use crate::outcome::Kind;
 use crate::pipeline::{Plan, Processed, process};
 use crate::report::{FileOutcome, Reporter, Status, Summary, WriteFailures};
-use crate::store::Sink;
 use crate::store::fs::{FsSink, remove_stale_temporaries};
+use crate::store::{Sink, Staged};
 use rayon::prelude::*;
 use std::fs::File;
 use std::panic::AssertUnwindSafe;
@@ -35,6 +35,18 @@ struct Finished {
     outcome: FileOutcome,
     /// Original -> pseudonym pairs, for the crosswalk writer only.
     crosswalk: Vec<CrosswalkEntry>,
+    /// The output name this input claims (hashed) and who claims it.
+    claim: Option<Claim>,
+    /// The output, written but not yet visible: the collector commits it or drops it.
+    staged: Option<Box<dyn Staged>>,
+}
+
+#[derive(Clone, Copy)]
+struct Claim {
+    name: u64,
+    /// The input's ledger id, hashed: an input redone because it changed keeps its
+    /// own output.
+    owner: u64,
 }
 
 impl From<FileOutcome> for Finished {
@@ -42,6 +54,80 @@ impl From<FileOutcome> for Finished {
         Finished {
             outcome,
             crosswalk: Vec::new(),
+            claim: None,
+            staged: None,
+        }
+    }
+}
+
+fn hash64(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// Decides, in one place and in one thread, which input an output name belongs to.
+/// Two inputs with one SOP Instance UID (copies in an archive, a re-sent study)
+/// raced for one path, and the file kept was not always the one the report named.
+/// Now the first claimant seen (or, on resume, the input the ledger says made it)
+/// owns the name; only the owner's object is made visible; any other is dropped and
+/// reported `duplicate`: skipped when its bytes equal the kept output's, failed
+/// otherwise.
+struct Owners {
+    by_name: std::collections::HashMap<u64, u64>,
+}
+
+impl Owners {
+    fn from_ledger(ledger: &Ledger) -> Owners {
+        let by_name = ledger
+            .records()
+            .map(|r| {
+                (
+                    hash64(r.output.as_os_str().as_encoded_bytes()),
+                    hash64(r.id.as_bytes()),
+                )
+            })
+            .collect();
+        Owners { by_name }
+    }
+
+    /// Commits, or turns the outcome into a duplicate. Returns a commit error.
+    fn settle(&mut self, f: &mut Finished) -> Option<FileError> {
+        let claim = f.claim?;
+        let o = &mut f.outcome;
+        match self.by_name.get(&claim.name) {
+            Some(owner) if *owner != claim.owner => {
+                let identical = f.staged.as_ref().is_some_and(|s| s.same_as_stored());
+                f.staged = None; // dropped: its temporary goes
+                o.status = if identical {
+                    Status::Skipped
+                } else {
+                    Status::Failed
+                };
+                o.kind = Some(Kind::Duplicate);
+                o.reason = Some(if identical {
+                    "another input with the same SOP Instance UID gave a byte-identical \
+                     output, which is kept"
+                        .into()
+                } else {
+                    "another input maps to the same output (same SOP Instance UID) with \
+                     different contents; the first one's output is kept"
+                        .into()
+                });
+                o.output = None;
+                o.ledger = None;
+                o.bytes_out = 0;
+                None
+            }
+            _ => {
+                self.by_name.insert(claim.name, claim.owner);
+                let staged = f.staged.take()?;
+                match staged.commit() {
+                    Ok(_) => None,
+                    Err(e) => Some(FileError::Store(e)),
+                }
+            }
         }
     }
 }
@@ -177,6 +263,8 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         stop: AtomicBool::new(false),
     };
 
+    let mut owners = Owners::from_ledger(&worker.ledger);
+    let stop = &worker.stop;
     let out_dir = opts.out.clone();
     // Outcomes travel in batches: one message per file woke the collector thread for
     // every file (measured at about four context switches a file).
@@ -188,7 +276,19 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
                 .with_ledger(ledger_out, out_dir)
                 .with_quarantine(quarantine_out);
             for batch in rx {
-                for f in batch {
+                for mut f in batch {
+                    if let Some(e) = owners.settle(&mut f) {
+                        if e.is_output_full() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        let o = &mut f.outcome;
+                        o.status = Status::Failed;
+                        o.kind = Some(e.kind());
+                        o.reason = Some(e.to_string());
+                        o.output = None;
+                        o.ledger = None;
+                        o.bytes_out = 0;
+                    }
                     if let Some(c) = crosswalk.as_mut() {
                         c.write(&f.crosswalk);
                     }
@@ -281,7 +381,8 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
     }
     let status = if incomplete
         || summary.failed > 0
-        || summary.skipped > summary.skipped_not_dicom + summary.skipped_unchanged
+        || summary.skipped
+            > summary.skipped_not_dicom + summary.skipped_unchanged + summary.skipped_duplicate
     {
         ExitStatus::Partial
     } else {
@@ -380,7 +481,13 @@ impl Worker<'_> {
             o.output = Some(self.out.join(&done.output));
             o.bytes_in = stamp.size;
             o.ledger = Some(done.clone());
-            return Ok(o.into());
+            let claim = Claim {
+                name: hash64(done.output.as_os_str().as_encoded_bytes()),
+                owner: hash64(done.id.as_bytes()),
+            };
+            let mut f: Finished = o.into();
+            f.claim = Some(claim);
+            return Ok(f);
         }
         let d = match process(Box::new(file), stamp, &self.pipeline)? {
             Processed::Deidentified(d) => d,
@@ -414,8 +521,19 @@ impl Worker<'_> {
             let mac = key.mac(&[b"output-path\0", entry.rel.as_os_str().as_encoded_bytes()]);
             mac[..16].iter().map(|b| format!("{b:02x}")).collect()
         });
+        let claim = Claim {
+            name: hash64(name.as_os_str().as_encoded_bytes()),
+            owner: hash64(
+                ledger_id
+                    .as_deref()
+                    .map_or(entry.path.as_os_str().as_encoded_bytes(), str::as_bytes),
+            ),
+        };
+        let mut staged = None;
         if let Some(sink) = self.sink {
-            outcome.bytes_out = sink.put(&name, d.object)?;
+            let s = sink.stage(&name, d.object)?;
+            outcome.bytes_out = s.bytes();
+            staged = Some(s);
             if let Some(id) = ledger_id {
                 outcome.ledger = Some(ledger::Record {
                     id,
@@ -432,6 +550,8 @@ impl Worker<'_> {
         Ok(Finished {
             outcome,
             crosswalk: d.crosswalk,
+            claim: Some(claim),
+            staged,
         })
     }
 }

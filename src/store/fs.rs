@@ -4,7 +4,7 @@
 //! `copy_file_range(2)`, which keeps it out of user space (and lets file systems
 //! that can share extents do so).
 
-use super::{Sink, StoreError};
+use super::{Sink, Staged, StoreError};
 use crate::io::encode::{ObjectWriter, Part10};
 use crate::io::error::{EncodeError, is_full};
 use crate::io::source::Input;
@@ -42,25 +42,89 @@ impl FsSink {
 }
 
 impl Sink for FsSink {
-    fn put(&self, name: &Path, object: Part10) -> Result<u64, StoreError> {
+    fn stage(&self, name: &Path, object: Part10) -> Result<Box<dyn Staged>, StoreError> {
         let dest = self.root.join(name);
         let dir = dest
             .parent()
             .ok_or_else(|| StoreError::Write("output path has no parent".into()))?;
         let tmp = self.temp_path(dir);
-        let result = write_temp(&tmp, object).and_then(|n| {
-            std::fs::rename(&tmp, &dest)
-                .map_err(store_error)
-                .map(|()| n)
-        });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        match write_temp(&tmp, object) {
+            Ok(bytes) => Ok(Box::new(FsStaged {
+                tmp: Some(tmp),
+                dest,
+                bytes,
+            })),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
         }
-        result
     }
 
     fn locate(&self, name: &Path) -> PathBuf {
         self.root.join(name)
+    }
+}
+
+/// A complete temporary file in the destination's directory, renamed on commit.
+struct FsStaged {
+    /// None once renamed.
+    tmp: Option<PathBuf>,
+    dest: PathBuf,
+    bytes: u64,
+}
+
+impl Staged for FsStaged {
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<u64, StoreError> {
+        let Some(tmp) = self.tmp.take() else {
+            return Ok(self.bytes);
+        };
+        match std::fs::rename(&tmp, &self.dest) {
+            Ok(()) => Ok(self.bytes),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(store_error(e))
+            }
+        }
+    }
+
+    fn same_as_stored(&self) -> bool {
+        let Some(tmp) = &self.tmp else {
+            return false;
+        };
+        same_bytes(tmp, &self.dest).unwrap_or(false)
+    }
+}
+
+impl Drop for FsStaged {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+/// Whether two files hold the same bytes (sizes first, then 64 KiB at a time).
+fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(fb.read(&mut bb[..1])? == 0);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
     }
 }
 

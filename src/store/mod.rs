@@ -34,12 +34,29 @@ impl StoreError {
     }
 }
 
+/// An object written in full but not yet visible under its name. Dropped without
+/// `commit`, it leaves nothing behind.
+pub trait Staged: Send {
+    /// Bytes the object takes.
+    fn bytes(&self) -> u64;
+    /// Makes the object visible under its name, replacing what was there.
+    fn commit(self: Box<Self>) -> Result<u64, StoreError>;
+    /// Whether the object already stored under the name holds exactly these bytes.
+    fn same_as_stored(&self) -> bool;
+}
+
 /// A destination for de-identified objects, shared by all workers.
 pub trait Sink: Send + Sync {
-    /// Stores `object` under `name` (a relative path: `a/b/c.dcm`); returns the
-    /// bytes written. The object is visible under its name only once complete: on
-    /// any error nothing is left behind.
-    fn put(&self, name: &Path, object: Part10) -> Result<u64, StoreError>;
+    /// Writes `object` for `name` (a relative path: `a/b/c.dcm`) without making it
+    /// visible: the run decides, in one place, which of two objects with one name
+    /// is kept (see `run::execute`).
+    fn stage(&self, name: &Path, object: Part10) -> Result<Box<dyn Staged>, StoreError>;
+
+    /// Stores `object` under `name`; returns the bytes written. The object is
+    /// visible under its name only once complete: on any error nothing is left.
+    fn put(&self, name: &Path, object: Part10) -> Result<u64, StoreError> {
+        self.stage(name, object)?.commit()
+    }
 
     /// How `name` is shown in reports (a path, a URL).
     fn locate(&self, name: &Path) -> PathBuf;

@@ -1357,3 +1357,94 @@ fn symlinks_in_inputs_are_reported_or_followed_never_silent() {
         "nothing written through the link"
     );
 }
+
+/// Item C.10: two inputs with one SOP Instance UID raced for one output path; six
+/// runs kept six different sets, and outputs on disk did not come from the input
+/// the report named. One thread now decides who owns a name: the kept file is
+/// always the one the report names `ok`; a byte-identical copy is skipped as
+/// `duplicate` (benign), a different one fails as `duplicate`; a resume keeps the
+/// decision (the ledger names the owner) and rewrites nothing.
+#[test]
+fn inputs_sharing_a_sop_instance_uid_keep_the_output_the_report_names() {
+    use dicom_core::Tag;
+    let env = Env::new();
+    let input = env.path("input");
+    let sop = "1.2.826.0.1.3680043.2.1125.77";
+    let a = versioned_file(b'A', sop);
+    for (dir, bytes) in [("a", &a), ("b", &a), ("c", &versioned_file(b'B', sop))] {
+        std::fs::create_dir_all(input.join(dir)).unwrap();
+        std::fs::write(input.join(dir).join("x.dcm"), bytes).unwrap();
+    }
+    let key = env.key("k", 12);
+    for attempt in 0..4 {
+        let out = env.path(&format!("out{attempt}"));
+        let rep = env.path(&format!("r{attempt}.jsonl"));
+        for pass in 0..2 {
+            let o = run(&[
+                &"run",
+                &input,
+                &"--out",
+                &out,
+                &"--key-file",
+                &key,
+                &"--report",
+                &rep,
+                &"--jobs",
+                &"2",
+            ]);
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "one input differs: {stderr}");
+            let (lines, _) = report(&rep);
+            let kept: Vec<_> = lines
+                .iter()
+                .filter(|l| l["status"] == "ok" || l["kind"] == "unchanged")
+                .collect();
+            assert_eq!(kept.len(), 1, "pass {pass}: {lines:?}");
+            let owner = kept[0]["input"].as_str().unwrap();
+            let output = PathBuf::from(kept[0]["output"].as_str().unwrap());
+            let maker = text(open(&output).element(Tag(0x0008, 0x0070)).unwrap());
+            let expected = if owner.contains("/c/") {
+                "VERSION-B"
+            } else {
+                "VERSION-A"
+            };
+            assert_eq!(maker, expected, "the file kept came from {owner}");
+            assert_eq!(count_dcm(&out), 1);
+            for l in lines.iter().filter(|l| l["kind"] == "duplicate") {
+                let same = if owner.contains("/c/") {
+                    false
+                } else {
+                    !l["input"].as_str().unwrap().contains("/c/")
+                };
+                let want = if same { "skipped" } else { "failed" };
+                assert_eq!(l["status"], want, "{l}");
+            }
+            if pass == 1 {
+                assert_eq!(kept[0]["kind"], "unchanged", "a resume keeps the decision");
+            }
+        }
+    }
+    // Byte-identical copies alone: written once, the rest skipped, exit 0.
+    std::fs::remove_dir_all(input.join("c")).unwrap();
+    let out = env.path("out-same");
+    let rep = env.path("r-same.jsonl");
+    let o = run(&[
+        &"run",
+        &input,
+        &"--out",
+        &out,
+        &"--key-file",
+        &key,
+        &"--report",
+        &rep,
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (_, summary) = report(&rep);
+    assert_eq!(summary["written"], 1);
+    assert_eq!(summary["skipped_duplicate"], 1);
+}
