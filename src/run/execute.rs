@@ -30,8 +30,15 @@ const WORKER_STACK: usize = 16 << 20;
 /// that an interrupted run loses little of its ledger (those files are simply redone).
 const REPORT_BATCH: usize = 32;
 
+/// Outcomes the collector holds at most while it waits for an earlier one.
+const MAX_REORDER: usize = 1 << 16;
+
 /// One input's result, as it travels to the collector thread.
 struct Finished {
+    /// Position of the input in the walk (sorted by path): the collector settles
+    /// outcomes in this order, so that of two inputs with one output name the one
+    /// first by path owns it, whichever worker finished first.
+    seq: u64,
     outcome: FileOutcome,
     /// Original -> pseudonym pairs, for the crosswalk writer only.
     crosswalk: Vec<CrosswalkEntry>,
@@ -52,6 +59,7 @@ struct Claim {
 impl From<FileOutcome> for Finished {
     fn from(outcome: FileOutcome) -> Self {
         Finished {
+            seq: 0,
             outcome,
             crosswalk: Vec::new(),
             claim: None,
@@ -275,25 +283,50 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
             let mut r = Reporter::new(report_out, summary)
                 .with_ledger(ledger_out, out_dir)
                 .with_quarantine(quarantine_out);
-            for batch in rx {
-                for mut f in batch {
-                    if let Some(e) = owners.settle(&mut f) {
-                        if e.is_output_full() {
-                            stop.store(true, Ordering::Relaxed);
-                        }
-                        let o = &mut f.outcome;
-                        o.status = Status::Failed;
-                        o.kind = Some(e.kind());
-                        o.reason = Some(e.to_string());
-                        o.output = None;
-                        o.ledger = None;
-                        o.bytes_out = 0;
+            let mut settle = |mut f: Finished| {
+                if let Some(e) = owners.settle(&mut f) {
+                    if e.is_output_full() {
+                        stop.store(true, Ordering::Relaxed);
                     }
-                    if let Some(c) = crosswalk.as_mut() {
-                        c.write(&f.crosswalk);
-                    }
-                    r.record(f.outcome);
+                    let o = &mut f.outcome;
+                    o.status = Status::Failed;
+                    o.kind = Some(e.kind());
+                    o.reason = Some(e.to_string());
+                    o.output = None;
+                    o.ledger = None;
+                    o.bytes_out = 0;
                 }
+                if let Some(c) = crosswalk.as_mut() {
+                    c.write(&f.crosswalk);
+                }
+                r.record(f.outcome);
+            };
+            // Outcomes arrive in the order workers finish; they are settled in walk
+            // order. Workers take inputs in walk order and send every 32, so the
+            // gap is small; past MAX_REORDER waiting outcomes the smallest goes first
+            // (memory stays bounded; only the owner of a shared name could then
+            // differ from the first by path).
+            let mut pending = std::collections::BTreeMap::new();
+            let mut next = 0u64;
+            for batch in rx {
+                for f in batch {
+                    pending.insert(f.seq, f);
+                }
+                loop {
+                    let waiting = pending.len();
+                    let Some(entry) = pending.first_entry() else {
+                        break;
+                    };
+                    if *entry.key() != next && waiting <= MAX_REORDER {
+                        break;
+                    }
+                    let f = entry.remove();
+                    next = f.seq + 1;
+                    settle(f);
+                }
+            }
+            for (_, f) in std::mem::take(&mut pending) {
+                settle(f);
             }
             let mut crosswalk_error = None;
             if let Some(c) = crosswalk {
@@ -311,9 +344,10 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
                         opts.shard.is_none_or(|(i, _)| i == 0)
                     }
                 })
+                .enumerate()
                 .par_bridge()
-                .fold(Vec::new, |mut batch, walked| {
-                    batch.push(match walked {
+                .fold(Vec::new, |mut batch, (seq, walked)| {
+                    let mut finished: Finished = match walked {
                         Walked::File(entry) => worker.guarded(&entry),
                         Walked::Symlink(entry) => {
                             let mut o = FileOutcome::new(entry.path, Status::Skipped);
@@ -339,7 +373,9 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
                             o.reason = Some(message);
                             o.into()
                         }
-                    });
+                    };
+                    finished.seq = seq as u64;
+                    batch.push(finished);
                     if batch.len() >= REPORT_BATCH {
                         // The collector ends only when every sender is gone, so a send
                         // cannot fail while it runs.
@@ -548,6 +584,7 @@ impl Worker<'_> {
             outcome.output = Some(self.out.join(&name));
         }
         Ok(Finished {
+            seq: 0,
             outcome,
             crosswalk: d.crosswalk,
             claim: Some(claim),

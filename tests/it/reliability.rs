@@ -1360,8 +1360,9 @@ fn symlinks_in_inputs_are_reported_or_followed_never_silent() {
 
 /// Item C.10: two inputs with one SOP Instance UID raced for one output path; six
 /// runs kept six different sets, and outputs on disk did not come from the input
-/// the report named. One thread now decides who owns a name: the kept file is
-/// always the one the report names `ok`; a byte-identical copy is skipped as
+/// the report named. One thread now decides who owns a name, in walk (path) order:
+/// the first input by path keeps it, and the kept file is always the one the report
+/// names `ok`; a byte-identical copy is skipped as
 /// `duplicate` (benign), a different one fails as `duplicate`; a resume keeps the
 /// decision (the ledger names the owner) and rewrites nothing.
 #[test]
@@ -1401,6 +1402,10 @@ fn inputs_sharing_a_sop_instance_uid_keep_the_output_the_report_names() {
                 .collect();
             assert_eq!(kept.len(), 1, "pass {pass}: {lines:?}");
             let owner = kept[0]["input"].as_str().unwrap();
+            assert!(
+                owner.ends_with("a/x.dcm"),
+                "the first by path owns the name: {owner}"
+            );
             let output = PathBuf::from(kept[0]["output"].as_str().unwrap());
             let maker = text(open(&output).element(Tag(0x0008, 0x0070)).unwrap());
             let expected = if owner.contains("/c/") {
