@@ -9,6 +9,7 @@
 //! de-identification engine, so the engine is not the only judge of its work.
 
 mod dataset;
+mod expect;
 mod finding;
 mod markers;
 mod originals;
@@ -23,6 +24,7 @@ use crate::io::read::{Classified, Source, read};
 use crate::io::walk::{Walked, walk};
 use crate::profile::{self, CompiledProfile};
 use dataset::{Visit, flatten};
+use expect::Expected;
 use originals::{Index, Match, Matched};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -117,12 +119,16 @@ pub struct Summary {
 pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error> {
     check_paths(&opts)?;
     let allowed = parse_allowed(&opts.allow)?;
-    let profile = profile::compile::load_with_options(&opts.profile, &opts.options)?;
+    let expected = Expected::new(profile::compile::load_with_options(
+        &opts.profile,
+        &opts.options,
+    )?)?;
+    let profile = &expected.profile;
     let mut report = opts.report.as_deref().map(create_report).transpose()?;
     let index = opts
         .originals
         .as_deref()
-        .map(|dir| Index::build(dir, &profile));
+        .map(|dir| Index::build(dir, &expected));
     let skip = opts.report.as_deref().and_then(|p| p.canonicalize().ok());
     let (ledgers, entries): (Vec<Walked>, Vec<Walked>) = walk(&opts.inputs)
         .filter(|w| !is_same_file(w, skip.as_deref()))
@@ -136,7 +142,7 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
         None => None,
     };
     let checker = Checker {
-        profile: &profile,
+        expected: &expected,
         index: index.as_ref(),
         crosswalk: crosswalk.as_ref(),
     };
@@ -147,7 +153,7 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
             finding.severity = "allowed";
         }
     }
-    let mut summary = summarize(&files, &profile, index.as_ref());
+    let mut summary = summarize(&files, profile, index.as_ref());
     summary.ledgers_not_checked = ledgers.len() as u64;
     if let Some((path, w)) = report.as_mut() {
         write_report(w, &files, &summary).map_err(|source| Error::Io {
@@ -245,7 +251,7 @@ pub(crate) fn visits_of(src: &Source) -> Vec<Visit<'_>> {
 }
 
 struct Checker<'a> {
-    profile: &'a CompiledProfile,
+    expected: &'a Expected,
     index: Option<&'a Index>,
     /// Original values from a crosswalk, searched in every file.
     crosswalk: Option<&'a phi::Compiled>,
@@ -300,7 +306,7 @@ impl Checker<'_> {
         let visits = visits_of(src);
         let matched = self.match_original(path, rel, src, r);
         let judge = rules::Judge {
-            profile: self.profile,
+            expected: self.expected,
             originals: matched.iter().map(|m| m.values()).collect(),
         };
         let findings = &mut r.findings;

@@ -4,8 +4,9 @@
 //! never the value.
 
 use super::dataset::{Visit, tag_u32, trim_value};
+use super::expect::Expected;
 use super::finding::{Finding, Kind, ValueKind};
-use crate::profile::{Action, CompiledProfile};
+use crate::profile::Action;
 use aho_corasick::AhoCorasick;
 use dicom_core::Tag;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -75,15 +76,15 @@ pub struct Needles {
 
 impl Needles {
     /// Collects the identifying values of an original; attributes the profile
-    /// keeps are left out (the profile's owner chose to share them).
-    pub fn collect(visits: &[Visit<'_>], profile: &CompiledProfile) -> Needles {
+    /// keeps, and the Basic Profile keeps too, are left out (shared on purpose).
+    pub fn collect(visits: &[Visit<'_>], expected: &Expected) -> Needles {
         let mut needles = Needles::default();
         for v in visits {
             let tag = tag_u32(v.tag);
             let Some((_, kind, form)) = IDENTIFYING.iter().find(|(t, _, _)| *t == tag) else {
                 continue;
             };
-            if matches!(profile.decide(tag, None).action(), Action::Keep) {
+            if matches!(*expected.action(tag, None), Action::Keep) {
                 continue;
             }
             for value in v.strings() {

@@ -59,6 +59,9 @@ pub enum DeidError {
 
 /// The markers every output carries, computed once per run from the profile.
 struct Markers {
+    /// Patient Identity Removed (0012,0062): `YES` only for a profile that removes
+    /// or replaces every row of Table E.1-1.
+    identity_removed: &'static str,
     method: String,
     codes: Vec<(&'static str, &'static str)>,
     longitudinal: &'static str,
@@ -351,6 +354,11 @@ impl<'a> Engine<'a> {
         );
         method.truncate(64);
         let markers = Markers {
+            identity_removed: if profile.removes_identity() {
+                "YES"
+            } else {
+                "NO"
+            },
             method,
             codes: profile.method_codes(),
             longitudinal: profile.longitudinal_marker(),
@@ -832,7 +840,7 @@ impl<'a> Engine<'a> {
         obj.put(DataElement::new(
             PATIENT_IDENTITY_REMOVED,
             VR::CS,
-            PrimitiveValue::from("YES"),
+            PrimitiveValue::from(self.markers.identity_removed),
         ));
         obj.put(DataElement::new(
             DEID_METHOD,
@@ -1022,7 +1030,7 @@ mod tests {
     fn private_creator_rules_keep_their_block() {
         let p = crate::profile::compile::compile_str(
             "t.yaml",
-            "rules:\n  - {tag: \"(0029,xx10)\", creator: SAFE VENDOR, action: K}\n",
+            "defaults: {public: keep}\nrules:\n  - {tag: \"(0029,xx10)\", creator: SAFE VENDOR, action: K}\n",
         )
         .unwrap();
         let k = Key::from_bytes(&[9; 32]);
@@ -1050,7 +1058,7 @@ mod tests {
     fn non_ascii_replacements_switch_the_file_to_utf8() {
         let p = crate::profile::compile::compile_str(
             "t.yaml",
-            "rules:\n  - {tag: PatientName, replace: \"Müller^Anon\"}\n",
+            "defaults: {public: keep}\nrules:\n  - {tag: PatientName, replace: \"Müller^Anon\"}\n",
         )
         .unwrap();
         let k = Key::from_bytes(&[9; 32]);
@@ -1074,7 +1082,7 @@ mod tests {
     fn replacements_are_written_for_the_element_vr() {
         let p = crate::profile::compile::compile_str(
             "t.yaml",
-            "rules:\n  - {tag: Rows, replace: \"512\"}\n  - {tag: \"(60xx,0010)\", replace: \"abc\"}\n",
+            "defaults: {public: keep}\nrules:\n  - {tag: Rows, replace: \"512\"}\n  - {tag: \"(60xx,0010)\", replace: \"abc\"}\n",
         )
         .unwrap();
         let k = Key::from_bytes(&[9; 32]);

@@ -80,6 +80,9 @@ pub(super) fn compile(
         m.add_option("command line", None, opt);
     }
     m.check_option_conflicts();
+    if let Some(base) = layers.first() {
+        m.check_foundation(base);
+    }
     if !m.errors.is_empty() {
         return Err(ProfileErrors(m.errors));
     }
@@ -172,6 +175,28 @@ impl Merged {
                 source: "options".into(),
                 line: None,
                 message: format!("`{FULL_DATES}` and `{MODIFIED_DATES}` exclude each other"),
+            });
+        }
+    }
+
+    /// The base layer (the one that extends nothing) must say what happens to the
+    /// attributes no rule names. Without `extends` and `defaults`, an empty or
+    /// short profile would silently keep every other attribute of every file.
+    fn check_foundation(&mut self, base: &Layer) {
+        let states_defaults = base
+            .file
+            .defaults
+            .as_ref()
+            .is_some_and(|d| d.private.is_some() || d.public.is_some());
+        if base.file.extends.is_none() && !states_defaults {
+            self.errors.push(Diagnostic {
+                source: base.source.clone(),
+                line: None,
+                message: "names neither `extends` nor `defaults`: every attribute no rule \
+                          names would be kept unchanged. Add `extends: basic` (or another \
+                          profile), or state `defaults: {public: keep|remove}` to build a \
+                          profile from nothing"
+                    .into(),
             });
         }
     }
@@ -651,8 +676,30 @@ fn unknown_action(a: &Spanned<String>) -> String {
 mod tests {
     use super::*;
 
+    /// These fixtures test rules, not foundations: one that names neither
+    /// `extends` nor `defaults` gets `defaults: {public: keep}` appended (after
+    /// the last line, so line numbers stay).
     fn compile_text(text: &str) -> Result<CompiledProfile, ProfileErrors> {
-        compile_str("test.yaml", text)
+        if text.contains("extends:") || text.contains("defaults:") {
+            return compile_str("test.yaml", text);
+        }
+        compile_str(
+            "test.yaml",
+            &format!("{text}\ndefaults: {{public: keep}}\n"),
+        )
+    }
+
+    #[test]
+    fn a_profile_from_nothing_must_state_its_defaults() {
+        let err = compile_str("t.yaml", "rules: [{tag: PatientName, action: X}]").unwrap_err();
+        assert!(
+            err.0[0]
+                .message
+                .contains("neither `extends` nor `defaults`"),
+            "{err}"
+        );
+        assert!(compile_str("t.yaml", "defaults: {private: remove}").is_ok());
+        assert!(compile_str("t.yaml", "extends: basic").is_ok());
     }
 
     #[test]

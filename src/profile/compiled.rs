@@ -227,12 +227,19 @@ impl CompiledProfile {
         cov
     }
 
+    /// Whether the profile removes or replaces every row of Table E.1-1 (rows an
+    /// active option keeps count as handled: the option says so in (0012,0064))
+    /// and removes private attributes. Only then may an output say Patient
+    /// Identity Removed `YES` and claim 113100: the markers follow what the
+    /// compiled rules do, never what the profile is called.
+    pub fn removes_identity(&self) -> bool {
+        self.coverage().weakened.is_empty() && self.private_default == Fallback::Remove
+    }
+
     /// CID 7050 codes (value, meaning) of what this profile does. The Basic Profile
-    /// code is claimed only when no row of Table E.1-1 keeps its original value and
-    /// private attributes are removed.
+    /// code is claimed only when [`Self::removes_identity`].
     pub fn method_codes(&self) -> Vec<(&'static str, &'static str)> {
-        let cov = self.coverage();
-        if !(cov.weakened.is_empty() && self.private_default == Fallback::Remove) {
+        if !self.removes_identity() {
             return Vec::new();
         }
         let mut codes = vec![("113100", "Basic Application Confidentiality Profile")];

@@ -1,0 +1,190 @@
+//! Issue 11, items A.1, A.3, A.4, E.21 and E.22: a file is marked de-identified only
+//! when it is, and the judge (`check`) neither lets a weak profile pass nor fails a
+//! real export for what is not identifying. Every test drives the real binary.
+
+mod common;
+use common::*;
+
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_object::InMemDicomObject;
+use serde_json::Value as Json;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn stdio(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn write(env: &Env, name: &str, text: &str) -> PathBuf {
+    let p = env.path(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The first value of a top-level element, trimmed; `None` when absent.
+fn value_of(path: &Path, tag: Tag) -> Option<String> {
+    let obj = open(path);
+    obj.element(tag).ok().map(text)
+}
+
+/// `check TREE --report R ARGS...`: (output, per-file lines, summary).
+fn check(
+    env: &Env,
+    tree: &Path,
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+) -> (Output, Vec<Json>, Json) {
+    let rep = env.path("check.jsonl");
+    let _ = std::fs::remove_file(&rep);
+    let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"check", &tree, &"--report", &rep];
+    all.extend_from_slice(args);
+    let o = run(&all);
+    let (lines, summary) = if rep.exists() {
+        report(&rep)
+    } else {
+        (Vec::new(), Json::Null)
+    };
+    (o, lines, summary)
+}
+
+/// (kind, path) of every finding in a check report.
+fn findings(lines: &[Json]) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .flat_map(|l| l["findings"].as_array().cloned().unwrap_or_default())
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap_or("").to_string(),
+                f["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Runs `run` on one edited copy of a sample (mirror layout) and returns the output.
+fn deidentify_one(
+    env: &Env,
+    sample: &str,
+    edit: impl FnOnce(&mut InMemDicomObject),
+    extra: &[&dyn AsRef<std::ffi::OsStr>],
+) -> PathBuf {
+    let input = env.inputs(&[sample]);
+    let file = input.join(sample);
+    let mut obj = open(&file);
+    edit(&mut obj);
+    obj.write_to_file(&file).unwrap();
+    let out = env.path("out");
+    let (lines, _) = run_mirror_ok(
+        &input,
+        &out,
+        &env.key("k", 1),
+        &env.path("run.jsonl"),
+        extra,
+    );
+    PathBuf::from(lines[0]["output"].as_str().expect("an output"))
+}
+
+// ---------------------------------------------------------------- A.1
+
+#[test]
+fn a_profile_without_extends_or_defaults_is_an_error_that_says_why() {
+    let env = Env::new();
+    for (name, text) in [
+        ("empty.yaml", ""),
+        ("named.yaml", "name: nothing\n"),
+        (
+            "rules.yaml",
+            "name: few\nrules:\n  - {tag: PatientName, action: X}\n",
+        ),
+        ("hollow.yaml", "name: hollow\ndefaults: {}\n"),
+    ] {
+        let p = write(&env, name, text);
+        let o = run(&[&"profile", &"check", &p]);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", stdio(&o));
+        let all = stdio(&o);
+        assert!(
+            all.contains("neither `extends` nor `defaults`") && !all.contains(": valid"),
+            "{name}: {all}"
+        );
+        let input = env.inputs(&["dicom/ct_explicit_le.dcm"]);
+        let out = env.path(&format!("out-{name}"));
+        let o = run(&[&"run", &input, &"--out", &out, &"--profile", &p]);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", stdio(&o));
+        assert!(!out.join("dicom").exists(), "{name}: nothing written");
+    }
+    // Stating the defaults is a deliberate choice, and valid.
+    let p = write(
+        &env,
+        "keep.yaml",
+        "name: keepall\ndefaults: {public: keep}\n",
+    );
+    let o = run(&[&"profile", &"check", &p]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdio(&o));
+    // ...and `profile check` says which markers it earns.
+    assert!(
+        stdio(&o).contains("markers: (0012,0062) NO; (0012,0064) []"),
+        "{}",
+        stdio(&o)
+    );
+}
+
+#[test]
+fn markers_follow_what_the_profile_does_and_check_judges_against_basic() {
+    let env = Env::new();
+    let keep_all = write(
+        &env,
+        "keep.yaml",
+        "name: keepall\ndefaults: {public: keep}\n",
+    );
+    let out = deidentify_one(
+        &env,
+        "dicom/ct_explicit_le.dcm",
+        |o| {
+            o.put(DataElement::new(
+                Tag(0x0010, 0x0010),
+                VR::PN,
+                PrimitiveValue::from("DOE^JOHN"),
+            ));
+        },
+        &[&"--profile", &keep_all],
+    );
+    assert_eq!(
+        value_of(&out, Tag(0x0010, 0x0010)).as_deref(),
+        Some("DOE^JOHN")
+    );
+    assert_eq!(
+        value_of(&out, Tag(0x0012, 0x0062)).as_deref(),
+        Some("NO"),
+        "a profile that keeps identifying rows does not say YES"
+    );
+    assert!(
+        open(&out).element(Tag(0x0012, 0x0064)).is_err(),
+        "no 113100 either"
+    );
+
+    // `--profile` names what to expect; the Basic Profile still says what identifies.
+    let (o, lines, _) = check(&env, &env.path("out"), &[&"--profile", &keep_all]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdio(&o));
+    let f = findings(&lines);
+    assert!(
+        f.contains(&("not-emptied".into(), "(0010,0010)".into())),
+        "{f:?}"
+    );
+    assert!(
+        f.contains(&("wrong-marker".into(), "(0012,0062)".into())),
+        "{f:?}"
+    );
+
+    // The basic profile, on the same input, still says YES and claims 113100.
+    let env2 = Env::new();
+    let out = deidentify_one(&env2, "dicom/ct_explicit_le.dcm", |_| {}, &[]);
+    assert_eq!(value_of(&out, Tag(0x0012, 0x0062)).as_deref(), Some("YES"));
+    let codes = open(&out);
+    let seq = codes.element(Tag(0x0012, 0x0064)).expect("(0012,0064)");
+    let first = &seq.items().expect("items")[0];
+    assert_eq!(text(first.element(Tag(0x0008, 0x0100)).unwrap()), "113100");
+}
