@@ -188,3 +188,84 @@ fn markers_follow_what_the_profile_does_and_check_judges_against_basic() {
     let first = &seq.items().expect("items")[0];
     assert_eq!(text(first.element(Tag(0x0008, 0x0100)).unwrap()), "113100");
 }
+
+// ---------------------------------------------------------------- A.3
+
+fn put_text(o: &mut InMemDicomObject, tag: Tag, vr: VR, value: &str) {
+    o.put(DataElement::new(tag, vr, PrimitiveValue::from(value)));
+}
+
+#[test]
+fn public_attributes_no_dictionary_knows_are_removed_unless_the_profile_keeps_them() {
+    let unknown = Tag(0x0010, 0x9999);
+    let plant = |o: &mut InMemDicomObject| put_text(o, unknown, VR::LO, "DOE^JOHN");
+
+    let env = Env::new();
+    let out = deidentify_one(&env, "dicom/ct_explicit_le.dcm", plant, &[]);
+    assert_eq!(value_of(&out, unknown), None, "basic removes (0010,9999)");
+
+    let env = Env::new();
+    let keep = write(
+        &env,
+        "keep-unknown.yaml",
+        "extends: basic\nname: keep-unknown\ndefaults: {unknown-public: keep}\n",
+    );
+    let o = run(&[&"profile", &"check", &keep]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdio(&o));
+    let out = deidentify_one(
+        &env,
+        "dicom/ct_explicit_le.dcm",
+        plant,
+        &[&"--profile", &keep],
+    );
+    assert_eq!(value_of(&out, unknown).as_deref(), Some("DOE^JOHN"));
+    // The judge, by the Basic Profile, calls the kept element what it is.
+    let (o, lines, _) = check(&env, &env.path("out"), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdio(&o));
+    assert!(
+        findings(&lines).contains(&("not-removed".into(), "(0010,9999)".into())),
+        "{:?}",
+        findings(&lines)
+    );
+
+    let bad = write(
+        &env,
+        "bad.yaml",
+        "extends: basic\ndefaults: {unknown-public: maybe}\n",
+    );
+    let o = run(&[&"profile", &"check", &bad]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdio(&o));
+    assert!(stdio(&o).contains("unknown-public"), "{}", stdio(&o));
+}
+
+#[test]
+fn overlay_description_and_label_are_cleaned_or_go_with_clean_graphics() {
+    let plant = |o: &mut InMemDicomObject| {
+        put_text(o, Tag(0x0010, 0x0010), VR::PN, "DOE^JOHN");
+        put_text(o, Tag(0x6000, 0x0022), VR::LO, "ROI drawn for DOE");
+        put_text(o, Tag(0x6000, 0x1500), VR::LO, "JOHN LESION");
+    };
+    let env = Env::new();
+    let out = deidentify_one(&env, "dicom/mr_overlay.dcm", plant, &[]);
+    let description = value_of(&out, Tag(0x6000, 0x0022)).expect("description kept, cleaned");
+    let label = value_of(&out, Tag(0x6000, 0x1500)).expect("label kept, cleaned");
+    for v in [&description, &label] {
+        assert!(!v.contains("DOE") && !v.contains("JOHN"), "{v}");
+    }
+    assert!(description.starts_with("ROI drawn for"), "{description}");
+    assert!(label.ends_with("LESION"), "{label}");
+
+    let env = Env::new();
+    let out = deidentify_one(
+        &env,
+        "dicom/mr_overlay.dcm",
+        plant,
+        &[&"--option", &"clean-graphics"],
+    );
+    assert_eq!(value_of(&out, Tag(0x6000, 0x0022)), None);
+    assert_eq!(value_of(&out, Tag(0x6000, 0x1500)), None);
+    assert!(
+        open(&out).element(Tag(0x6000, 0x3000)).is_ok(),
+        "overlay kept"
+    );
+}

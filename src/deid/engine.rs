@@ -313,6 +313,7 @@ fn explain_why(decision: &Decision<'_>, resolved_by_iod: bool, unlisted_date: bo
             "unlisted date (retain-long-modified-dates)".into()
         }
         Decision::PublicDefault(_) => "defaults.public".into(),
+        Decision::UnknownPublic(_) => "defaults.unknown-public (no dictionary knows it)".into(),
     }
 }
 
@@ -595,8 +596,10 @@ impl<'a> Engine<'a> {
         let mut action = resolved.as_ref().unwrap_or(decision.action());
         // Dates no rule names follow the date option (the standard recommends
         // handling every DA/DT by VR, since its table cannot list them all).
-        let unlisted_date = matches!(decision, Decision::PublicDefault(Action::Keep))
-            && self.profile.shift_unlisted_dates
+        let unlisted_date = matches!(
+            decision,
+            Decision::PublicDefault(Action::Keep) | Decision::UnknownPublic(Action::Keep)
+        ) && self.profile.shift_unlisted_dates
             && matches!(el.vr, VR::DA | VR::DT);
         if unlisted_date {
             action = &Action::DateShift;

@@ -41,6 +41,7 @@ struct Merged {
     options: Vec<&'static str>,
     private_default: Fallback,
     public_default: Fallback,
+    unknown_public: Fallback,
     date_shift_days: (u32, u32),
     hipaa_ages: bool,
     coarsen_times: bool,
@@ -58,6 +59,7 @@ impl Default for Merged {
             options: Vec::new(),
             private_default: Fallback::Remove,
             public_default: Fallback::Keep,
+            unknown_public: Fallback::Remove,
             date_shift_days: DEFAULT_DATE_SHIFT,
             hipaa_ages: false,
             coarsen_times: false,
@@ -102,6 +104,7 @@ pub(super) fn compile(
         private: index.private,
         private_default: m.private_default,
         public_default: m.public_default,
+        unknown_public: m.unknown_public,
         shift_unlisted_dates: m.options.contains(&MODIFIED_DATES),
         options: m.options,
         date_shift_days: m.date_shift_days,
@@ -183,11 +186,9 @@ impl Merged {
     /// attributes no rule names. Without `extends` and `defaults`, an empty or
     /// short profile would silently keep every other attribute of every file.
     fn check_foundation(&mut self, base: &Layer) {
-        let states_defaults = base
-            .file
-            .defaults
-            .as_ref()
-            .is_some_and(|d| d.private.is_some() || d.public.is_some());
+        let states_defaults = base.file.defaults.as_ref().is_some_and(|d| {
+            d.private.is_some() || d.public.is_some() || d.unknown_public.is_some()
+        });
         if base.file.extends.is_none() && !states_defaults {
             self.errors.push(Diagnostic {
                 source: base.source.clone(),
@@ -260,6 +261,19 @@ impl Merged {
                     p.referenced.line(),
                     format!(
                         "defaults.private must be `remove` or `keep`, got `{}`",
+                        p.value
+                    ),
+                ),
+            }
+        }
+        if let Some(p) = &d.unknown_public {
+            match parse_fallback(&p.value) {
+                Some(f) => self.unknown_public = f,
+                None => self.error(
+                    src,
+                    p.referenced.line(),
+                    format!(
+                        "defaults.unknown-public must be `remove` or `keep`, got `{}`",
                         p.value
                     ),
                 ),
@@ -380,9 +394,10 @@ impl Index {
 fn digest(m: &Merged, rules: &[Rule]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(format!(
-        "private={:?};public={:?};options={:?};shift={:?};hipaa={};coarsen={};quarantine={:?}\n",
+        "private={:?};public={:?};unknown-public={:?};options={:?};shift={:?};hipaa={};coarsen={};quarantine={:?}\n",
         m.private_default,
         m.public_default,
+        m.unknown_public,
         m.options,
         m.date_shift_days,
         m.hipaa_ages,

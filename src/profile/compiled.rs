@@ -99,13 +99,17 @@ pub enum Decision<'a> {
     Rule(&'a Rule),
     PrivateDefault(&'a Action),
     PublicDefault(&'a Action),
+    /// A public element no data dictionary knows: `defaults.unknown-public`.
+    UnknownPublic(&'a Action),
 }
 
 impl<'a> Decision<'a> {
     pub fn action(&self) -> &'a Action {
         match self {
             Decision::Rule(r) => &r.action,
-            Decision::PrivateDefault(a) | Decision::PublicDefault(a) => a,
+            Decision::PrivateDefault(a)
+            | Decision::PublicDefault(a)
+            | Decision::UnknownPublic(a) => a,
         }
     }
 }
@@ -145,6 +149,8 @@ pub struct CompiledProfile {
     pub(super) private: TagMap<Vec<(String, u8, usize)>>,
     pub private_default: Fallback,
     pub public_default: Fallback,
+    /// Public elements no rule names and no data dictionary knows.
+    pub unknown_public: Fallback,
     /// PS3.15 E.3 options in effect, in table column order.
     pub options: Vec<&'static str>,
     /// Per-patient date shift: whole days into the past, inclusive range.
@@ -185,6 +191,14 @@ impl CompiledProfile {
             if tag & mask == *value {
                 return Decision::Rule(&self.rules[*i]);
             }
+        }
+        // An attribute no dictionary knows is one Table E.1-1 cannot vouch for:
+        // it follows `defaults.unknown-public` (remove unless a profile says keep).
+        if self.public_default == Fallback::Keep
+            && self.unknown_public == Fallback::Remove
+            && !known_public(tag)
+        {
+            return Decision::UnknownPublic(self.unknown_public.action());
         }
         Decision::PublicDefault(self.public_default.action())
     }
@@ -269,6 +283,16 @@ impl CompiledProfile {
         });
         if all_kept { "UNMODIFIED" } else { "REMOVED" }
     }
+}
+
+/// Whether the standard data dictionary (repeating groups included) names this
+/// public tag.
+fn known_public(tag: u32) -> bool {
+    use dicom_core::dictionary::DataDictionary;
+    let tag = dicom_core::Tag((tag >> 16) as u16, (tag & 0xFFFF) as u16);
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(tag)
+        .is_some()
 }
 
 #[derive(Debug, Default)]
