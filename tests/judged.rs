@@ -269,3 +269,69 @@ fn overlay_description_and_label_are_cleaned_or_go_with_clean_graphics() {
         "overlay kept"
     );
 }
+
+// ---------------------------------------------------------------- A.4
+
+fn strs(values: &[&str]) -> PrimitiveValue {
+    PrimitiveValue::Strs(values.iter().map(|s| s.to_string()).collect())
+}
+
+#[test]
+fn safe_private_creators_keep_only_needed_values_and_a_vr_mismatch_goes() {
+    let env = Env::new();
+    let out = deidentify_one(
+        &env,
+        "dicom/ct_explicit_le.dcm",
+        |o| {
+            // Block 10: a two-valued creator whose first value is on the safe list.
+            o.put(DataElement::new(
+                Tag(0x00E1, 0x0010),
+                VR::LO,
+                strs(&["ELSCINT1", "DOE^JOHN"]),
+            ));
+            put_text(o, Tag(0x00E1, 0x1021), VR::DS, "12.5");
+            // Block 11: the safe-listed DLP (DS in Table E.3.10-1) stored as LO text.
+            put_text(o, Tag(0x00E1, 0x0011), VR::LO, "ELSCINT1");
+            put_text(o, Tag(0x00E1, 0x1121), VR::LO, "DOE^JOHN");
+        },
+        &[&"--option", &"retain-safe-private"],
+    );
+    let obj = open(&out);
+    assert_eq!(
+        obj.element(Tag(0x00E1, 0x1021)).map(text).ok().as_deref(),
+        Some("12.5"),
+        "the safe element stays"
+    );
+    let creator = obj.element(Tag(0x00E1, 0x0010)).expect("its creator stays");
+    assert_eq!(
+        creator.to_multi_str().unwrap().to_vec(),
+        vec!["ELSCINT1".to_string()],
+        "only the creator value a kept element needs"
+    );
+    assert!(
+        obj.element(Tag(0x00E1, 0x1121)).is_err(),
+        "a safe-listed tag with another VR is not the listed element"
+    );
+    assert!(obj.element(Tag(0x00E1, 0x0011)).is_err(), "nor its creator");
+
+    // The judge agrees: the same mismatch planted in an output is a finding.
+    let mut obj = open(&out);
+    put_text(&mut obj, Tag(0x00E1, 0x0011), VR::LO, "ELSCINT1");
+    put_text(&mut obj, Tag(0x00E1, 0x1121), VR::LO, "DOE^JOHN");
+    obj.write_to_file(&out).unwrap();
+    let (o, lines, _) = check(
+        &env,
+        &env.path("out"),
+        &[&"--option", &"retain-safe-private"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdio(&o));
+    let f = findings(&lines);
+    assert!(
+        f.contains(&("private-not-removed".into(), "(00E1,1121)".into())),
+        "{f:?}"
+    );
+    assert!(
+        !f.iter().any(|(_, p)| p == "(00E1,1021)"),
+        "the listed element passes: {f:?}"
+    );
+}

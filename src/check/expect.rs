@@ -5,6 +5,7 @@
 //! not identifying. An empty site profile therefore does not make its output clean.
 
 use crate::profile::{self, Action, Code, CompiledProfile, Decision, ProfileErrors};
+use dicom_core::VR;
 use std::borrow::Cow;
 
 pub struct Expected {
@@ -23,12 +24,22 @@ impl Expected {
 
     /// The action an element is judged by: the profile's, unless the profile keeps
     /// a value the Basic Profile does not.
-    pub fn action(&self, tag: u32, creator: Option<&str>) -> Cow<'_, Action> {
-        let own = lenient(&self.profile.decide(tag, creator));
+    /// An element stored with another VR than its rule names (a safe private
+    /// attribute) is not the element the rule means: it is judged as removed.
+    pub fn action(&self, tag: u32, creator: Option<&str>, vr: VR) -> Cow<'_, Action> {
+        let decision = self.profile.decide(tag, creator);
+        if matches!(decision, Decision::Rule(r) if !r.admits_vr(vr)) {
+            return Cow::Owned(Action::Remove);
+        }
+        let own = lenient(&decision);
         if !own.keeps_value() {
             return own;
         }
-        let floor = lenient(&self.floor.decide(tag, creator));
+        let floor_decision = self.floor.decide(tag, creator);
+        if matches!(floor_decision, Decision::Rule(r) if !r.admits_vr(vr)) {
+            return Cow::Owned(Action::Remove);
+        }
+        let floor = lenient(&floor_decision);
         if floor.keeps_value() { own } else { floor }
     }
 }

@@ -84,7 +84,7 @@ impl Needles {
             let Some((_, kind, form)) = IDENTIFYING.iter().find(|(t, _, _)| *t == tag) else {
                 continue;
             };
-            if matches!(*expected.action(tag, None), Action::Keep) {
+            if matches!(*expected.action(tag, None, v.vr), Action::Keep) {
                 continue;
             }
             for value in v.strings() {

@@ -55,7 +55,9 @@ impl Judge<'_> {
             if !is_judged(v) || flagged.iter().any(|p| v.path.starts_with(p.as_str())) {
                 continue;
             }
-            let action = self.expected.action(tag_u32(v.tag), v.creator.as_deref());
+            let action = self
+                .expected
+                .action(tag_u32(v.tag), v.creator.as_deref(), v.vr);
             if let Some(f) = self.judge(v, &action) {
                 if v.is_sequence() {
                     flagged.push(format!("{}[", v.path));
@@ -161,7 +163,7 @@ impl Judge<'_> {
         if meta_uid.is_empty() {
             return;
         }
-        let action = self.expected.action(SOP_INSTANCE_UID, None);
+        let action = self.expected.action(SOP_INSTANCE_UID, None, VR::UI);
         if !matches!(*action, Action::Uid | Action::Dummy | Action::Clean) {
             return;
         }
@@ -255,7 +257,7 @@ pub fn value_map(visits: &[Visit<'_>], expected: &Expected) -> ValueMap {
         if !is_judged(v) || v.is_sequence() || is_binary(v) {
             continue;
         }
-        let action = expected.action(tag_u32(v.tag), v.creator.as_deref());
+        let action = expected.action(tag_u32(v.tag), v.creator.as_deref(), v.vr);
         if matches!(*action, Action::Keep | Action::Remove | Action::Empty) {
             continue;
         }

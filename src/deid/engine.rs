@@ -8,6 +8,7 @@ use super::values;
 use crate::profile::action::{Code, HashParams, LookupTable, OnMissing, Replacement};
 use crate::profile::compile::lookup_key;
 use crate::profile::iod::{self, AttrType, IodTypes};
+use crate::profile::tagspec::Target;
 use crate::profile::{Action, CompiledProfile, Decision};
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::value::{DataSetSequence, Value};
@@ -207,6 +208,15 @@ fn cap_age(age: &str) -> Option<String> {
         _ => return None,
     };
     (years > 89).then(|| "090Y".to_string())
+}
+
+/// A private creator element of one item, read before anything changes.
+struct Creator {
+    group: u16,
+    block: u16,
+    values: Vec<String>,
+    /// Per value: a kept element of the block was chosen by this value's rule.
+    needed: Vec<bool>,
 }
 
 /// The element an action works on, read before anything in its item changes.
@@ -499,17 +509,24 @@ impl<'a> Engine<'a> {
         let tags: Vec<Tag> = obj.tags().collect();
         let has_private = tags.iter().any(|t| t.0 % 2 == 1);
         // Creator values must be read before any element of the item changes.
-        let creators: Vec<(u16, u16, String)> = if has_private {
+        // Every value of a creator counts: a creator with several values (which
+        // PS3.5 does not allow, but files have) is matched value by value, and
+        // keeps only the values a kept element needed.
+        let mut creators: Vec<Creator> = if has_private {
             tags.iter()
                 .filter(|t| t.0 % 2 == 1 && (0x10..=0xFF).contains(&t.1))
                 .filter_map(|t| {
                     let e = obj.get(*t)?;
-                    let v = text_values(e).into_iter().next().unwrap_or_default();
-                    Some((
-                        t.0,
-                        t.1,
-                        crate::profile::tagspec::normalize_creator(&v).to_string(),
-                    ))
+                    let values: Vec<String> = text_values(e)
+                        .iter()
+                        .map(|v| crate::profile::tagspec::normalize_creator(v).to_string())
+                        .collect();
+                    Some(Creator {
+                        group: t.0,
+                        block: t.1,
+                        needed: vec![false; values.len()],
+                        values,
+                    })
                 })
                 .collect()
         } else {
@@ -537,23 +554,60 @@ impl<'a> Engine<'a> {
             let creator = if tag.0 % 2 == 1 {
                 let block = tag.1 >> 8;
                 creators
-                    .iter()
-                    .find(|(g, e, _)| *g == tag.0 && *e == block)
-                    .map(|(_, _, c)| c.as_str())
+                    .iter_mut()
+                    .find(|c| c.group == tag.0 && c.block == block)
             } else {
                 None
             };
-            let decision = self.profile.decide(tag_u32(tag), creator);
+            let Some(creator) = creator else {
+                let decision = self.profile.decide(tag_u32(tag), None);
+                self.apply_action(obj, tag, decision, depth, walk)?;
+                continue;
+            };
+            // The first value a creator rule names decides; without one the element
+            // is decided as before (exact private rule or defaults).
+            let by_value = creator.values.iter().position(|v| {
+                matches!(self.profile.decide(tag_u32(tag), Some(v)),
+                    Decision::Rule(r) if matches!(&r.target, Target::Private { creator, .. } if creator == v))
+            });
+            let name = by_value.or((!creator.values.is_empty()).then_some(0));
+            let decision = self
+                .profile
+                .decide(tag_u32(tag), name.map(|i| creator.values[i].as_str()));
             self.apply_action(obj, tag, decision, depth, walk)?;
+            if let Some(i) = by_value
+                && obj.get(tag).is_some()
+            {
+                creator.needed[i] = true;
+            }
         }
 
-        // A creator stays exactly when an element of its block stayed.
-        for (group, block, name) in &creators {
+        // A creator stays exactly when an element of its block stayed, with only
+        // the values a kept element needed (all of them when no creator rule chose).
+        for c in &creators {
+            let (group, block) = (&c.group, &c.block);
+            let name = c.values.first().cloned().unwrap_or_default();
             let lo = Tag(*group, block << 8);
             let hi = Tag(*group, (block << 8) | 0xFF);
             let used = obj.tags().any(|t| t >= lo && t <= hi);
             let creator_tag = Tag(*group, *block);
-            if used {
+            let needed: Vec<String> = c
+                .values
+                .iter()
+                .zip(&c.needed)
+                .filter(|(_, n)| **n)
+                .map(|(v, _)| v.clone())
+                .collect();
+            if used && !needed.is_empty() && needed.len() < c.values.len() {
+                self.explain_fixed(
+                    walk,
+                    creator_tag,
+                    "replace",
+                    "private creator: only the values a kept element needs",
+                );
+                obj.put(DataElement::new(creator_tag, VR::LO, multi(needed)));
+                walk.result.counts.replaced += 1;
+            } else if used {
                 self.explain_fixed(walk, creator_tag, "keep", "private creator of a kept block");
                 walk.result.counts.kept += 1;
             } else {
@@ -565,8 +619,8 @@ impl<'a> Engine<'a> {
                 );
                 obj.remove_element(Tag(*group, *block));
                 walk.result.counts.removed += 1;
-                if !walk.result.creators_dropped.contains(name) {
-                    walk.result.creators_dropped.push(name.clone());
+                if !walk.result.creators_dropped.contains(&name) {
+                    walk.result.creators_dropped.push(name);
                 }
             }
         }
@@ -594,6 +648,12 @@ impl<'a> Engine<'a> {
         };
         let resolved = self.iod_action(&decision, tag, walk);
         let mut action = resolved.as_ref().unwrap_or(decision.action());
+        // A rule that names the VR of its element (the safe private list) does not
+        // mean an element stored with another VR: that one goes.
+        let vr_mismatch = matches!(decision, Decision::Rule(r) if !r.admits_vr(element.vr()));
+        if vr_mismatch {
+            action = &Action::Remove;
+        }
         // Dates no rule names follow the date option (the standard recommends
         // handling every DA/DT by VR, since its table cannot list them all).
         let unlisted_date = matches!(
@@ -605,7 +665,10 @@ impl<'a> Engine<'a> {
             action = &Action::DateShift;
         }
         if walk.explain.is_some() {
-            let why = explain_why(&decision, resolved.is_some(), unlisted_date);
+            let mut why = explain_why(&decision, resolved.is_some(), unlisted_date);
+            if vr_mismatch {
+                why.push_str(" (stored with another VR than the rule's: not that element)");
+            }
             explain_element(walk, &el, action, why);
         }
         match self.edit(action, &el, walk)? {

@@ -405,7 +405,16 @@ fn digest(m: &Merged, rules: &[Rule]) -> String {
         m.quarantine
     ));
     for r in rules {
-        hasher.update(format!("{}={}\n", r.target.describe(), r.action.describe()));
+        hasher.update(format!("{}={}", r.target.describe(), r.action.describe()));
+        if !r.vrs.is_empty() {
+            let vrs: Vec<&str> = r
+                .vrs
+                .iter()
+                .map(|v| dicom_core::VR::to_string(*v))
+                .collect();
+            hasher.update(format!(" vr={}", vrs.join("/")));
+        }
+        hasher.update("\n");
     }
     hasher
         .finalize()
@@ -445,6 +454,7 @@ fn add_option_rules(rules: &mut BTreeMap<Target, Rule>, options: &[&'static str]
             source: source.to_string(),
             line,
         },
+        vrs: Vec::new(),
     };
     if options.contains(&"clean-graphics") {
         // Overlays and graphic annotations stay; the text that labels them goes.
@@ -489,7 +499,7 @@ fn add_option_rules(rules: &mut BTreeMap<Target, Rule>, options: &[&'static str]
         );
     }
     if options.contains(&"retain-safe-private") {
-        for (line, (group, elem, creator)) in table::safe_private().iter().enumerate() {
+        for (line, (group, elem, creator, vrs)) in table::safe_private_vrs().iter().enumerate() {
             let t = Target::Private {
                 group: *group,
                 elem: *elem,
@@ -497,13 +507,17 @@ fn add_option_rules(rules: &mut BTreeMap<Target, Rule>, options: &[&'static str]
             };
             // A site's own rule for the same element wins over the standard's list.
             rules.entry(t.clone()).or_insert_with(|| {
-                builtin_rule(
+                let mut rule = builtin_rule(
                     t,
                     Action::Keep,
                     "Safe Private Attribute (PS3.15 E.3.10)",
                     "builtin:safe-private.csv",
                     line as u64 + 2,
-                )
+                );
+                // The list vouches for the element with its VR: the same tag stored
+                // as, say, a PN or LT is something else (a name where a number was).
+                rule.vrs.clone_from(vrs);
+                rule
             });
         }
     }
@@ -592,6 +606,7 @@ fn compile_rule(
                     source: source.to_string(),
                     line,
                 },
+                vrs: Vec::new(),
             },
             cells,
         }),

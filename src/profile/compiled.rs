@@ -45,6 +45,18 @@ pub struct Rule {
     pub code: Option<Code>,
     pub name: Option<String>,
     pub origin: Origin,
+    /// The VRs the element the rule means is stored with (Table E.3.10-1 gives one
+    /// per safe private attribute); empty: any. An element stored with another VR
+    /// is not that element, whatever its tag and creator say.
+    pub vrs: Vec<dicom_core::VR>,
+}
+
+impl Rule {
+    /// Whether an element stored with `vr` is the element this rule means. UN says
+    /// nothing either way (implicit VR files store every private element as UN).
+    pub fn admits_vr(&self, vr: dicom_core::VR) -> bool {
+        self.vrs.is_empty() || vr == dicom_core::VR::UN || self.vrs.contains(&vr)
+    }
 }
 
 /// What a quarantine rule does when it matches.
