@@ -335,3 +335,71 @@ fn safe_private_creators_keep_only_needed_values_and_a_vr_mismatch_goes() {
         "the listed element passes: {f:?}"
     );
 }
+
+// ---------------------------------------------------------------- E.21
+
+fn sequence(tag: Tag, items: Vec<InMemDicomObject>) -> DataElement<InMemDicomObject> {
+    DataElement::new(
+        tag,
+        VR::SQ,
+        dicom_core::value::Value::from(dicom_core::value::DataSetSequence::from(items)),
+    )
+}
+
+fn reference(uid: &str) -> InMemDicomObject {
+    InMemDicomObject::from_element_iter([
+        DataElement::new(
+            Tag(0x0008, 0x1150),
+            VR::UI,
+            PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.4"),
+        ),
+        DataElement::new(Tag(0x0008, 0x1155), VR::UI, PrimitiveValue::from(uid)),
+    ])
+}
+
+#[test]
+fn x_z_u_reference_sequences_are_kept_and_remapped_at_every_type() {
+    const ORIGINAL: &str = "1.3.6.1.4.1.5962.99.1.2.3.4";
+    let env = Env::new();
+    let out = deidentify_one(
+        &env,
+        "dicom/mr_implicit_le.dcm",
+        |o| {
+            // An enhanced MR: Referenced Image Sequence is Type 2 inside the Shared
+            // Functional Groups, Type 3 at the top level.
+            put_text(
+                o,
+                Tag(0x0008, 0x0016),
+                VR::UI,
+                "1.2.840.10008.5.1.4.1.1.4.1",
+            );
+            let shared = InMemDicomObject::from_element_iter([sequence(
+                Tag(0x0008, 0x1140),
+                vec![reference(ORIGINAL)],
+            )]);
+            o.put(sequence(Tag(0x5200, 0x9229), vec![shared]));
+            o.put(sequence(Tag(0x0008, 0x1140), vec![reference(ORIGINAL)]));
+        },
+        &[],
+    );
+    let obj = open(&out);
+    let shared = obj
+        .element(Tag(0x5200, 0x9229))
+        .expect("shared groups kept");
+    let shared_item = &shared.items().expect("items")[0];
+    let nested = shared_item
+        .element(Tag(0x0008, 0x1140))
+        .expect("Referenced Image Sequence stays");
+    let top = obj
+        .element(Tag(0x0008, 0x1140))
+        .expect("top-level Referenced Image Sequence stays");
+    let mut remapped = Vec::new();
+    for seq in [nested, top] {
+        let items = seq.items().expect("a sequence");
+        assert_eq!(items.len(), 1, "the reference is kept, not emptied");
+        let uid = text(items[0].element(Tag(0x0008, 0x1155)).unwrap());
+        assert!(uid.starts_with("2.25.") && uid != ORIGINAL, "{uid}");
+        remapped.push(uid);
+    }
+    assert_eq!(remapped[0], remapped[1], "one original, one remapped UID");
+}

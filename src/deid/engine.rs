@@ -170,15 +170,17 @@ fn empty_sequence() -> Value<InMemDicomObject, dicom_object::mem::InMemFragment>
 /// Resolves a compound code by the attribute's Type in the file's IOD (PS3.15
 /// E.1.1): Type 3 may go, Type 2 must stay but may be empty, Type 1 needs a value.
 /// Where the standard's Type falls outside what the code offers (X/D on a Type 2,
-/// X/Z on a Type 1), the choice that keeps the file conformant wins.
+/// X/Z on a Type 1), the choice that keeps the file conformant wins. X/Z/U* is
+/// always U* (keep the sequence, its UIDs remapped by their own rules): that is
+/// valid at every Type, identifies no one, and keeps the references research needs.
 fn resolve_compound(code: Code, ty: AttrType) -> Option<Action> {
     use AttrType::*;
     Some(match (code, ty) {
-        (Code::XZ | Code::XD | Code::XZD | Code::XZU, Three) => Action::Remove,
+        (Code::XZU, _) => Action::Keep,
+        (Code::XZ | Code::XD | Code::XZD, Three) => Action::Remove,
         (Code::ZD, Three | Two | TwoC) => Action::Empty,
-        (Code::XZ | Code::XZD | Code::XZU, Two | TwoC) => Action::Empty,
+        (Code::XZ | Code::XZD, Two | TwoC) => Action::Empty,
         (Code::XD, Two | TwoC) => Action::Dummy,
-        (Code::XZU, One | OneC) => Action::Keep,
         (Code::ZD | Code::XD | Code::XZD | Code::XZ, One | OneC) => Action::Dummy,
         _ => return None,
     })
@@ -487,7 +489,8 @@ impl<'a> Engine<'a> {
             return None;
         };
         let code = rule.code?;
-        if !matches!(code, Code::ZD | Code::XZ | Code::XD | Code::XZD | Code::XZU) {
+        // X/Z/U* needs no Type: it keeps and remaps at every Type (resolve_compound).
+        if !matches!(code, Code::ZD | Code::XZ | Code::XD | Code::XZD) {
             return None;
         }
         let types = walk.iod?;
@@ -1229,10 +1232,14 @@ mod compound_tests {
             resolve_compound(Code::ZD, AttrType::OneC),
             Some(Action::Dummy)
         );
-        assert_eq!(
-            resolve_compound(Code::XZU, AttrType::One),
-            Some(Action::Keep)
-        );
+        for ty in [
+            AttrType::One,
+            AttrType::Two,
+            AttrType::TwoC,
+            AttrType::Three,
+        ] {
+            assert_eq!(resolve_compound(Code::XZU, ty), Some(Action::Keep));
+        }
         assert_eq!(resolve_compound(Code::X, AttrType::One), None);
     }
 }
