@@ -53,6 +53,8 @@ pub struct CheckOptions {
     pub crosswalk: Option<PathBuf>,
     /// Kinds of finding reported but not counted against the exit code.
     pub allow: Vec<String>,
+    /// Warnings count against the exit code too.
+    pub strict: bool,
 }
 
 /// The outcome for one file of the tree.
@@ -103,6 +105,9 @@ pub struct Summary {
     pub warnings: u64,
     /// Findings of a kind named by `--allow`: reported, not counted in the exit code.
     pub allowed: u64,
+    /// Findings that make the exit code non-zero: neither allowed nor, without
+    /// `--strict`, warnings.
+    pub failing: u64,
     /// Findings per kind.
     pub counts: BTreeMap<&'static str, u64>,
     /// Residual-PHI findings per kind of value matched.
@@ -153,7 +158,7 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
             finding.severity = "allowed";
         }
     }
-    let mut summary = summarize(&files, profile, index.as_ref());
+    let mut summary = summarize(&files, profile, index.as_ref(), opts.strict);
     summary.ledgers_not_checked = ledgers.len() as u64;
     if let Some((path, w)) = report.as_mut() {
         write_report(w, &files, &summary).map_err(|source| Error::Io {
@@ -165,27 +170,25 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
         context: "stdout".into(),
         source,
     })?;
-    Ok(if summary.findings == summary.allowed {
+    Ok(if summary.failing == 0 {
         ExitStatus::Success
     } else {
         ExitStatus::Partial
     })
 }
 
+/// Any kind can be allowed: the site decides what it shares (an attribute kept on
+/// purpose, references outside the export); the finding stays in the report.
 fn parse_allowed(names: &[String]) -> Result<Vec<Kind>, Error> {
     names
         .iter()
-        .map(|name| match Kind::parse(name) {
-            Some(k) if k.allowable() => Ok(k),
-            Some(_) => Err(Error::Usage(format!(
-                "--allow {name}: a {name} finding means the file may still identify someone \
-                 or breaks the profile; only unresolved-reference, original-not-found, \
-                 not-dicom and dicomdir can be allowed"
-            ))),
-            None => Err(Error::Usage(format!(
-                "--allow {name}: no such kind of finding (unresolved-reference, \
-                 original-not-found, not-dicom, dicomdir)"
-            ))),
+        .map(|name| {
+            Kind::parse(name).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--allow {name}: no such kind of finding (one of {})",
+                    Kind::ALL.map(Kind::as_str).join(", ")
+                ))
+            })
         })
         .collect()
 }
@@ -331,12 +334,13 @@ impl Checker<'_> {
             ));
         }
         if matched.is_some() || self.crosswalk.is_some() {
+            let kept = phi::kept_texts(&visits, self.expected);
             search_phi(
                 path,
                 src,
                 &visits,
-                matched.as_ref(),
-                self.crosswalk,
+                (matched.as_ref(), self.crosswalk),
+                &kept,
                 findings,
             );
         }
@@ -380,12 +384,14 @@ impl Checker<'_> {
     }
 }
 
+/// `kept`: the texts of the file's kept attributes; a needle among them is not
+/// residual PHI in this file (see `phi::Compiled::exempt`).
 fn search_phi(
     path: &Path,
     src: &Source,
     visits: &[Visit<'_>],
-    matched: Option<&Matched<'_>>,
-    crosswalk: Option<&phi::Compiled>,
+    (matched, crosswalk): (Option<&Matched<'_>>, Option<&phi::Compiled>),
+    kept: &HashSet<String>,
     findings: &mut Vec<Finding>,
 ) {
     // A single original's needles are compiled here (cheap, and not worth keeping);
@@ -405,7 +411,14 @@ fn search_phi(
     if sets.is_empty() {
         return;
     }
-    let found = phi::search_strings(visits, &sets, findings);
+    let exempt: Vec<HashSet<usize>> = sets.iter().map(|s| s.exempt(kept)).collect();
+    let with_exempt: Vec<(&phi::Compiled, &HashSet<usize>)> =
+        sets.iter().copied().zip(exempt.iter()).collect();
+    let mut found = phi::search_strings(visits, &with_exempt, findings);
+    // The raw search skips what the decoded search found and what is exempt.
+    for (f, e) in found.iter_mut().zip(&exempt) {
+        f.extend(e);
+    }
     let with_skips: Vec<(&phi::Compiled, &HashSet<usize>)> =
         sets.iter().copied().zip(found.iter()).collect();
     match phi::search_raw(path, &with_skips, src.pixel.clone()) {
@@ -433,7 +446,12 @@ fn resolve_references(files: &mut [FileReport]) {
     }
 }
 
-fn summarize(files: &[FileReport], profile: &CompiledProfile, index: Option<&Index>) -> Summary {
+fn summarize(
+    files: &[FileReport],
+    profile: &CompiledProfile,
+    index: Option<&Index>,
+    strict: bool,
+) -> Summary {
     let mut s = Summary {
         files: files.len() as u64,
         profile: profile.name.clone(),
@@ -451,6 +469,8 @@ fn summarize(files: &[FileReport], profile: &CompiledProfile, index: Option<&Ind
             }
             if finding.severity == "allowed" {
                 s.allowed += 1;
+            } else if strict || !finding.kind.is_warning() {
+                s.failing += 1;
             }
             *s.counts.entry(finding.kind.as_str()).or_default() += 1;
             if let Some(m) = finding.matched {
@@ -510,6 +530,12 @@ fn print_summary(out: &mut dyn Write, files: &[FileReport], s: &Summary) -> std:
     print_examples(out, files)?;
     if s.findings == 0 {
         writeln!(out, "clean: nothing found")
+    } else if s.failing == 0 {
+        writeln!(
+            out,
+            "clean: no failing finding ({} warnings, {} allowed; --strict makes warnings fail)",
+            s.warnings, s.allowed
+        )
     } else {
         writeln!(
             out,

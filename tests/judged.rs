@@ -403,3 +403,112 @@ fn x_z_u_reference_sequences_are_kept_and_remapped_at_every_type() {
     }
     assert_eq!(remapped[0], remapped[1], "one original, one remapped UID");
 }
+
+// ---------------------------------------------------------------- E.22
+
+#[test]
+fn check_passes_a_real_export_and_strict_makes_warnings_fail() {
+    let env = Env::new();
+    let input = env.inputs(&["dicom/ct_explicit_le.dcm", "dicom/mr_implicit_le.dcm"]);
+    let ct = input.join("dicom/ct_explicit_le.dcm");
+    let mut obj = open(&ct);
+    let image_type = obj.element(Tag(0x0008, 0x0008)).map(text).unwrap();
+    assert!(image_type.contains("ORIGINAL"), "{image_type}");
+    let manufacturer = obj.element(Tag(0x0008, 0x0070)).map(text).unwrap();
+    assert!(manufacturer.len() >= 3, "{manufacturer}");
+    // A patient whose family name is a word of the kept Image Type, treated at an
+    // institution named like the scanner's (kept) manufacturer.
+    put_text(&mut obj, Tag(0x0010, 0x0010), VR::PN, "ORIGINAL^JOHN");
+    put_text(&mut obj, Tag(0x0008, 0x0080), VR::LO, &manufacturer);
+    // A reference to an image that is not exported, and one to a standard palette.
+    obj.put(sequence(
+        Tag(0x0008, 0x1140),
+        vec![reference("1.3.6.1.4.1.5962.99.7.7.7")],
+    ));
+    obj.put(sequence(
+        Tag(0x0008, 0x114A),
+        vec![reference("1.2.840.10008.1.5.1")],
+    ));
+    obj.write_to_file(&ct).unwrap();
+    // A Color Palette instance keeps its well-known SOP Instance UID.
+    let mr = input.join("dicom/mr_implicit_le.dcm");
+    let mut obj = open(&mr);
+    put_text(&mut obj, Tag(0x0008, 0x0018), VR::UI, "1.2.840.10008.1.5.2");
+    obj.update_meta(|m| m.media_storage_sop_instance_uid = "1.2.840.10008.1.5.2".into());
+    obj.write_to_file(&mr).unwrap();
+
+    let out = env.path("out");
+    let lenient = lenient_profile(&env);
+    run_mirror_ok(
+        &input,
+        &out,
+        &env.key("k", 2),
+        &env.path("run.jsonl"),
+        &[&"--profile", &lenient],
+    );
+    let profile: &dyn AsRef<std::ffi::OsStr> = &lenient;
+    let (o, lines, summary) = check(&env, &out, &[&"--originals", &input, &"--profile", profile]);
+    let f = findings(&lines);
+    assert_eq!(o.status.code(), Some(0), "{}\n{f:?}", stdio(&o));
+    assert!(
+        !f.iter()
+            .any(|(k, _)| k == "residual-phi" || k == "not-remapped"),
+        "{f:?}"
+    );
+    assert_eq!(
+        f,
+        vec![(
+            "unresolved-reference".to_string(),
+            "(0008,1140)[0]/(0008,1155)".to_string()
+        )],
+        "only the reference outside the export, and only as a warning"
+    );
+    assert_eq!(summary["warnings"], 1);
+    assert_eq!(summary["failing"], 0);
+
+    let (o, _, summary) = check(
+        &env,
+        &out,
+        &[&"--originals", &input, &"--profile", profile, &"--strict"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdio(&o));
+    assert_eq!(summary["failing"], 1);
+    let (o, _, _) = check(
+        &env,
+        &out,
+        &[
+            &"--originals",
+            &input,
+            &"--profile",
+            profile,
+            &"--strict",
+            &"--allow",
+            &"unresolved-reference",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdio(&o));
+}
+
+#[test]
+fn every_finding_kind_can_be_allowed() {
+    let env = Env::new();
+    // The untouched originals carry findings of many kinds.
+    let input = env.inputs(&["derived/phi_nested.dcm", "dicom/ct_explicit_le.dcm"]);
+    let (o, lines, _) = check(&env, &input, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdio(&o));
+    let mut kinds: Vec<String> = findings(&lines).into_iter().map(|(k, _)| k).collect();
+    kinds.sort();
+    kinds.dedup();
+    assert!(kinds.len() >= 4, "{kinds:?}");
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"--strict"];
+    for k in &kinds {
+        args.push(&"--allow");
+        args.push(k);
+    }
+    let (o, _, summary) = check(&env, &input, &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stdio(&o));
+    assert_eq!(summary["failing"], 0);
+    assert!(summary["allowed"].as_u64().unwrap() > 0);
+    let (o, _, _) = check(&env, &input, &[&"--allow", &"no-such-kind"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdio(&o));
+}

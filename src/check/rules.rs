@@ -160,7 +160,8 @@ impl Judge<'_> {
     /// SOP Instance UID it mirrors.
     pub fn check_meta_instance(&self, meta_uid: &str, findings: &mut Vec<Finding>) {
         let meta_uid = trim_value(meta_uid);
-        if meta_uid.is_empty() {
+        // A well-known instance (a standard color palette) keeps its UID.
+        if meta_uid.is_empty() || is_well_known_uid(meta_uid) {
             return;
         }
         let action = self.expected.action(SOP_INSTANCE_UID, None, VR::UI);
@@ -204,6 +205,13 @@ fn normalize(vr: VR, s: &str) -> &str {
     } else {
         s
     }
+}
+
+/// A UID under the DICOM root names something the standard defines (a SOP class,
+/// a transfer syntax, a standard palette instance): never remapped, never
+/// identifying.
+pub(super) fn is_well_known_uid(s: &str) -> bool {
+    s.starts_with(REMAPPED_UID_ROOTS[1]) && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
 fn is_remapped_uid(s: &str) -> bool {
