@@ -9,6 +9,7 @@
 //! de-identification engine, so the engine is not the only judge of its work.
 
 mod dataset;
+mod expect;
 mod finding;
 mod markers;
 mod originals;
@@ -23,6 +24,7 @@ use crate::io::read::{Classified, Source, read};
 use crate::io::walk::{Walked, walk_links};
 use crate::profile::{self, CompiledProfile};
 use dataset::{Visit, flatten};
+use expect::Expected;
 use originals::{Index, Match, Matched};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -51,6 +53,8 @@ pub struct CheckOptions {
     pub crosswalk: Option<PathBuf>,
     /// Kinds of finding reported but not counted against the exit code.
     pub allow: Vec<String>,
+    /// Warnings count against the exit code too.
+    pub strict: bool,
 }
 
 /// The outcome for one file of the tree.
@@ -101,6 +105,9 @@ pub struct Summary {
     pub warnings: u64,
     /// Findings of a kind named by `--allow`: reported, not counted in the exit code.
     pub allowed: u64,
+    /// Findings that make the exit code non-zero: neither allowed nor, without
+    /// `--strict`, warnings.
+    pub failing: u64,
     /// Findings per kind.
     pub counts: BTreeMap<&'static str, u64>,
     /// Residual-PHI findings per kind of value matched.
@@ -117,12 +124,16 @@ pub struct Summary {
 pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error> {
     check_paths(&opts)?;
     let allowed = parse_allowed(&opts.allow)?;
-    let profile = profile::compile::load_with_options(&opts.profile, &opts.options)?;
+    let expected = Expected::new(profile::compile::load_with_options(
+        &opts.profile,
+        &opts.options,
+    )?)?;
+    let profile = &expected.profile;
     let mut report = opts.report.as_deref().map(create_report).transpose()?;
     let index = opts
         .originals
         .as_deref()
-        .map(|dir| Index::build(dir, &profile));
+        .map(|dir| Index::build(dir, &expected));
     let skip = opts.report.as_deref().and_then(|p| p.canonicalize().ok());
     let (ledgers, entries): (Vec<Walked>, Vec<Walked>) = walk_links(&opts.inputs, true)
         .filter(|w| !is_same_file(w, skip.as_deref()))
@@ -136,7 +147,7 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
         None => None,
     };
     let checker = Checker {
-        profile: &profile,
+        expected: &expected,
         index: index.as_ref(),
         crosswalk: crosswalk.as_ref(),
     };
@@ -147,7 +158,7 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
             finding.severity = "allowed";
         }
     }
-    let mut summary = summarize(&files, &profile, index.as_ref());
+    let mut summary = summarize(&files, profile, index.as_ref(), opts.strict);
     summary.ledgers_not_checked = ledgers.len() as u64;
     if let Some((path, w)) = report.as_mut() {
         write_report(w, &files, &summary).map_err(|source| Error::Io {
@@ -159,27 +170,25 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
         context: "stdout".into(),
         source,
     })?;
-    Ok(if summary.findings == summary.allowed {
+    Ok(if summary.failing == 0 {
         ExitStatus::Success
     } else {
         ExitStatus::Partial
     })
 }
 
+/// Any kind can be allowed: the site decides what it shares (an attribute kept on
+/// purpose, references outside the export); the finding stays in the report.
 fn parse_allowed(names: &[String]) -> Result<Vec<Kind>, Error> {
     names
         .iter()
-        .map(|name| match Kind::parse(name) {
-            Some(k) if k.allowable() => Ok(k),
-            Some(_) => Err(Error::Usage(format!(
-                "--allow {name}: a {name} finding means the file may still identify someone \
-                 or breaks the profile; only unresolved-reference, original-not-found, \
-                 not-dicom and dicomdir can be allowed"
-            ))),
-            None => Err(Error::Usage(format!(
-                "--allow {name}: no such kind of finding (unresolved-reference, \
-                 original-not-found, not-dicom, dicomdir)"
-            ))),
+        .map(|name| {
+            Kind::parse(name).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--allow {name}: no such kind of finding (one of {})",
+                    Kind::ALL.map(Kind::as_str).join(", ")
+                ))
+            })
         })
         .collect()
 }
@@ -245,7 +254,7 @@ pub(crate) fn visits_of(src: &Source) -> Vec<Visit<'_>> {
 }
 
 struct Checker<'a> {
-    profile: &'a CompiledProfile,
+    expected: &'a Expected,
     index: Option<&'a Index>,
     /// Original values from a crosswalk, searched in every file.
     crosswalk: Option<&'a phi::Compiled>,
@@ -318,7 +327,7 @@ impl Checker<'_> {
         let visits = visits_of(src);
         let matched = self.match_original(path, rel, src, r);
         let judge = rules::Judge {
-            profile: self.profile,
+            expected: self.expected,
             originals: matched.iter().map(|m| m.values()).collect(),
         };
         let findings = &mut r.findings;
@@ -343,12 +352,13 @@ impl Checker<'_> {
             ));
         }
         if matched.is_some() || self.crosswalk.is_some() {
+            let kept = phi::kept_texts(&visits, self.expected);
             search_phi(
                 path,
                 src,
                 &visits,
-                matched.as_ref(),
-                self.crosswalk,
+                (matched.as_ref(), self.crosswalk),
+                &kept,
                 findings,
             );
         }
@@ -392,12 +402,14 @@ impl Checker<'_> {
     }
 }
 
+/// `kept`: the texts of the file's kept attributes; a needle among them is not
+/// residual PHI in this file (see `phi::Compiled::exempt`).
 fn search_phi(
     path: &Path,
     src: &Source,
     visits: &[Visit<'_>],
-    matched: Option<&Matched<'_>>,
-    crosswalk: Option<&phi::Compiled>,
+    (matched, crosswalk): (Option<&Matched<'_>>, Option<&phi::Compiled>),
+    kept: &HashSet<String>,
     findings: &mut Vec<Finding>,
 ) {
     // A single original's needles are compiled here (cheap, and not worth keeping);
@@ -417,7 +429,14 @@ fn search_phi(
     if sets.is_empty() {
         return;
     }
-    let found = phi::search_strings(visits, &sets, findings);
+    let exempt: Vec<HashSet<usize>> = sets.iter().map(|s| s.exempt(kept)).collect();
+    let with_exempt: Vec<(&phi::Compiled, &HashSet<usize>)> =
+        sets.iter().copied().zip(exempt.iter()).collect();
+    let mut found = phi::search_strings(visits, &with_exempt, findings);
+    // The raw search skips what the decoded search found and what is exempt.
+    for (f, e) in found.iter_mut().zip(&exempt) {
+        f.extend(e);
+    }
     let with_skips: Vec<(&phi::Compiled, &HashSet<usize>)> =
         sets.iter().copied().zip(found.iter()).collect();
     match phi::search_raw(path, &with_skips, src.pixel.clone()) {
@@ -445,7 +464,12 @@ fn resolve_references(files: &mut [FileReport]) {
     }
 }
 
-fn summarize(files: &[FileReport], profile: &CompiledProfile, index: Option<&Index>) -> Summary {
+fn summarize(
+    files: &[FileReport],
+    profile: &CompiledProfile,
+    index: Option<&Index>,
+    strict: bool,
+) -> Summary {
     let mut s = Summary {
         files: files.len() as u64,
         profile: profile.name.clone(),
@@ -463,6 +487,8 @@ fn summarize(files: &[FileReport], profile: &CompiledProfile, index: Option<&Ind
             }
             if finding.severity == "allowed" {
                 s.allowed += 1;
+            } else if strict || !finding.kind.is_warning() {
+                s.failing += 1;
             }
             *s.counts.entry(finding.kind.as_str()).or_default() += 1;
             if let Some(m) = finding.matched {
@@ -522,6 +548,12 @@ fn print_summary(out: &mut dyn Write, files: &[FileReport], s: &Summary) -> std:
     print_examples(out, files)?;
     if s.findings == 0 {
         writeln!(out, "clean: nothing found")
+    } else if s.failing == 0 {
+        writeln!(
+            out,
+            "clean: no failing finding ({} warnings, {} allowed; --strict makes warnings fail)",
+            s.warnings, s.allowed
+        )
     } else {
         writeln!(
             out,

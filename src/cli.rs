@@ -54,10 +54,15 @@ pub struct CheckArgs {
     #[arg(long, value_name = "FILE")]
     pub crosswalk: Option<PathBuf>,
     /// A kind of finding that is still reported but does not make the exit code
-    /// non-zero (repeatable): unresolved-reference, original-not-found, not-dicom or
-    /// dicomdir. Kinds that mean a value or rule violation cannot be allowed.
+    /// non-zero (repeatable), e.g. unresolved-reference, original-not-found or, for
+    /// a site that shares an attribute on purpose, not-removed. Any kind can be
+    /// allowed; the report and the summary still count it.
     #[arg(long = "allow", value_name = "KIND")]
     pub allow: Vec<String>,
+    /// Warnings (references to instances outside the tree) make the exit code
+    /// non-zero too.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, clap::Args)]

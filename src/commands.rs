@@ -45,7 +45,8 @@ fn header(out: &mut dyn Write, p: &CompiledProfile) -> std::io::Result<()> {
     let codes: Vec<_> = p.method_codes().iter().map(|(c, _)| *c).collect();
     writeln!(
         out,
-        "markers: (0012,0062) YES; (0012,0064) [{}]; (0028,0303) {}",
+        "markers: (0012,0062) {}; (0012,0064) [{}]; (0028,0303) {}",
+        if p.removes_identity() { "YES" } else { "NO" },
         codes.join(", "),
         p.longitudinal_marker()
     )?;

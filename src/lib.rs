@@ -133,6 +133,7 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 options: a.options,
                 crosswalk: a.crosswalk,
                 allow: a.allow,
+                strict: a.strict,
             },
             &mut out,
         ),

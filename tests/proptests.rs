@@ -438,7 +438,12 @@ proptest! {
         extends_basic in any::<bool>(),
     ) {
         let (kws, codes) = rules;
-        let mut text = String::from(if extends_basic { "extends: basic\nname: t\n" } else { "name: t\n" });
+        // A profile from nothing must state its defaults (issue 11, A.1).
+        let mut text = String::from(if extends_basic {
+            "extends: basic\nname: t\n"
+        } else {
+            "name: t\ndefaults: {public: keep}\n"
+        });
         text.push_str(if kws.is_empty() { "rules: []\n" } else { "rules:\n" });
         for (kw, code) in kws.iter().zip(&codes) {
             text.push_str(&format!("  - {{tag: {kw}, action: {}}}\n", yaml_quote(code.as_str())));

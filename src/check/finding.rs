@@ -4,8 +4,8 @@
 use serde::Serialize;
 use std::fmt;
 
-/// The kind of a finding. Every kind counts against the exit code, unless it is one
-/// of the [`Kind::allowable`] kinds and `check --allow` names it.
+/// The kind of a finding. Every kind counts against the exit code, unless `check
+/// --allow` names it, or it is a [`Kind::is_warning`] and `--strict` is not given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
@@ -74,7 +74,7 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
-    const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 17] = [
         Kind::NotRemoved,
         Kind::PrivateNotRemoved,
         Kind::NotEmptied,
@@ -94,19 +94,9 @@ impl Kind {
         Kind::UnparsedBytes,
     ];
 
-    /// Kinds that `check --allow` may exempt from the exit code: they say that
-    /// something could not be verified or points outside the tree, never that an
-    /// identifying value or a profile violation is present. (An SR or RT plan that
-    /// references instances that were not shared is normal.)
-    pub fn allowable(self) -> bool {
-        matches!(
-            self,
-            Kind::UnresolvedReference | Kind::OriginalNotFound | Kind::NotDicom | Kind::Dicomdir
-        )
-    }
-
-    /// Warnings are findings that may be legitimate (a reference to an instance
-    /// that is not shared); they still count against the exit code.
+    /// Warnings are findings that are normal in a real export (an SR or RT plan
+    /// referencing instances that were not shared); they count against the exit
+    /// code only with `check --strict`.
     pub fn is_warning(self) -> bool {
         matches!(self, Kind::UnresolvedReference)
     }

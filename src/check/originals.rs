@@ -4,12 +4,12 @@
 //! Instance Number, SOP Class UID), falling back to the same relative path.
 
 use super::dataset::Visit;
+use super::expect::Expected;
 use super::phi::{Compiled, Needles};
 use super::rules::{ValueMap, value_map};
 use super::uids::{SOP_CLASS_UID, first_string};
 use crate::io::read::{Classified, Source, read};
 use crate::io::walk::{Walked, walk_links};
-use crate::profile::CompiledProfile;
 use dicom_core::Tag;
 use dicom_core::value::Value;
 use rayon::prelude::*;
@@ -134,13 +134,13 @@ pub enum Match {
 
 impl Index {
     /// Reads every file under `dir` (read-only), in parallel.
-    pub fn build(dir: &Path, profile: &CompiledProfile) -> Index {
+    pub fn build(dir: &Path, expected: &Expected) -> Index {
         let entries: Vec<Walked> = walk_links(&[dir.to_path_buf()], true).collect();
         // Unreadable entries and files that are not DICOM are only counted.
         let loaded: Vec<Option<(PathBuf, Fingerprint, Original)>> = entries
             .par_iter()
             .map(|w| match w {
-                Walked::File(e) => load(&e.path, profile).map(|(fp, o)| (e.rel.clone(), fp, o)),
+                Walked::File(e) => load(&e.path, expected).map(|(fp, o)| (e.rel.clone(), fp, o)),
                 Walked::Error { .. } | Walked::Symlink(_) | Walked::Loop { .. } => None,
             })
             .collect();
@@ -217,12 +217,12 @@ impl Index {
     }
 }
 
-fn load(path: &Path, profile: &CompiledProfile) -> Option<(Fingerprint, Original)> {
+fn load(path: &Path, expected: &Expected) -> Option<(Fingerprint, Original)> {
     let Ok(Classified::Dicom(src)) = read(path) else {
         return None;
     };
     let visits: Vec<Visit<'_>> = super::visits_of(&src);
-    let mut values = value_map(&visits, profile);
+    let mut values = value_map(&visits, expected);
     if let Some(meta) = &src.meta {
         values.insert(
             "(0002,0003)".into(),
@@ -230,6 +230,6 @@ fn load(path: &Path, profile: &CompiledProfile) -> Option<(Fingerprint, Original
         );
     }
     let fp = fingerprint(path, &src).ok()?;
-    let needles = Needles::collect(&visits, profile);
+    let needles = Needles::collect(&visits, expected);
     Some((fp, Original { needles, values }))
 }

@@ -4,11 +4,12 @@
 //! never the value.
 
 use super::dataset::{Visit, tag_u32, trim_value};
+use super::expect::Expected;
 use super::finding::{Finding, Kind, ValueKind};
-use crate::profile::{Action, CompiledProfile};
+use crate::profile::Action;
 use aho_corasick::AhoCorasick;
 use dicom_core::Tag;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
 use std::ops::Range;
@@ -75,15 +76,15 @@ pub struct Needles {
 
 impl Needles {
     /// Collects the identifying values of an original; attributes the profile
-    /// keeps are left out (the profile's owner chose to share them).
-    pub fn collect(visits: &[Visit<'_>], profile: &CompiledProfile) -> Needles {
+    /// keeps, and the Basic Profile keeps too, are left out (shared on purpose).
+    pub fn collect(visits: &[Visit<'_>], expected: &Expected) -> Needles {
         let mut needles = Needles::default();
         for v in visits {
             let tag = tag_u32(v.tag);
             let Some((_, kind, form)) = IDENTIFYING.iter().find(|(t, _, _)| *t == tag) else {
                 continue;
             };
-            if matches!(profile.decide(tag, None).action(), Action::Keep) {
+            if matches!(*expected.action(tag, None, v.vr), Action::Keep) {
                 continue;
             }
             for value in v.strings() {
@@ -176,7 +177,13 @@ impl Needles {
         let raw = AhoCorasick::new(raw_patterns.iter().map(|(_, b)| *b)).ok();
         let raw_needle = raw_patterns.iter().map(|(i, _)| *i).collect();
         let longest = raw_patterns.iter().map(|(_, b)| b.len()).max().unwrap_or(0);
+        let by_text = needles
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.lower.clone(), i))
+            .collect();
         Compiled {
+            by_text,
             needles,
             text,
             raw,
@@ -192,6 +199,8 @@ impl Needles {
 #[derive(Debug)]
 pub struct Compiled {
     needles: Vec<Needle>,
+    /// Needle of each lower-cased text.
+    by_text: HashMap<String, usize>,
     text: Option<AhoCorasick>,
     raw: Option<AhoCorasick>,
     /// Needle of each raw pattern.
@@ -202,6 +211,16 @@ pub struct Compiled {
 impl Compiled {
     pub fn is_empty(&self) -> bool {
         self.needles.is_empty()
+    }
+
+    /// The needles a file's kept attributes hold too (see [`kept_texts`]): a word
+    /// that stands in an attribute the profile and the Basic Profile keep (Image
+    /// Type `ORIGINAL`, a Manufacturer equal to the institution) is shared in the
+    /// file anyway, so finding it elsewhere reveals nothing.
+    pub fn exempt(&self, kept: &HashSet<String>) -> HashSet<usize> {
+        kept.iter()
+            .filter_map(|t| self.by_text.get(t).copied())
+            .collect()
     }
 
     /// Needles found in `lower_text` (already lower-cased), whole-word rule applied.
@@ -277,7 +296,7 @@ impl Needle {
 /// not explain.
 pub fn search_strings(
     visits: &[Visit<'_>],
-    sets: &[&Compiled],
+    sets: &[(&Compiled, &HashSet<usize>)],
     findings: &mut Vec<Finding>,
 ) -> Vec<HashSet<usize>> {
     let mut found = vec![HashSet::new(); sets.len()];
@@ -288,8 +307,8 @@ pub fn search_strings(
         let mut kinds = BTreeSet::new();
         for value in v.strings() {
             let value = value.to_lowercase();
-            for (set, hits) in sets.iter().zip(found.iter_mut()) {
-                for i in set.found_in(&value) {
+            for ((set, exempt), hits) in sets.iter().zip(found.iter_mut()) {
+                for i in set.found_in(&value).filter(|i| !exempt.contains(i)) {
                     kinds.insert(set.needles[i].kind);
                     hits.insert(i);
                 }
@@ -312,6 +331,34 @@ pub fn search_strings(
         }
     }
     found
+}
+
+/// Every value, and every word of 3 characters or more, of the elements the
+/// judge expects kept unchanged (the profile and the Basic Profile both keep them),
+/// lower-cased.
+pub fn kept_texts(visits: &[Visit<'_>], expected: &Expected) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for v in visits {
+        if v.is_sequence() || v.is_private_creator() || v.tag == Tag(0x7FE0, 0x0010) {
+            continue;
+        }
+        if !matches!(
+            *expected.action(tag_u32(v.tag), v.creator.as_deref(), v.vr),
+            Action::Keep
+        ) {
+            continue;
+        }
+        for value in v.strings() {
+            let value = trim_value(&value).to_lowercase();
+            for word in value.split(|c: char| !c.is_alphanumeric()) {
+                if word.chars().count() >= MIN_CHARS {
+                    out.insert(word.to_string());
+                }
+            }
+            out.insert(value);
+        }
+    }
+    out
 }
 
 /// Searches the raw bytes of a file (ASCII case-insensitive), streaming, with each

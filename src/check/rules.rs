@@ -6,11 +6,11 @@
 //! residual-PHI search.
 
 use super::dataset::{Visit, has_content, is_string_vr, is_zero_number, tag_u32, trim_value};
+use super::expect::Expected;
 use super::finding::{Finding, Kind};
-use crate::profile::{Action, Code, CompiledProfile, Decision, HashParams};
+use crate::profile::{Action, HashParams};
 use dicom_core::value::Value;
 use dicom_core::{Tag, VR};
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Values of one original by tag path, for the elements its profile replaces.
@@ -40,7 +40,7 @@ enum Expect<'a> {
 }
 
 pub struct Judge<'a> {
-    pub profile: &'a CompiledProfile,
+    pub expected: &'a Expected,
     /// Values of the matched originals (several when the match is ambiguous);
     /// empty without `--originals` or without a match.
     pub originals: Vec<&'a ValueMap>,
@@ -55,8 +55,10 @@ impl Judge<'_> {
             if !is_judged(v) || flagged.iter().any(|p| v.path.starts_with(p.as_str())) {
                 continue;
             }
-            let decision = self.profile.decide(tag_u32(v.tag), v.creator.as_deref());
-            if let Some(f) = self.judge(v, &lenient(&decision)) {
+            let action = self
+                .expected
+                .action(tag_u32(v.tag), v.creator.as_deref(), v.vr);
+            if let Some(f) = self.judge(v, &action) {
                 if v.is_sequence() {
                     flagged.push(format!("{}[", v.path));
                 }
@@ -158,11 +160,12 @@ impl Judge<'_> {
     /// SOP Instance UID it mirrors.
     pub fn check_meta_instance(&self, meta_uid: &str, findings: &mut Vec<Finding>) {
         let meta_uid = trim_value(meta_uid);
-        if meta_uid.is_empty() {
+        // A well-known instance (a standard color palette) keeps its UID.
+        if meta_uid.is_empty() || is_well_known_uid(meta_uid) {
             return;
         }
-        let action = self.profile.decide(SOP_INSTANCE_UID, None).action();
-        if !matches!(action, Action::Uid | Action::Dummy | Action::Clean) {
+        let action = self.expected.action(SOP_INSTANCE_UID, None, VR::UI);
+        if !matches!(*action, Action::Uid | Action::Dummy | Action::Clean) {
             return;
         }
         let bad = if self.originals.is_empty() {
@@ -179,21 +182,6 @@ impl Judge<'_> {
                 "Media Storage SOP Instance UID is not remapped",
             ));
         }
-    }
-}
-
-/// The action to judge an element by. A compound code of Table E.1-1 may resolve,
-/// per IOD, to any of its parts; the check accepts each of them, so Z/D and X/Z/D
-/// are judged as "a dummy or empty".
-fn lenient<'a>(decision: &Decision<'a>) -> Cow<'a, Action> {
-    let action = decision.action();
-    match decision {
-        Decision::Rule(r)
-            if matches!(r.code, Some(Code::ZD | Code::XZD)) && *action == Action::Empty =>
-        {
-            Cow::Owned(Action::Dummy)
-        }
-        _ => Cow::Borrowed(action),
     }
 }
 
@@ -217,6 +205,13 @@ fn normalize(vr: VR, s: &str) -> &str {
     } else {
         s
     }
+}
+
+/// A UID under the DICOM root names something the standard defines (a SOP class,
+/// a transfer syntax, a standard palette instance): never remapped, never
+/// identifying.
+pub(super) fn is_well_known_uid(s: &str) -> bool {
+    s.starts_with(REMAPPED_UID_ROOTS[1]) && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
 fn is_remapped_uid(s: &str) -> bool {
@@ -264,17 +259,14 @@ fn looks_real(vr: VR, s: &str) -> bool {
 
 /// Values of the elements a profile replaces, by tag path: what `--originals`
 /// compares the outputs with.
-pub fn value_map(visits: &[Visit<'_>], profile: &CompiledProfile) -> ValueMap {
+pub fn value_map(visits: &[Visit<'_>], expected: &Expected) -> ValueMap {
     let mut map = ValueMap::new();
     for v in visits {
         if !is_judged(v) || v.is_sequence() || is_binary(v) {
             continue;
         }
-        let decision = profile.decide(tag_u32(v.tag), v.creator.as_deref());
-        if matches!(
-            *lenient(&decision),
-            Action::Keep | Action::Remove | Action::Empty
-        ) {
+        let action = expected.action(tag_u32(v.tag), v.creator.as_deref(), v.vr);
+        if matches!(*action, Action::Keep | Action::Remove | Action::Empty) {
             continue;
         }
         let values: Vec<String> = v.strings().into_iter().filter(|s| !s.is_empty()).collect();

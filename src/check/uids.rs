@@ -82,7 +82,9 @@ pub fn collect_references(
         };
         let path = tag_path(prefix, REFERENCED_SOP_INSTANCE_UID);
         for uid in super::dataset::strings(e, VR::UI) {
-            if !uid.is_empty() {
+            // A well-known instance (1.2.840.10008.1.5.x standard palettes) is
+            // defined by the standard, not a file the tree should hold.
+            if !uid.is_empty() && !super::rules::is_well_known_uid(&uid) {
                 out.push(Reference {
                     path: path.clone(),
                     uid,

@@ -8,6 +8,7 @@ use super::values;
 use crate::profile::action::{Code, HashParams, LookupTable, OnMissing, Replacement};
 use crate::profile::compile::lookup_key;
 use crate::profile::iod::{self, AttrType, IodTypes};
+use crate::profile::tagspec::Target;
 use crate::profile::{Action, CompiledProfile, Decision};
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::value::{DataSetSequence, Value};
@@ -59,6 +60,9 @@ pub enum DeidError {
 
 /// The markers every output carries, computed once per run from the profile.
 struct Markers {
+    /// Patient Identity Removed (0012,0062): `YES` only for a profile that removes
+    /// or replaces every row of Table E.1-1.
+    identity_removed: &'static str,
     method: String,
     codes: Vec<(&'static str, &'static str)>,
     longitudinal: &'static str,
@@ -166,15 +170,17 @@ fn empty_sequence() -> Value<InMemDicomObject, dicom_object::mem::InMemFragment>
 /// Resolves a compound code by the attribute's Type in the file's IOD (PS3.15
 /// E.1.1): Type 3 may go, Type 2 must stay but may be empty, Type 1 needs a value.
 /// Where the standard's Type falls outside what the code offers (X/D on a Type 2,
-/// X/Z on a Type 1), the choice that keeps the file conformant wins.
+/// X/Z on a Type 1), the choice that keeps the file conformant wins. X/Z/U* is
+/// always U* (keep the sequence, its UIDs remapped by their own rules): that is
+/// valid at every Type, identifies no one, and keeps the references research needs.
 fn resolve_compound(code: Code, ty: AttrType) -> Option<Action> {
     use AttrType::*;
     Some(match (code, ty) {
-        (Code::XZ | Code::XD | Code::XZD | Code::XZU, Three) => Action::Remove,
+        (Code::XZU, _) => Action::Keep,
+        (Code::XZ | Code::XD | Code::XZD, Three) => Action::Remove,
         (Code::ZD, Three | Two | TwoC) => Action::Empty,
-        (Code::XZ | Code::XZD | Code::XZU, Two | TwoC) => Action::Empty,
+        (Code::XZ | Code::XZD, Two | TwoC) => Action::Empty,
         (Code::XD, Two | TwoC) => Action::Dummy,
-        (Code::XZU, One | OneC) => Action::Keep,
         (Code::ZD | Code::XD | Code::XZD | Code::XZ, One | OneC) => Action::Dummy,
         _ => return None,
     })
@@ -204,6 +210,15 @@ fn cap_age(age: &str) -> Option<String> {
         _ => return None,
     };
     (years > 89).then(|| "090Y".to_string())
+}
+
+/// A private creator element of one item, read before anything changes.
+struct Creator {
+    group: u16,
+    block: u16,
+    values: Vec<String>,
+    /// Per value: a kept element of the block was chosen by this value's rule.
+    needed: Vec<bool>,
 }
 
 /// The element an action works on, read before anything in its item changes.
@@ -310,6 +325,7 @@ fn explain_why(decision: &Decision<'_>, resolved_by_iod: bool, unlisted_date: bo
             "unlisted date (retain-long-modified-dates)".into()
         }
         Decision::PublicDefault(_) => "defaults.public".into(),
+        Decision::UnknownPublic(_) => "defaults.unknown-public (no dictionary knows it)".into(),
     }
 }
 
@@ -351,6 +367,11 @@ impl<'a> Engine<'a> {
         );
         method.truncate(64);
         let markers = Markers {
+            identity_removed: if profile.removes_identity() {
+                "YES"
+            } else {
+                "NO"
+            },
             method,
             codes: profile.method_codes(),
             longitudinal: profile.longitudinal_marker(),
@@ -468,7 +489,8 @@ impl<'a> Engine<'a> {
             return None;
         };
         let code = rule.code?;
-        if !matches!(code, Code::ZD | Code::XZ | Code::XD | Code::XZD | Code::XZU) {
+        // X/Z/U* needs no Type: it keeps and remaps at every Type (resolve_compound).
+        if !matches!(code, Code::ZD | Code::XZ | Code::XD | Code::XZD) {
             return None;
         }
         let types = walk.iod?;
@@ -490,17 +512,24 @@ impl<'a> Engine<'a> {
         let tags: Vec<Tag> = obj.tags().collect();
         let has_private = tags.iter().any(|t| t.0 % 2 == 1);
         // Creator values must be read before any element of the item changes.
-        let creators: Vec<(u16, u16, String)> = if has_private {
+        // Every value of a creator counts: a creator with several values (which
+        // PS3.5 does not allow, but files have) is matched value by value, and
+        // keeps only the values a kept element needed.
+        let mut creators: Vec<Creator> = if has_private {
             tags.iter()
                 .filter(|t| t.0 % 2 == 1 && (0x10..=0xFF).contains(&t.1))
                 .filter_map(|t| {
                     let e = obj.get(*t)?;
-                    let v = text_values(e).into_iter().next().unwrap_or_default();
-                    Some((
-                        t.0,
-                        t.1,
-                        crate::profile::tagspec::normalize_creator(&v).to_string(),
-                    ))
+                    let values: Vec<String> = text_values(e)
+                        .iter()
+                        .map(|v| crate::profile::tagspec::normalize_creator(v).to_string())
+                        .collect();
+                    Some(Creator {
+                        group: t.0,
+                        block: t.1,
+                        needed: vec![false; values.len()],
+                        values,
+                    })
                 })
                 .collect()
         } else {
@@ -528,23 +557,60 @@ impl<'a> Engine<'a> {
             let creator = if tag.0 % 2 == 1 {
                 let block = tag.1 >> 8;
                 creators
-                    .iter()
-                    .find(|(g, e, _)| *g == tag.0 && *e == block)
-                    .map(|(_, _, c)| c.as_str())
+                    .iter_mut()
+                    .find(|c| c.group == tag.0 && c.block == block)
             } else {
                 None
             };
-            let decision = self.profile.decide(tag_u32(tag), creator);
+            let Some(creator) = creator else {
+                let decision = self.profile.decide(tag_u32(tag), None);
+                self.apply_action(obj, tag, decision, depth, walk)?;
+                continue;
+            };
+            // The first value a creator rule names decides; without one the element
+            // is decided as before (exact private rule or defaults).
+            let by_value = creator.values.iter().position(|v| {
+                matches!(self.profile.decide(tag_u32(tag), Some(v)),
+                    Decision::Rule(r) if matches!(&r.target, Target::Private { creator, .. } if creator == v))
+            });
+            let name = by_value.or((!creator.values.is_empty()).then_some(0));
+            let decision = self
+                .profile
+                .decide(tag_u32(tag), name.map(|i| creator.values[i].as_str()));
             self.apply_action(obj, tag, decision, depth, walk)?;
+            if let Some(i) = by_value
+                && obj.get(tag).is_some()
+            {
+                creator.needed[i] = true;
+            }
         }
 
-        // A creator stays exactly when an element of its block stayed.
-        for (group, block, name) in &creators {
+        // A creator stays exactly when an element of its block stayed, with only
+        // the values a kept element needed (all of them when no creator rule chose).
+        for c in &creators {
+            let (group, block) = (&c.group, &c.block);
+            let name = c.values.first().cloned().unwrap_or_default();
             let lo = Tag(*group, block << 8);
             let hi = Tag(*group, (block << 8) | 0xFF);
             let used = obj.tags().any(|t| t >= lo && t <= hi);
             let creator_tag = Tag(*group, *block);
-            if used {
+            let needed: Vec<String> = c
+                .values
+                .iter()
+                .zip(&c.needed)
+                .filter(|(_, n)| **n)
+                .map(|(v, _)| v.clone())
+                .collect();
+            if used && !needed.is_empty() && needed.len() < c.values.len() {
+                self.explain_fixed(
+                    walk,
+                    creator_tag,
+                    "replace",
+                    "private creator: only the values a kept element needs",
+                );
+                obj.put(DataElement::new(creator_tag, VR::LO, multi(needed)));
+                walk.result.counts.replaced += 1;
+            } else if used {
                 self.explain_fixed(walk, creator_tag, "keep", "private creator of a kept block");
                 walk.result.counts.kept += 1;
             } else {
@@ -556,8 +622,8 @@ impl<'a> Engine<'a> {
                 );
                 obj.remove_element(Tag(*group, *block));
                 walk.result.counts.removed += 1;
-                if !walk.result.creators_dropped.contains(name) {
-                    walk.result.creators_dropped.push(name.clone());
+                if !walk.result.creators_dropped.contains(&name) {
+                    walk.result.creators_dropped.push(name);
                 }
             }
         }
@@ -585,16 +651,27 @@ impl<'a> Engine<'a> {
         };
         let resolved = self.iod_action(&decision, tag, walk);
         let mut action = resolved.as_ref().unwrap_or(decision.action());
+        // A rule that names the VR of its element (the safe private list) does not
+        // mean an element stored with another VR: that one goes.
+        let vr_mismatch = matches!(decision, Decision::Rule(r) if !r.admits_vr(element.vr()));
+        if vr_mismatch {
+            action = &Action::Remove;
+        }
         // Dates no rule names follow the date option (the standard recommends
         // handling every DA/DT by VR, since its table cannot list them all).
-        let unlisted_date = matches!(decision, Decision::PublicDefault(Action::Keep))
-            && self.profile.shift_unlisted_dates
+        let unlisted_date = matches!(
+            decision,
+            Decision::PublicDefault(Action::Keep) | Decision::UnknownPublic(Action::Keep)
+        ) && self.profile.shift_unlisted_dates
             && matches!(el.vr, VR::DA | VR::DT);
         if unlisted_date {
             action = &Action::DateShift;
         }
         if walk.explain.is_some() {
-            let why = explain_why(&decision, resolved.is_some(), unlisted_date);
+            let mut why = explain_why(&decision, resolved.is_some(), unlisted_date);
+            if vr_mismatch {
+                why.push_str(" (stored with another VR than the rule's: not that element)");
+            }
             explain_element(walk, &el, action, why);
         }
         match self.edit(action, &el, walk)? {
@@ -832,7 +909,7 @@ impl<'a> Engine<'a> {
         obj.put(DataElement::new(
             PATIENT_IDENTITY_REMOVED,
             VR::CS,
-            PrimitiveValue::from("YES"),
+            PrimitiveValue::from(self.markers.identity_removed),
         ));
         obj.put(DataElement::new(
             DEID_METHOD,
@@ -1022,7 +1099,7 @@ mod tests {
     fn private_creator_rules_keep_their_block() {
         let p = crate::profile::compile::compile_str(
             "t.yaml",
-            "rules:\n  - {tag: \"(0029,xx10)\", creator: SAFE VENDOR, action: K}\n",
+            "defaults: {public: keep}\nrules:\n  - {tag: \"(0029,xx10)\", creator: SAFE VENDOR, action: K}\n",
         )
         .unwrap();
         let k = Key::from_bytes(&[9; 32]);
@@ -1050,7 +1127,7 @@ mod tests {
     fn non_ascii_replacements_switch_the_file_to_utf8() {
         let p = crate::profile::compile::compile_str(
             "t.yaml",
-            "rules:\n  - {tag: PatientName, replace: \"Müller^Anon\"}\n",
+            "defaults: {public: keep}\nrules:\n  - {tag: PatientName, replace: \"Müller^Anon\"}\n",
         )
         .unwrap();
         let k = Key::from_bytes(&[9; 32]);
@@ -1074,7 +1151,7 @@ mod tests {
     fn replacements_are_written_for_the_element_vr() {
         let p = crate::profile::compile::compile_str(
             "t.yaml",
-            "rules:\n  - {tag: Rows, replace: \"512\"}\n  - {tag: \"(60xx,0010)\", replace: \"abc\"}\n",
+            "defaults: {public: keep}\nrules:\n  - {tag: Rows, replace: \"512\"}\n  - {tag: \"(60xx,0010)\", replace: \"abc\"}\n",
         )
         .unwrap();
         let k = Key::from_bytes(&[9; 32]);
@@ -1155,10 +1232,14 @@ mod compound_tests {
             resolve_compound(Code::ZD, AttrType::OneC),
             Some(Action::Dummy)
         );
-        assert_eq!(
-            resolve_compound(Code::XZU, AttrType::One),
-            Some(Action::Keep)
-        );
+        for ty in [
+            AttrType::One,
+            AttrType::Two,
+            AttrType::TwoC,
+            AttrType::Three,
+        ] {
+            assert_eq!(resolve_compound(Code::XZU, ty), Some(Action::Keep));
+        }
         assert_eq!(resolve_compound(Code::X, AttrType::One), None);
     }
 }

@@ -41,6 +41,7 @@ struct Merged {
     options: Vec<&'static str>,
     private_default: Fallback,
     public_default: Fallback,
+    unknown_public: Fallback,
     date_shift_days: (u32, u32),
     hipaa_ages: bool,
     coarsen_times: bool,
@@ -58,6 +59,7 @@ impl Default for Merged {
             options: Vec::new(),
             private_default: Fallback::Remove,
             public_default: Fallback::Keep,
+            unknown_public: Fallback::Remove,
             date_shift_days: DEFAULT_DATE_SHIFT,
             hipaa_ages: false,
             coarsen_times: false,
@@ -80,6 +82,9 @@ pub(super) fn compile(
         m.add_option("command line", None, opt);
     }
     m.check_option_conflicts();
+    if let Some(base) = layers.first() {
+        m.check_foundation(base);
+    }
     if !m.errors.is_empty() {
         return Err(ProfileErrors(m.errors));
     }
@@ -99,6 +104,7 @@ pub(super) fn compile(
         private: index.private,
         private_default: m.private_default,
         public_default: m.public_default,
+        unknown_public: m.unknown_public,
         shift_unlisted_dates: m.options.contains(&MODIFIED_DATES),
         options: m.options,
         date_shift_days: m.date_shift_days,
@@ -176,6 +182,26 @@ impl Merged {
         }
     }
 
+    /// The base layer (the one that extends nothing) must say what happens to the
+    /// attributes no rule names. Without `extends` and `defaults`, an empty or
+    /// short profile would silently keep every other attribute of every file.
+    fn check_foundation(&mut self, base: &Layer) {
+        let states_defaults = base.file.defaults.as_ref().is_some_and(|d| {
+            d.private.is_some() || d.public.is_some() || d.unknown_public.is_some()
+        });
+        if base.file.extends.is_none() && !states_defaults {
+            self.errors.push(Diagnostic {
+                source: base.source.clone(),
+                line: None,
+                message: "names neither `extends` nor `defaults`: every attribute no rule \
+                          names would be kept unchanged. Add `extends: basic` (or another \
+                          profile), or state `defaults: {public: keep|remove}` to build a \
+                          profile from nothing"
+                    .into(),
+            });
+        }
+    }
+
     fn read_date_shift(&mut self, src: &str, ds: &Spanned<DateShiftSpec>) {
         let (lo, hi) = (ds.value.min_days, ds.value.max_days);
         if lo == 0 || lo > hi || hi > 36_500 {
@@ -235,6 +261,19 @@ impl Merged {
                     p.referenced.line(),
                     format!(
                         "defaults.private must be `remove` or `keep`, got `{}`",
+                        p.value
+                    ),
+                ),
+            }
+        }
+        if let Some(p) = &d.unknown_public {
+            match parse_fallback(&p.value) {
+                Some(f) => self.unknown_public = f,
+                None => self.error(
+                    src,
+                    p.referenced.line(),
+                    format!(
+                        "defaults.unknown-public must be `remove` or `keep`, got `{}`",
                         p.value
                     ),
                 ),
@@ -355,9 +394,10 @@ impl Index {
 fn digest(m: &Merged, rules: &[Rule]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(format!(
-        "private={:?};public={:?};options={:?};shift={:?};hipaa={};coarsen={};quarantine={:?}\n",
+        "private={:?};public={:?};unknown-public={:?};options={:?};shift={:?};hipaa={};coarsen={};quarantine={:?}\n",
         m.private_default,
         m.public_default,
+        m.unknown_public,
         m.options,
         m.date_shift_days,
         m.hipaa_ages,
@@ -365,7 +405,16 @@ fn digest(m: &Merged, rules: &[Rule]) -> String {
         m.quarantine
     ));
     for r in rules {
-        hasher.update(format!("{}={}\n", r.target.describe(), r.action.describe()));
+        hasher.update(format!("{}={}", r.target.describe(), r.action.describe()));
+        if !r.vrs.is_empty() {
+            let vrs: Vec<&str> = r
+                .vrs
+                .iter()
+                .map(|v| dicom_core::VR::to_string(*v))
+                .collect();
+            hasher.update(format!(" vr={}", vrs.join("/")));
+        }
+        hasher.update("\n");
     }
     hasher
         .finalize()
@@ -405,6 +454,7 @@ fn add_option_rules(rules: &mut BTreeMap<Target, Rule>, options: &[&'static str]
             source: source.to_string(),
             line,
         },
+        vrs: Vec::new(),
     };
     if options.contains(&"clean-graphics") {
         // Overlays and graphic annotations stay; the text that labels them goes.
@@ -449,7 +499,7 @@ fn add_option_rules(rules: &mut BTreeMap<Target, Rule>, options: &[&'static str]
         );
     }
     if options.contains(&"retain-safe-private") {
-        for (line, (group, elem, creator)) in table::safe_private().iter().enumerate() {
+        for (line, (group, elem, creator, vrs)) in table::safe_private_vrs().iter().enumerate() {
             let t = Target::Private {
                 group: *group,
                 elem: *elem,
@@ -457,13 +507,17 @@ fn add_option_rules(rules: &mut BTreeMap<Target, Rule>, options: &[&'static str]
             };
             // A site's own rule for the same element wins over the standard's list.
             rules.entry(t.clone()).or_insert_with(|| {
-                builtin_rule(
+                let mut rule = builtin_rule(
                     t,
                     Action::Keep,
                     "Safe Private Attribute (PS3.15 E.3.10)",
                     "builtin:safe-private.csv",
                     line as u64 + 2,
-                )
+                );
+                // The list vouches for the element with its VR: the same tag stored
+                // as, say, a PN or LT is something else (a name where a number was).
+                rule.vrs.clone_from(vrs);
+                rule
             });
         }
     }
@@ -552,6 +606,7 @@ fn compile_rule(
                     source: source.to_string(),
                     line,
                 },
+                vrs: Vec::new(),
             },
             cells,
         }),
@@ -651,8 +706,30 @@ fn unknown_action(a: &Spanned<String>) -> String {
 mod tests {
     use super::*;
 
+    /// These fixtures test rules, not foundations: one that names neither
+    /// `extends` nor `defaults` gets `defaults: {public: keep}` appended (after
+    /// the last line, so line numbers stay).
     fn compile_text(text: &str) -> Result<CompiledProfile, ProfileErrors> {
-        compile_str("test.yaml", text)
+        if text.contains("extends:") || text.contains("defaults:") {
+            return compile_str("test.yaml", text);
+        }
+        compile_str(
+            "test.yaml",
+            &format!("{text}\ndefaults: {{public: keep}}\n"),
+        )
+    }
+
+    #[test]
+    fn a_profile_from_nothing_must_state_its_defaults() {
+        let err = compile_str("t.yaml", "rules: [{tag: PatientName, action: X}]").unwrap_err();
+        assert!(
+            err.0[0]
+                .message
+                .contains("neither `extends` nor `defaults`"),
+            "{err}"
+        );
+        assert!(compile_str("t.yaml", "defaults: {private: remove}").is_ok());
+        assert!(compile_str("t.yaml", "extends: basic").is_ok());
     }
 
     #[test]

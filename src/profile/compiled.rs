@@ -45,6 +45,18 @@ pub struct Rule {
     pub code: Option<Code>,
     pub name: Option<String>,
     pub origin: Origin,
+    /// The VRs the element the rule means is stored with (Table E.3.10-1 gives one
+    /// per safe private attribute); empty: any. An element stored with another VR
+    /// is not that element, whatever its tag and creator say.
+    pub vrs: Vec<dicom_core::VR>,
+}
+
+impl Rule {
+    /// Whether an element stored with `vr` is the element this rule means. UN says
+    /// nothing either way (implicit VR files store every private element as UN).
+    pub fn admits_vr(&self, vr: dicom_core::VR) -> bool {
+        self.vrs.is_empty() || vr == dicom_core::VR::UN || self.vrs.contains(&vr)
+    }
 }
 
 /// What a quarantine rule does when it matches.
@@ -99,13 +111,17 @@ pub enum Decision<'a> {
     Rule(&'a Rule),
     PrivateDefault(&'a Action),
     PublicDefault(&'a Action),
+    /// A public element no data dictionary knows: `defaults.unknown-public`.
+    UnknownPublic(&'a Action),
 }
 
 impl<'a> Decision<'a> {
     pub fn action(&self) -> &'a Action {
         match self {
             Decision::Rule(r) => &r.action,
-            Decision::PrivateDefault(a) | Decision::PublicDefault(a) => a,
+            Decision::PrivateDefault(a)
+            | Decision::PublicDefault(a)
+            | Decision::UnknownPublic(a) => a,
         }
     }
 }
@@ -145,6 +161,8 @@ pub struct CompiledProfile {
     pub(super) private: TagMap<Vec<(String, u8, usize)>>,
     pub private_default: Fallback,
     pub public_default: Fallback,
+    /// Public elements no rule names and no data dictionary knows.
+    pub unknown_public: Fallback,
     /// PS3.15 E.3 options in effect, in table column order.
     pub options: Vec<&'static str>,
     /// Per-patient date shift: whole days into the past, inclusive range.
@@ -185,6 +203,14 @@ impl CompiledProfile {
             if tag & mask == *value {
                 return Decision::Rule(&self.rules[*i]);
             }
+        }
+        // An attribute no dictionary knows is one Table E.1-1 cannot vouch for:
+        // it follows `defaults.unknown-public` (remove unless a profile says keep).
+        if self.public_default == Fallback::Keep
+            && self.unknown_public == Fallback::Remove
+            && !known_public(tag)
+        {
+            return Decision::UnknownPublic(self.unknown_public.action());
         }
         Decision::PublicDefault(self.public_default.action())
     }
@@ -227,12 +253,19 @@ impl CompiledProfile {
         cov
     }
 
+    /// Whether the profile removes or replaces every row of Table E.1-1 (rows an
+    /// active option keeps count as handled: the option says so in (0012,0064))
+    /// and removes private attributes. Only then may an output say Patient
+    /// Identity Removed `YES` and claim 113100: the markers follow what the
+    /// compiled rules do, never what the profile is called.
+    pub fn removes_identity(&self) -> bool {
+        self.coverage().weakened.is_empty() && self.private_default == Fallback::Remove
+    }
+
     /// CID 7050 codes (value, meaning) of what this profile does. The Basic Profile
-    /// code is claimed only when no row of Table E.1-1 keeps its original value and
-    /// private attributes are removed.
+    /// code is claimed only when [`Self::removes_identity`].
     pub fn method_codes(&self) -> Vec<(&'static str, &'static str)> {
-        let cov = self.coverage();
-        if !(cov.weakened.is_empty() && self.private_default == Fallback::Remove) {
+        if !self.removes_identity() {
             return Vec::new();
         }
         let mut codes = vec![("113100", "Basic Application Confidentiality Profile")];
@@ -262,6 +295,16 @@ impl CompiledProfile {
         });
         if all_kept { "UNMODIFIED" } else { "REMOVED" }
     }
+}
+
+/// Whether the standard data dictionary (repeating groups included) names this
+/// public tag.
+fn known_public(tag: u32) -> bool {
+    use dicom_core::dictionary::DataDictionary;
+    let tag = dicom_core::Tag((tag >> 16) as u16, (tag & 0xFFFF) as u16);
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(tag)
+        .is_some()
 }
 
 #[derive(Debug, Default)]

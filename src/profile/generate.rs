@@ -19,6 +19,11 @@ const EXTRAS: &str = r#"  # Beyond Table E.1-1:
   # items; the table lists their Content Sequence, not the text inside. Without this
   # rule a kept content tree would keep the text.
   - {tag: "(0040,A160)", name: "Text Value", action: D, options: {clean-structured-content: C}}
+  # Overlay Description and Overlay Label are free text the table does not list (it
+  # lists Overlay Data and Comments): cleaned of the file's identifying values.
+  # clean-graphics keeps the overlays and removes these (option:clean-graphics).
+  - {tag: "(60xx,0022)", name: "Overlay Description", action: C}
+  - {tag: "(60xx,1500)", name: "Overlay Label", action: C}
 "#;
 
 fn yaml_quote(s: &str) -> String {

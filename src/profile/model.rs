@@ -73,6 +73,10 @@ pub struct Defaults {
     /// What happens to public elements no rule names: `keep` (default) or `remove`
     /// (allow-list mode).
     pub public: Option<Spanned<String>>,
+    /// Public elements no dictionary knows (and no rule names): `remove` (default)
+    /// or `keep`. Table E.1-1 cannot vouch for an attribute nobody can name.
+    #[serde(rename = "unknown-public")]
+    pub unknown_public: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

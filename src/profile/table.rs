@@ -3,6 +3,8 @@
 
 use super::action::Code;
 use super::tagspec::{Target, parse_target};
+use dicom_core::VR;
+use std::str::FromStr;
 use std::sync::OnceLock;
 
 pub const TABLE_CSV: &str = include_str!("../../profiles/standard/ps3.15-e1-1.csv");
@@ -57,19 +59,40 @@ pub fn option_code(option: &str) -> Option<(&'static str, &'static str)> {
 pub fn safe_private() -> &'static [(u16, u8, String)] {
     static ROWS: OnceLock<Vec<(u16, u8, String)>> = OnceLock::new();
     ROWS.get_or_init(|| {
+        safe_private_vrs()
+            .iter()
+            .map(|(g, e, c, _)| (*g, *e, c.clone()))
+            .collect()
+    })
+}
+
+/// (odd group, element byte, private creator, VRs) of one safe private attribute.
+pub type SafePrivate = (u16, u8, String, Vec<VR>);
+
+/// Table E.3.10-1 with the VR(s) the table gives each attribute (`OW/OB` gives
+/// two; an empty cell none, meaning any).
+pub fn safe_private_vrs() -> &'static [SafePrivate] {
+    static ROWS: OnceLock<Vec<SafePrivate>> = OnceLock::new();
+    ROWS.get_or_init(|| {
         let mut out = Vec::new();
         let mut reader = csv::Reader::from_reader(SAFE_PRIVATE_CSV.as_bytes());
         for rec in reader.records().flatten() {
             let (Some(tag), Some(creator)) = (rec.get(0), rec.get(1)) else {
                 continue;
             };
+            let vrs: Vec<VR> = rec
+                .get(2)
+                .unwrap_or("")
+                .split('/')
+                .filter_map(|v| VR::from_str(v.trim()).ok())
+                .collect();
             if let Ok(Target::Private {
                 group,
                 elem,
                 creator,
             }) = parse_target(tag, Some(creator))
             {
-                out.push((group, elem, creator));
+                out.push((group, elem, creator, vrs));
             }
         }
         out

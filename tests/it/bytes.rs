@@ -505,10 +505,12 @@ fn empty_sop_uids_are_taken_from_the_meta_and_remapped_like_present_ones() {
             .trim_end_matches('\0'),
         remapped
     );
-    // The CT IOD's rules: Institution Name (X/Z/D) and Referenced Image Sequence
-    // (X/Z/U*) are Type 3 there, so they are removed, not emptied.
+    // The CT IOD's rules: Institution Name (X/Z/D) is Type 3 there, so it is
+    // removed, not emptied; Referenced Image Sequence (X/Z/U*) is kept with its UIDs
+    // remapped at every Type (item E.21), as in the intact file.
     assert!(emptied.get(Tag(0x0008, 0x0080)).is_none());
-    assert!(emptied.get(Tag(0x0008, 0x1140)).is_none());
+    assert!(intact.get(Tag(0x0008, 0x1140)).is_some());
+    assert!(emptied.get(Tag(0x0008, 0x1140)).is_some());
     assert!(
         outputs[1].1["notes"]
             .to_string()

@@ -250,8 +250,8 @@ fn uids_stay_consistent_across_files_runs_and_differ_by_key() {
     let k1 = env.key("k1", 3);
     let k2 = env.key("k2", 4);
     let files = &["derived/phi_nested.dcm", "derived/phi_nested_ref.dcm"];
-    // Referenced Image Sequence is X/Z/U* and Type 3 in the CT IOD, so the basic
-    // profile drops it; a site that keeps it gets its UIDs remapped consistently.
+    // Referenced Image Sequence is X/Z/U*: kept (by the basic profile too, since
+    // issue 11 E.21, and here by a site rule) with its UIDs remapped consistently.
     let prof = env.path("keep-refs.yaml");
     std::fs::write(
         &prof,
@@ -1108,10 +1108,15 @@ fn compound_codes_follow_the_attribute_type_in_the_iod() {
     let key = env.key("key", 15);
     let (_, map) = run_basic(&env, &["derived/phi_nested.dcm"], &key, "out");
     let out = open(map.values().next().unwrap());
-    // CT Image IOD: Institution Name (X/Z/D) and Referenced Image Sequence (X/Z/U*)
-    // are Type 3, so they go; Content Date (Z/D) is Type 2C, so it is emptied.
+    // CT Image IOD: Institution Name (X/Z/D) is Type 3, so it goes; Content Date
+    // (Z/D) is Type 2C, so it is emptied. Referenced Image Sequence (X/Z/U*) is kept
+    // with its UIDs remapped at every Type (issue 11, E.21: it used to be removed).
     assert!(out.get(Tag(0x0008, 0x0080)).is_none());
-    assert!(out.get(Tag(0x0008, 0x1140)).is_none());
+    assert!(
+        out.get(Tag(0x0008, 0x1140))
+            .and_then(|e| e.items())
+            .is_some_and(|items| !items.is_empty())
+    );
     assert!(is_empty_value(out.element(Tag(0x0008, 0x0023)).unwrap()));
     // Basic Text SR: Content Date is Type 1 there, so it gets a dummy.
     let env = Env::new();

@@ -8,6 +8,7 @@ mod common;
 mod bytes;
 mod check;
 mod cli;
+mod judged;
 mod options;
 mod promises;
 mod reliability;

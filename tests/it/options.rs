@@ -837,7 +837,12 @@ fn replace_values_are_checked_against_the_dictionary_vr() {
         "{stderr}"
     );
     let good = env.path("good.yaml");
-    std::fs::write(&good, "rules:\n  - {tag: Rows, replace: \"512\"}\n").unwrap();
+    // A profile from nothing states its defaults (issue 11, A.1).
+    std::fs::write(
+        &good,
+        "defaults: {public: keep}\nrules:\n  - {tag: Rows, replace: \"512\"}\n",
+    )
+    .unwrap();
     let o = run(&[&"profile", &"check", &good]);
     assert_eq!(
         o.status.code(),
