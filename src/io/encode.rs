@@ -11,7 +11,7 @@ use dicom_encoding::text::SpecificCharacterSet;
 use dicom_encoding::transfer_syntax::Codec;
 use dicom_object::{FileMetaTable, FileMetaTableBuilder, InMemDicomObject};
 use dicom_parser::dataset::{DataSetWriter, IntoTokens};
-use std::io::{BufWriter, SeekFrom, Write};
+use std::io::{SeekFrom, Write};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -85,19 +85,19 @@ pub fn write_dataset<W: Write + ?Sized>(
     // from UN) is written as UN, as PS3.5 6.2.2 says, instead of failing the file.
     super::retype::long_values_to_un(&mut dataset, ts, super::error::MAX_DEPTH);
     if let Codec::Dataset(Some(_)) = ts.codec() {
-        // Deflated: the encoder sees a few large writes instead of one per token
-        // (each write into flate2's encoder zeroes its 32 KiB output buffer), and
-        // its end is written by `finish`, whose errors are reported, not by a drop.
-        let encoder = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
-        let mut buffered = BufWriter::with_capacity(64 * 1024, encoder);
-        DataSetWriter::with_ts(&mut buffered, ts)
+        // Deflated: the dataset is encoded in memory (it was inflated in memory to
+        // be read), then compressed in one call by this thread's compressor. A new
+        // zlib stream allocates and zeroes a few hundred KiB of state, which `perf`
+        // showed at 5% of a run over small files; `reset` reuses it.
+        let mut plain = Vec::new();
+        DataSetWriter::with_ts(&mut plain, ts)
             .map_err(|e| EncodeError::from_dicom(&e))?
             .write_sequence(dataset.into_tokens())
             .map_err(|e| EncodeError::from_dicom(&e))?;
-        let encoder = buffered
-            .into_inner()
-            .map_err(|e| EncodeError::from_write(e.into_error()))?;
-        encoder.finish().map_err(EncodeError::from_write)?;
+        let compressed = deflate(&plain).map_err(EncodeError::from_write)?;
+        drop(plain);
+        out.write_all(&compressed)
+            .map_err(EncodeError::from_write)?;
     } else {
         DataSetWriter::with_ts_cs(out, ts, SpecificCharacterSet::default())
             .map_err(|e| EncodeError::from_dicom(&e))?
@@ -105,6 +105,34 @@ pub fn write_dataset<W: Write + ?Sized>(
             .map_err(|e| EncodeError::from_dicom(&e))?;
     }
     Ok(())
+}
+
+/// Raw deflate (RFC 1951, as the Deflated Explicit VR Little Endian syntax wants) of
+/// `plain` at the fast level, with a compressor kept per thread.
+fn deflate(plain: &[u8]) -> std::io::Result<Vec<u8>> {
+    use flate2::{Compress, Compression, FlushCompress, Status};
+    thread_local! {
+        static COMPRESS: std::cell::RefCell<Option<Compress>> = const { std::cell::RefCell::new(None) };
+    }
+    COMPRESS.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let c = slot.get_or_insert_with(|| Compress::new(Compression::fast(), false));
+        c.reset();
+        let mut out = Vec::with_capacity(plain.len() / 2 + 1024);
+        loop {
+            let consumed = usize::try_from(c.total_in()).unwrap_or(usize::MAX);
+            let rest = plain.get(consumed..).unwrap_or(&[]);
+            if out.len() == out.capacity() {
+                out.reserve(out.capacity().max(1024));
+            }
+            let status = c
+                .compress_vec(rest, &mut out, FlushCompress::Finish)
+                .map_err(std::io::Error::other)?;
+            if status == Status::StreamEnd {
+                return Ok(out);
+            }
+        }
+    })
 }
 
 /// Where an encoded object goes. A sink hands one to [`Part10::encode`]; the
