@@ -856,6 +856,22 @@ fn scan_tokens<R: Read + Seek>(
                         decoder.position()
                     )));
                 }
+                // dicom-parser reads len / size values of a binary VR but steps over
+                // len bytes: a remainder misaligns every later element, and it then
+                // trusts lengths read from value bytes (a fuzzer's 2 KB file made it
+                // allocate and zero 3.9 GB). This scan reads such a value whole, so
+                // the two parsers would disagree: refuse it here.
+                let unit = binary_vr_unit(header.vr);
+                if unit > 1 && len % unit != 0 {
+                    return Err(ReadError::Malformed(format!(
+                        "element ({:04X},{:04X}) with VR {} declares {len} bytes at offset {}, \
+                         not a multiple of {unit}",
+                        header.tag.0,
+                        header.tag.1,
+                        header.vr.to_string(),
+                        decoder.position()
+                    )));
+                }
                 LazyDataToken::LazyValue { header, decoder }
                     .skip()
                     .map_err(|e| bad(&e))?;
@@ -882,6 +898,17 @@ fn scan_tokens<R: Read + Seek>(
         pixel: None,
         max_depth,
     })
+}
+
+/// Bytes per value of a binary VR (1 for the others).
+fn binary_vr_unit(vr: dicom_core::VR) -> u64 {
+    use dicom_core::VR;
+    match vr {
+        VR::SS | VR::US | VR::OW => 2,
+        VR::AT | VR::FL | VR::OF | VR::OL | VR::SL | VR::UL => 4,
+        VR::FD | VR::OD | VR::OV | VR::SV | VR::UV => 8,
+        _ => 1,
+    }
 }
 
 /// Recognises a dataset stored without preamble and file meta group from its first
