@@ -74,6 +74,18 @@ impl FileOutcome {
         }
     }
 
+    /// Turns an outcome whose output was dropped or could not be committed into a
+    /// skip or failure: no output, no ledger line, no bytes written.
+    pub fn not_written(&mut self, status: Status, kind: Kind, reason: String) {
+        self.status = status;
+        self.kind = Some(kind);
+        self.reason = Some(reason);
+        self.output = None;
+        self.output_hex = None;
+        self.ledger = None;
+        self.bytes_out = 0;
+    }
+
     /// Skips of non-DICOM files are expected in a mixed tree and do not affect the
     /// exit code; every other skip does.
     pub fn is_benign_skip(&self) -> bool {

@@ -16,6 +16,9 @@ pub enum Mode {
     Append,
     /// Read, then appended to (it must exist).
     ReadAppend,
+    /// Read and written in place, created when missing, never truncated (a lock
+    /// file another run may hold).
+    Lock,
 }
 
 /// Opens `path` for writing, owner-only when created, never through a symlink at its
@@ -27,6 +30,7 @@ pub fn open(path: &Path, mode: Mode, owner_only: bool) -> std::io::Result<File> 
         Mode::New => o.write(true).create_new(true),
         Mode::Append => o.append(true),
         Mode::ReadAppend => o.read(true).append(true),
+        Mode::Lock => o.read(true).write(true).create(true).truncate(false),
     };
     #[cfg(unix)]
     {

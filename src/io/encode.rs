@@ -142,26 +142,37 @@ pub trait ObjectWriter: Write {
     /// Copies `range` of `input` to the output; returns the bytes copied (fewer
     /// when the input ends early).
     fn copy_range(&mut self, input: &mut dyn Input, range: Range<u64>) -> Result<u64, EncodeError> {
-        input
-            .seek(SeekFrom::Start(range.start))
-            .map_err(EncodeError::Read)?;
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut left = range.end - range.start;
-        let mut copied = 0;
-        while left > 0 {
-            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = match input.read(&mut buf[..want]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(EncodeError::Read(e)),
-            };
-            self.write_all(&buf[..n]).map_err(EncodeError::from_write)?;
-            left -= n as u64;
-            copied += n as u64;
-        }
-        Ok(copied)
+        buffered_copy(self, input, range)
     }
+}
+
+/// Copies `range` of `input` to `out` through a 256 KiB buffer; returns the bytes
+/// copied (fewer when the input ends early). The default of
+/// [`ObjectWriter::copy_range`], and the fallback of writers that override it.
+pub fn buffered_copy(
+    out: &mut (impl Write + ?Sized),
+    input: &mut dyn Input,
+    range: Range<u64>,
+) -> Result<u64, EncodeError> {
+    input
+        .seek(SeekFrom::Start(range.start))
+        .map_err(EncodeError::Read)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut left = range.end - range.start;
+    let mut copied = 0;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match input.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(EncodeError::Read(e)),
+        };
+        out.write_all(&buf[..n]).map_err(EncodeError::from_write)?;
+        left -= n as u64;
+        copied += n as u64;
+    }
+    Ok(copied)
 }
 
 /// Any plain writer (a `Vec`, a socket) takes an object with the buffered copy.

@@ -108,24 +108,20 @@ impl Owners {
             Some(owner) if *owner != claim.owner => {
                 let identical = f.staged.as_ref().is_some_and(|s| s.same_as_stored());
                 f.staged = None; // dropped: its temporary goes
-                o.status = if identical {
-                    Status::Skipped
+                let (status, reason) = if identical {
+                    (
+                        Status::Skipped,
+                        "another input with the same SOP Instance UID gave a byte-identical \
+                         output, which is kept",
+                    )
                 } else {
-                    Status::Failed
+                    (
+                        Status::Failed,
+                        "another input maps to the same output (same SOP Instance UID) with \
+                         different contents; the first one's output is kept",
+                    )
                 };
-                o.kind = Some(Kind::Duplicate);
-                o.reason = Some(if identical {
-                    "another input with the same SOP Instance UID gave a byte-identical \
-                     output, which is kept"
-                        .into()
-                } else {
-                    "another input maps to the same output (same SOP Instance UID) with \
-                     different contents; the first one's output is kept"
-                        .into()
-                });
-                o.output = None;
-                o.ledger = None;
-                o.bytes_out = 0;
+                o.not_written(status, Kind::Duplicate, reason.into());
                 None
             }
             _ => {
@@ -288,13 +284,8 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
                     if e.is_output_full() {
                         stop.store(true, Ordering::Relaxed);
                     }
-                    let o = &mut f.outcome;
-                    o.status = Status::Failed;
-                    o.kind = Some(e.kind());
-                    o.reason = Some(e.to_string());
-                    o.output = None;
-                    o.ledger = None;
-                    o.bytes_out = 0;
+                    f.outcome
+                        .not_written(Status::Failed, e.kind(), e.to_string());
                 }
                 if let Some(c) = crosswalk.as_mut() {
                     c.write(&f.crosswalk);

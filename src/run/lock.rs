@@ -33,14 +33,8 @@ pub fn acquire(ledger: &Path) -> Result<RunLock, Error> {
         context: format!("cannot lock {}", path.display()),
         source,
     };
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags_nofollow()
-        .open(&path)
-        .map_err(io)?;
+    let mut file =
+        crate::side_files::open(&path, crate::side_files::Mode::Lock, false).map_err(io)?;
     // SAFETY: the descriptor is open for the duration of the call.
     let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if r != 0 {
@@ -95,15 +89,4 @@ fn random_id() -> std::io::Result<String> {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
-}
-
-trait NoFollow {
-    fn custom_flags_nofollow(&mut self) -> &mut Self;
-}
-
-impl NoFollow for std::fs::OpenOptions {
-    fn custom_flags_nofollow(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_NOFOLLOW)
-    }
 }

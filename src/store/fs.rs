@@ -5,7 +5,7 @@
 //! that can share extents do so).
 
 use super::{Sink, Staged, StoreError};
-use crate::io::encode::{ObjectWriter, Part10};
+use crate::io::encode::{ObjectWriter, Part10, buffered_copy};
 use crate::io::error::{EncodeError, is_full};
 use crate::io::source::Input;
 use std::fs::{File, OpenOptions};
@@ -197,30 +197,8 @@ impl ObjectWriter for FileWriter {
             }
         }
         // Not a local file, or a file system pair the kernel cannot copy between.
-        let before = self.written;
-        let n = default_copy(self, input, range)?;
-        debug_assert_eq!(self.written - before, n);
-        Ok(n)
+        buffered_copy(self, input, range)
     }
-}
-
-/// The trait's buffered copy, callable from an override.
-fn default_copy(
-    w: &mut FileWriter,
-    input: &mut dyn Input,
-    range: Range<u64>,
-) -> Result<u64, EncodeError> {
-    struct Plain<'a>(&'a mut FileWriter);
-    impl Write for Plain<'_> {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.write(buf)
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            self.0.flush()
-        }
-    }
-    impl ObjectWriter for Plain<'_> {}
-    Plain(w).copy_range(input, range)
 }
 
 #[cfg(target_os = "linux")]
