@@ -107,3 +107,25 @@ fn sinks_know_no_profile_or_engine() {
         &["crate::deid", "crate::profile", "crate::pipeline"],
     );
 }
+
+/// Object storage is plumbing: it moves bytes and lists keys, and knows nothing of
+/// what they mean.
+#[test]
+fn object_storage_knows_no_profile_engine_or_run() {
+    assert_no_use(
+        "s3",
+        &[
+            "crate::deid",
+            "crate::profile",
+            "crate::pipeline",
+            "crate::run",
+            "crate::report",
+        ],
+    );
+}
+
+/// The engine makes no network request.
+#[test]
+fn the_engine_reaches_no_object_store() {
+    assert_no_use("deid", &["crate::s3", "object_store", "reqwest"]);
+}

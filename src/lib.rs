@@ -19,6 +19,7 @@ pub mod profile;
 pub mod quarantine;
 pub mod report;
 pub mod run;
+pub mod s3;
 pub mod side_files;
 pub mod store;
 
@@ -82,6 +83,9 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 resume: !a.no_resume,
                 follow: a.follow,
                 shard,
+                s3_endpoint: a.s3_endpoint,
+                state_dir: a.state_dir,
+                require_private: a.require_private,
             })?;
             say!(
                 "dicom-deid: {} files: {} written{}, {} skipped ({} not DICOM), {} failed; {:.1} s, {:.0} files/s; key {}{}",

@@ -147,6 +147,9 @@ pub struct Summary {
     pub dry_run: bool,
     pub private_creators_dropped: std::collections::BTreeSet<String>,
     pub crosswalk_entries: u64,
+    /// Buckets (output or input prefixes) that answered an anonymous request: anyone
+    /// could read them.
+    pub public_readable: Vec<String>,
 }
 
 /// Consumes outcomes on one thread: the only writer of the report file and of

@@ -38,6 +38,12 @@ pub struct RunOptions {
     pub shard: Option<(u64, u64)>,
     /// Follow symbolic links inside the inputs.
     pub follow: bool,
+    /// S3 endpoint URL (`--s3-endpoint`), else the AWS environment's.
+    pub s3_endpoint: Option<String>,
+    /// Where the ledger and lock of an `s3://` output live (local disk).
+    pub state_dir: Option<PathBuf>,
+    /// Refuse to write to an output that anyone can read without credentials.
+    pub require_private: bool,
 }
 
 /// Compiles the plan, then runs it.
