@@ -103,12 +103,15 @@ impl Owners {
         Owners { by_name }
     }
 
-    /// Commits, or turns the outcome into a duplicate. Returns a commit error.
-    fn settle(&mut self, f: &mut Finished) -> Option<FileError> {
+    /// Decides whether `f` owns its output name: if so, returns its staged object
+    /// for the caller to commit; if not, drops the object and turns the outcome into
+    /// a duplicate. `drain` makes every earlier commit visible first (the stored
+    /// object is compared with this one).
+    fn settle(&mut self, f: &mut Finished, drain: impl FnOnce()) -> Option<Box<dyn Staged>> {
         let claim = f.claim?;
-        let o = &mut f.outcome;
         match self.by_name.get(&claim.name) {
             Some(owner) if *owner != claim.owner => {
+                drain();
                 let identical = f.staged.as_ref().is_some_and(|s| s.same_as_stored());
                 f.staged = None; // dropped: its temporary goes
                 let (status, reason) = if identical {
@@ -124,16 +127,125 @@ impl Owners {
                          different contents; the first one's output is kept",
                     )
                 };
-                o.not_written(status, Kind::Duplicate, reason.into());
+                f.outcome
+                    .not_written(status, Kind::Duplicate, reason.into());
                 None
             }
             _ => {
                 self.by_name.insert(claim.name, claim.owner);
-                let staged = f.staged.take()?;
-                match staged.commit() {
-                    Ok(_) => None,
-                    Err(e) => Some(FileError::Store(e)),
+                f.staged.take()
+            }
+        }
+    }
+}
+
+/// Commits staged objects and hands outcomes on in walk order. A folder's commit
+/// is a rename, done in place; an object store's is a request of some
+/// milliseconds, so `threads` commit in parallel (one collector thread doing them
+/// one by one capped a bucket run at a few hundred objects a second) while the
+/// outcomes still reach the report in order.
+struct Committer {
+    pool: Option<(mpsc::Sender<CommitJob>, Vec<std::thread::JoinHandle<()>>)>,
+    /// Outcomes in walk order, each waiting for its commit's result if it has one.
+    waiting: std::collections::VecDeque<(Finished, Option<mpsc::Receiver<CommitResult>>)>,
+}
+
+type CommitResult = Result<u64, crate::store::StoreError>;
+type CommitJob = (Box<dyn Staged>, mpsc::Sender<CommitResult>);
+
+/// Commits in flight at most (each may hold its object in memory).
+const MAX_COMMITS_IN_FLIGHT: usize = 64;
+
+impl Committer {
+    fn new(threads: usize) -> Committer {
+        if threads == 0 {
+            return Committer {
+                pool: None,
+                waiting: Default::default(),
+            };
+        }
+        let (tx, rx) = mpsc::channel::<CommitJob>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let handles = (0..threads)
+            .map(|_| {
+                let rx = rx.clone();
+                std::thread::spawn(move || {
+                    loop {
+                        let job = rx.lock().map(|r| r.recv());
+                        let Ok(Ok((staged, reply))) = job else { break };
+                        let _ = reply.send(staged.commit());
+                    }
+                })
+            })
+            .collect();
+        Committer {
+            pool: Some((tx, handles)),
+            waiting: Default::default(),
+        }
+    }
+
+    /// Queues `f`, committing `staged` for it, and passes on to `done` every outcome
+    /// whose turn has come.
+    fn push(
+        &mut self,
+        mut f: Finished,
+        staged: Option<Box<dyn Staged>>,
+        done: &mut impl FnMut(Finished, Option<CommitResult>),
+    ) {
+        match (staged, &self.pool) {
+            (None, _) => self.waiting.push_back((f, None)),
+            (Some(s), None) => {
+                if self.waiting.is_empty() {
+                    let r = s.commit();
+                    return done(f, Some(r));
                 }
+                let (tx, rx) = mpsc::channel();
+                let _ = tx.send(s.commit());
+                self.waiting.push_back((f, Some(rx)));
+            }
+            (Some(s), Some((pool, _))) => {
+                let (tx, rx) = mpsc::channel();
+                if let Err(mpsc::SendError((s, _))) = pool.send((s, tx)) {
+                    let r = s.commit();
+                    f.staged = None;
+                    return done(f, Some(r));
+                }
+                self.waiting.push_back((f, Some(rx)));
+            }
+        }
+        self.flush(false, done);
+    }
+
+    /// Passes on finished outcomes; with `all`, waits for every commit.
+    fn flush(&mut self, all: bool, done: &mut impl FnMut(Finished, Option<CommitResult>)) {
+        while let Some((_, rx)) = self.waiting.front() {
+            let wait = all || self.waiting.len() > MAX_COMMITS_IN_FLIGHT;
+            let result = match rx {
+                None => None,
+                Some(rx) if wait => Some(rx.recv().unwrap_or_else(|_| {
+                    Err(crate::store::StoreError::Write(
+                        "commit thread ended".into(),
+                    ))
+                })),
+                Some(rx) => match rx.try_recv() {
+                    Ok(r) => Some(r),
+                    Err(mpsc::TryRecvError::Empty) => return,
+                    Err(mpsc::TryRecvError::Disconnected) => Some(Err(
+                        crate::store::StoreError::Write("commit thread ended".into()),
+                    )),
+                },
+            };
+            let (f, _) = self.waiting.pop_front().expect("front exists");
+            done(f, result);
+        }
+    }
+
+    fn finish(mut self, done: &mut impl FnMut(Finished, Option<CommitResult>)) {
+        self.flush(true, done);
+        if let Some((tx, handles)) = self.pool.take() {
+            drop(tx);
+            for h in handles {
+                let _ = h.join();
             }
         }
     }
@@ -293,6 +405,7 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
     };
 
     let mut owners = Owners::from_ledger(&worker.ledger);
+    let commit_threads = sink.commit_threads();
     let stop = &worker.stop;
     let out_dir = plan.state_dir.clone();
     // Outcomes travel in batches: one message per file woke the collector thread for
@@ -304,8 +417,10 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
             let mut r = Reporter::new(report_out, summary)
                 .with_ledger(ledger_out, out_dir)
                 .with_quarantine(quarantine_out);
-            let mut settle = |mut f: Finished| {
-                if let Some(e) = owners.settle(&mut f) {
+            let mut committer = Committer::new(commit_threads);
+            let mut done = |mut f: Finished, commit: Option<CommitResult>| {
+                if let Some(Err(e)) = commit {
+                    let e = FileError::Store(e);
                     if e.is_output_full() {
                         stop.store(true, Ordering::Relaxed);
                     }
@@ -316,6 +431,14 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
                     c.write(&f.crosswalk);
                 }
                 r.record(f.outcome);
+            };
+            let mut settle = |mut f: Finished| {
+                let staged = {
+                    let c = &mut committer;
+                    let d = &mut done;
+                    owners.settle(&mut f, || c.flush(true, d))
+                };
+                committer.push(f, staged, &mut done);
             };
             // Outcomes arrive in the order workers finish; they are settled in walk
             // order. Workers take inputs in walk order and send every 32, so the
@@ -344,6 +467,7 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
             for (_, f) in std::mem::take(&mut pending) {
                 settle(f);
             }
+            committer.finish(&mut done);
             let mut crosswalk_error = None;
             if let Some(c) = crosswalk {
                 r.crosswalk_entries(c.len());

@@ -68,4 +68,10 @@ pub trait Sink: Send + Sync {
     /// The size of the object stored under `name`, if there is one (resume checks
     /// that a ledger's output is still there, whole).
     fn stored_size(&self, name: &Path) -> Option<u64>;
+
+    /// Threads that commit in parallel: 0 for a sink whose commit is cheap (a
+    /// rename), more for one whose commit is a network request.
+    fn commit_threads(&self) -> usize {
+        0
+    }
 }

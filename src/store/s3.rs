@@ -26,10 +26,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Part size of multipart uploads (S3's minimum is 5 MiB for all but the last).
 const PART: usize = 8 * 1024 * 1024;
 
+/// Staged objects held in memory at most, over all workers. Outputs wait for the
+/// run to settle them in walk order, so one slow large input can hold back
+/// hundreds of small ones: past this budget they wait in a temporary object
+/// instead, and memory stays flat whatever the number of objects.
+const MEMORY_BUDGET: u64 = 64 * 1024 * 1024;
+
 pub struct S3Sink {
     bucket: Arc<Bucket>,
     run_id: String,
     counter: AtomicU64,
+    held: Arc<AtomicU64>,
+}
+
+/// Bytes of one staged object counted against [`MEMORY_BUDGET`] until dropped.
+struct Held {
+    bytes: u64,
+    held: Arc<AtomicU64>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 impl S3Sink {
@@ -38,6 +57,7 @@ impl S3Sink {
             bucket,
             run_id: run_id.to_string(),
             counter: AtomicU64::new(0),
+            held: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -76,12 +96,37 @@ impl Sink for S3Sink {
         object.encode(&mut w)?;
         let size = w.written;
         let staged: Box<dyn Staged> = match w.finish().map_err(write_err)? {
-            None => Box::new(S3Staged {
-                bucket: self.bucket.clone(),
-                key,
-                body: Body::Memory(Bytes::from(std::mem::take(&mut w.buf))),
-                size,
-            }),
+            None if self.held.fetch_add(size, Ordering::Relaxed) + size <= MEMORY_BUDGET => {
+                Box::new(S3Staged {
+                    bucket: self.bucket.clone(),
+                    key,
+                    body: Body::Memory(
+                        // A copy of the exact size: the buffer's spare capacity
+                        // would otherwise be held too, uncounted.
+                        Bytes::copy_from_slice(&w.buf),
+                        Held {
+                            bytes: size,
+                            held: self.held.clone(),
+                        },
+                    ),
+                    size,
+                })
+            }
+            None => {
+                self.held.fetch_sub(size, Ordering::Relaxed);
+                let temp = (w.make_temp)();
+                let body = PutPayload::from(Bytes::from(std::mem::take(&mut w.buf)));
+                let store = self.bucket.store.clone();
+                let k = Key::from(temp.as_str());
+                block_on(async move { store.put(&k, body).await })
+                    .map_err(|e| write_err(self.bucket.err(e)))?;
+                Box::new(S3Staged {
+                    bucket: self.bucket.clone(),
+                    key,
+                    body: Body::Temporary(Some(temp)),
+                    size,
+                })
+            }
             Some(temp) => Box::new(S3Staged {
                 bucket: self.bucket.clone(),
                 key,
@@ -94,6 +139,10 @@ impl Sink for S3Sink {
 
     fn locate(&self, name: &Path) -> PathBuf {
         PathBuf::from(self.bucket.url.url_of(&self.key_of(name)))
+    }
+
+    fn commit_threads(&self) -> usize {
+        16
     }
 
     fn stored_size(&self, name: &Path) -> Option<u64> {
@@ -201,7 +250,7 @@ impl<F: Fn() -> String> Write for Uploader<'_, F> {
 impl<F: Fn() -> String> ObjectWriter for Uploader<'_, F> {}
 
 enum Body {
-    Memory(Bytes),
+    Memory(Bytes, #[allow(dead_code)] Held),
     /// None once copied to the name (or deleted).
     Temporary(Option<String>),
 }
@@ -231,7 +280,7 @@ impl S3Staged {
             return Ok(Some(false));
         }
         match &self.body {
-            Body::Memory(b) => Ok(Some(get(&self.bucket, &self.key, 0..self.size)? == *b)),
+            Body::Memory(b, _) => Ok(Some(get(&self.bucket, &self.key, 0..self.size)? == *b)),
             Body::Temporary(Some(t)) => {
                 // Part by part: a 1 GiB object is never held whole.
                 let mut at = 0;
@@ -271,7 +320,7 @@ impl Staged for S3Staged {
         let store = self.bucket.store.clone();
         let key = Key::from(self.key.as_str());
         match &mut self.body {
-            Body::Memory(bytes) => {
+            Body::Memory(bytes, _) => {
                 let payload = PutPayload::from(bytes.clone());
                 let opts = PutOptions {
                     mode: PutMode::Create,
