@@ -21,8 +21,9 @@ pub use finding::{Finding, Kind, ValueKind};
 
 use crate::error::{Error, ExitStatus};
 use crate::io::read::{Classified, Source, read};
-use crate::io::walk::{Walked, walk_links};
+use crate::io::walk::{Entry, Source as Root, Walked, walk_sources};
 use crate::profile::{self, CompiledProfile};
+use crate::s3::{Bucket, Endpoint, S3Url, input::S3Input};
 use dataset::{Visit, flatten};
 use expect::Expected;
 use originals::{Index, Match, Matched};
@@ -31,6 +32,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use uids::{Known, Reference};
 
 /// Examples of each finding kind printed on stdout.
@@ -135,7 +137,8 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
         .as_deref()
         .map(|dir| Index::build(dir, &expected));
     let skip = opts.report.as_deref().and_then(|p| p.canonicalize().ok());
-    let (ledgers, entries): (Vec<Walked>, Vec<Walked>) = walk_links(&opts.inputs, true)
+    let roots = open_roots(&opts.inputs)?;
+    let (ledgers, entries): (Vec<Walked>, Vec<Walked>) = walk_sources(&roots, true)
         .filter(|w| !is_same_file(w, skip.as_deref()))
         .partition(is_run_ledger);
     let crosswalk = match &opts.crosswalk {
@@ -147,6 +150,7 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
         None => None,
     };
     let checker = Checker {
+        roots: &roots,
         expected: &expected,
         index: index.as_ref(),
         crosswalk: crosswalk.as_ref(),
@@ -193,8 +197,32 @@ fn parse_allowed(names: &[String]) -> Result<Vec<Kind>, Error> {
         .collect()
 }
 
+/// Folders and files as given; `s3://bucket/prefix` opened with the AWS environment's
+/// credentials and endpoint, and checked once (a missing bucket or refused
+/// credentials end the check here).
+fn open_roots(inputs: &[PathBuf]) -> Result<Vec<Root>, Error> {
+    inputs
+        .iter()
+        .map(|p| match p.to_str().and_then(S3Url::parse) {
+            None => Ok(Root::Local(p.clone())),
+            Some(url) => {
+                let fatal = |e: crate::s3::S3Error| Error::Usage(e.to_string());
+                let bucket =
+                    Bucket::open(&url.map_err(fatal)?, &Endpoint::default()).map_err(fatal)?;
+                bucket.preflight().map_err(fatal)?;
+                Ok(Root::S3(Arc::new(bucket)))
+            }
+        })
+        .collect()
+}
+
 fn check_paths(opts: &CheckOptions) -> Result<(), Error> {
-    if let Some(missing) = opts.inputs.iter().find(|p| !p.exists()) {
+    if let Some(missing) = opts
+        .inputs
+        .iter()
+        .filter(|p| !p.to_str().is_some_and(|s| s.starts_with("s3://")))
+        .find(|p| !p.exists())
+    {
         return Err(Error::Usage(format!(
             "{}: no such file or folder",
             missing.display()
@@ -254,6 +282,8 @@ pub(crate) fn visits_of(src: &Source) -> Vec<Visit<'_>> {
 }
 
 struct Checker<'a> {
+    /// The roots walked, for the bucket an object entry comes from.
+    roots: &'a [Root],
     expected: &'a Expected,
     index: Option<&'a Index>,
     /// Original values from a crosswalk, searched in every file.
@@ -263,7 +293,7 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn check_entry(&self, w: &Walked) -> FileReport {
         match w {
-            Walked::File(e) => self.check_file(&e.path, &e.rel),
+            Walked::File(e) => self.check_file(e),
             Walked::Error { path, message } => {
                 let mut r = FileReport::new(path);
                 r.findings
@@ -292,8 +322,9 @@ impl Checker<'_> {
     }
 
     /// Never panics outward: a panic in a parser becomes a finding for its file.
-    fn check_file(&self, path: &Path, rel: &Path) -> FileReport {
-        let run = std::panic::AssertUnwindSafe(|| self.check_file_inner(path, rel));
+    fn check_file(&self, e: &Entry) -> FileReport {
+        let path = &e.path;
+        let run = std::panic::AssertUnwindSafe(|| self.check_file_inner(e));
         std::panic::catch_unwind(run).unwrap_or_else(|_| {
             let mut r = FileReport::new(path);
             r.findings.push(Finding::new(
@@ -304,9 +335,20 @@ impl Checker<'_> {
         })
     }
 
-    fn check_file_inner(&self, path: &Path, rel: &Path) -> FileReport {
+    fn check_file_inner(&self, e: &Entry) -> FileReport {
+        let (path, rel) = (e.path.as_path(), e.rel.as_path());
         let mut r = FileReport::new(path);
-        match read(path) {
+        let read = match &e.remote {
+            None => read(path),
+            Some(remote) => match self.roots.get(remote.source) {
+                Some(Root::S3(bucket)) => {
+                    let (input, stamp) = S3Input::open(bucket, remote.listed.clone());
+                    crate::io::read::read_input(input, stamp)
+                }
+                _ => read(path),
+            },
+        };
+        match read {
             Err(e) => r
                 .findings
                 .push(Finding::new(Kind::Unreadable, e.to_string())),

@@ -649,3 +649,63 @@ fn an_object_rewritten_after_listing_reads_as_changed_never_mixed() {
         "the input reports itself changed"
     );
 }
+
+#[test]
+fn check_reads_a_bucket_as_it_reads_a_folder() {
+    let Some(weed) = s3::server() else { return };
+    let env = Env::new();
+    let key = env.key("k", 8);
+    let input = testdata("dicom");
+    let local = env.path("local");
+    run(&[&"run", &input, &"--out", &local, &"--key-file", &key]);
+    let o = run_s3(
+        weed,
+        &env,
+        &[&input, &"--out", &"s3://out/chk/good", &"--key-file", &key],
+    );
+    ok(&o);
+    let check = |target: &dyn AsRef<std::ffi::OsStr>, report: &Path| {
+        let mut c = weed.command(&env.path("state"));
+        c.arg("check").arg(target).arg("--report").arg(report);
+        c.output().unwrap()
+    };
+    let (rl, rb) = (env.path("local.json"), env.path("bucket.json"));
+    let l = check(&local, &rl);
+    let b = check(&"s3://out/chk/good", &rb);
+    ok(&b);
+    assert_eq!(
+        b.status.code(),
+        l.status.code(),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let findings = |p: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("summary").is_none())
+            .map(|v| v["findings"].to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let bucket_findings = findings(&rb);
+    assert_eq!(bucket_findings.len(), files_under(&local).len());
+    assert_eq!(bucket_findings, findings(&rl));
+    // An original put into the bucket is found.
+    weed.upload_dir(&testdata("dicom"), "out", "chk/bad");
+    let bad = check(&"s3://out/chk/bad", &env.path("bad.json"));
+    ok(&bad);
+    assert_eq!(bad.status.code(), Some(1));
+    let text = std::fs::read_to_string(env.path("bad.json")).unwrap();
+    assert!(
+        text.contains("\"file\":\"s3://out/chk/bad/"),
+        "{}",
+        &text[..300.min(text.len())]
+    );
+    assert!(
+        text.contains("not-removed"),
+        "original identifiers are found"
+    );
+}
