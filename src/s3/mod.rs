@@ -124,8 +124,13 @@ impl S3Error {
             E::AlreadyExists { .. } => S3Error::Exists,
             other => {
                 let text = redact(&crate::io::error::error_chain(&other));
-                // Stores answer a wrong secret with 403 inside a generic error.
-                if text.contains("403") || text.contains("SignatureDoesNotMatch") {
+                // Stores answer a wrong secret with 403 inside a generic error. (Match
+                // the status text, not "403" alone: the message also quotes the
+                // request's duration, "in 403.2ms".)
+                if ["403 Forbidden", "SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"]
+                    .iter()
+                    .any(|m| text.contains(m))
+                {
                     return S3Error::Denied(bucket.to_string());
                 }
                 if text.contains("NoSuchBucket") || text.contains("404 Not Found") {
