@@ -12,3 +12,4 @@ mod judged;
 mod options;
 mod promises;
 mod reliability;
+mod ux;
