@@ -42,7 +42,7 @@ impl Progress {
     pub fn on_stderr(total: Arc<WalkTotal>) -> Progress {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("[{bar:24}] {wide_msg}")
+            ProgressStyle::with_template("[{bar:20}] {wide_msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
@@ -76,14 +76,17 @@ impl Progress {
         self.last = Some(now);
         let found = self.total.found.load(Ordering::Relaxed).max(s.files_seen);
         let walk_done = self.total.done.load(Ordering::Relaxed);
-        bar.set_length(found);
-        bar.set_position(s.files_seen);
         bar.set_message(render(&State::of(
             s,
             found,
             walk_done,
             self.started.elapsed(),
         )));
+        // Length and position in one redraw.
+        bar.update(|st| {
+            st.set_len(found);
+            st.set_pos(s.files_seen);
+        });
     }
 
     pub fn finish(&self) {
@@ -120,7 +123,8 @@ impl State {
     }
 }
 
-/// `1200/≥5000 files  310.2 MB  85 files/s  3.1 MB/s  ETA 0:45  12 failed (10 quarantined)`
+/// `1200/≥5000 files  12 failed (10 quarantined)  ETA 0:45  310.2 MB  85 files/s  3.1 MB/s`:
+/// what matters most first, since a narrow terminal cuts the end off.
 pub fn render(st: &State) -> String {
     let secs = st.elapsed.as_secs_f64();
     let rate = if secs > 0.0 {
@@ -129,18 +133,17 @@ pub fn render(st: &State) -> String {
         0.0
     };
     let mut line = format!(
-        "{}/{}{} files  {}  {:.0} files/s  {}/s",
+        "{}/{}{} files",
         st.done,
         if st.total_known { "" } else { "≥" },
-        st.total,
-        megabytes(st.bytes),
-        rate,
-        megabytes(if secs > 0.0 {
-            (st.bytes as f64 / secs) as u64
-        } else {
-            0
-        }),
+        st.total
     );
+    if st.failed > 0 {
+        line.push_str(&format!("  {} failed", st.failed));
+        if st.quarantined > 0 {
+            line.push_str(&format!(" ({} quarantined)", st.quarantined));
+        }
+    }
     if rate > 0.0 && st.total >= st.done {
         let left = Duration::from_secs_f64((st.total - st.done) as f64 / rate);
         line.push_str(&format!(
@@ -149,12 +152,16 @@ pub fn render(st: &State) -> String {
             clock(left)
         ));
     }
-    if st.failed > 0 {
-        line.push_str(&format!("  {} failed", st.failed));
-        if st.quarantined > 0 {
-            line.push_str(&format!(" ({} quarantined)", st.quarantined));
-        }
-    }
+    line.push_str(&format!(
+        "  {}  {:.0} files/s  {}/s",
+        megabytes(st.bytes),
+        rate,
+        megabytes(if secs > 0.0 {
+            (st.bytes as f64 / secs) as u64
+        } else {
+            0
+        }),
+    ));
     line
 }
 
@@ -193,7 +200,7 @@ mod tests {
     fn a_total_still_growing_is_a_lower_bound() {
         assert_eq!(
             render(&state(850, 5000, false)),
-            "850/≥5000 files  310.2 MB  85 files/s  31.0 MB/s  ETA ≥0:48"
+            "850/≥5000 files  ETA ≥0:48  310.2 MB  85 files/s  31.0 MB/s"
         );
     }
 
@@ -204,7 +211,7 @@ mod tests {
         s.quarantined = 10;
         assert_eq!(
             render(&s),
-            "850/5000 files  310.2 MB  85 files/s  31.0 MB/s  ETA 0:48  12 failed (10 quarantined)"
+            "850/5000 files  12 failed (10 quarantined)  ETA 0:48  310.2 MB  85 files/s  31.0 MB/s"
         );
     }
 

@@ -5,6 +5,8 @@
 
 mod common;
 
+mod diagnostics;
+
 mod bytes;
 mod check;
 mod cli;
