@@ -197,4 +197,15 @@ pub enum ReportCommand {
         #[arg(required = true)]
         reports: Vec<PathBuf>,
     },
+    /// Write a report as one self-contained HTML page (to stdout) for a
+    /// data-protection officer or an ethics board: profile, options, key
+    /// fingerprint, counts and reasons, modalities, actions, the quarantine list by
+    /// hashed path. No attribute value and no original path is shown.
+    Html {
+        /// A JSON Lines report written by `run --report` (or `report merge`).
+        report: PathBuf,
+        /// The JSON Lines report of `check --report` on the de-identified tree.
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
+    },
 }

@@ -19,6 +19,7 @@ pub mod profile;
 pub mod progress;
 pub mod quarantine;
 pub mod report;
+pub mod report_html;
 pub mod run;
 pub mod side_files;
 pub mod store;
@@ -136,6 +137,9 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
             Ok(ExitStatus::Success)
         }
         Command::Report(ReportCommand::Merge { reports }) => merge::merge(&reports, &mut out),
+        Command::Report(ReportCommand::Html { report, check }) => {
+            report_html::write(&report, check.as_deref(), &mut out)
+        }
         Command::Profile(ProfileCommand::List) => {
             commands::list(&mut out).map_err(|source| Error::Io {
                 context: "stdout".into(),

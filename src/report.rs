@@ -171,6 +171,8 @@ pub struct Summary {
     pub written_by_sop_class: BTreeMap<String, u64>,
     /// Stopped by SIGINT/SIGTERM before every input was taken.
     pub interrupted: bool,
+    /// The dicom-deid version that wrote the report.
+    pub tool_version: String,
 }
 
 /// How much the run says on stderr while it works.

@@ -248,6 +248,7 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         key_fingerprint: fingerprint.clone(),
         key_ephemeral: plan.key.ephemeral,
         dry_run: opts.dry_run,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
         ..Summary::default()
     };
     let sink = FsSink::new(

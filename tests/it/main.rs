@@ -14,4 +14,5 @@ mod judged;
 mod options;
 mod promises;
 mod reliability;
+mod report_html;
 mod ux;
