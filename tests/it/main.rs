@@ -13,6 +13,7 @@ mod cli;
 mod judged;
 mod options;
 mod promises;
+mod readme;
 mod reliability;
 mod report_html;
 mod ux;
