@@ -709,13 +709,23 @@ fn profile_commands_list_show_and_check() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     let b = bad.display().to_string();
+    // Each problem as cargo shows one: the message, then `file:line:column`.
     assert!(
-        err.contains(&format!("{b}:3: unknown keyword `PatientNme`")),
+        err.contains(&format!(
+            "error: unknown keyword `PatientNme`\n --> {b}:3:11"
+        )),
         "{err}"
     );
-    assert!(err.contains(&format!("{b}:4: unknown action `Y`")), "{err}");
-    assert!(err.contains(&format!("{b}:6: conflicting rules")), "{err}");
-    assert!(err.contains(&format!("{b}:7: malformed tag")), "{err}");
+    assert!(err.contains("help: did you mean `PatientName`?"), "{err}");
+    assert!(err.contains("error: unknown action `Y`"), "{err}");
+    assert!(err.contains(&format!(" --> {b}:4:34")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: conflicting rules: (0010,0020) is already set at line 5\n --> {b}:6:"
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!(" --> {b}:7:12")), "{err}");
 }
 
 #[test]
