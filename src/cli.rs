@@ -87,12 +87,26 @@ pub struct CheckArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Files or folders to de-identify (folders are walked recursively).
+    /// Files or folders to de-identify (folders are walked recursively), or
+    /// `s3://bucket/prefix` (every object under the prefix).
     #[arg(required_unless_present = "explain")]
     pub inputs: Vec<PathBuf>,
-    /// Output directory (created if needed; must not overlap an input).
+    /// Output directory (created if needed; must not overlap an input), or
+    /// `s3://bucket/prefix`.
     #[arg(short, long, required_unless_present = "explain")]
     pub out: Option<PathBuf>,
+    /// S3 endpoint URL for `s3://` inputs and outputs (default: AWS_ENDPOINT_URL, else
+    /// AWS). Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+    /// AWS_SESSION_TOKEN; the region from AWS_REGION.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Local folder for the ledger and lock of an `s3://` output (default:
+    /// $XDG_STATE_HOME/dicom-deid/<hash of the output URL>).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Refuse to write to an `s3://` output that can be read without credentials.
+    #[arg(long)]
+    pub require_private: bool,
     /// Built-in profile name or YAML file.
     #[arg(long, default_value = "basic")]
     pub profile: String,

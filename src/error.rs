@@ -61,6 +61,7 @@ impl FileError {
                 },
                 StoreError::Full(_) => Kind::OutputFull,
                 StoreError::Write(_) => Kind::Write,
+                StoreError::Conflict(_) => Kind::Duplicate,
             },
             FileError::Aborted => Kind::Aborted,
             FileError::Panic(_) => Kind::Internal,

@@ -108,6 +108,28 @@ fn sinks_know_no_profile_or_engine() {
     );
 }
 
+/// Object storage is plumbing: it moves bytes and lists keys, and knows nothing of
+/// what they mean.
+#[test]
+fn object_storage_knows_no_profile_engine_or_run() {
+    assert_no_use(
+        "s3",
+        &[
+            "crate::deid",
+            "crate::profile",
+            "crate::pipeline",
+            "crate::run",
+            "crate::report",
+        ],
+    );
+}
+
+/// The engine makes no network request.
+#[test]
+fn the_engine_reaches_no_object_store() {
+    assert_no_use("deid", &["crate::s3", "object_store", "reqwest"]);
+}
+
 /// The HTML page is built from the report's JSON alone: it cannot reach an original
 /// value, a dataset or the key.
 #[test]

@@ -105,13 +105,19 @@ impl Ledger {
 
     /// The earlier output of this input, if it was finished from the same bytes and
     /// its output is still there.
-    pub fn finished(&self, id: &str, stamp: (u64, i128), out_dir: &Path) -> Option<&Record> {
+    /// `stored_size` tells the size of an output stored now (None: not there).
+    pub fn finished(
+        &self,
+        id: &str,
+        stamp: (u64, i128),
+        stored_size: impl Fn(&Path) -> Option<u64>,
+    ) -> Option<&Record> {
         let r = self.done.get(id)?;
         if r.size != stamp.0 || r.mtime_ns != stamp.1 {
             return None;
         }
-        let out = std::fs::metadata(out_dir.join(&r.output)).ok()?;
-        (out.is_file() && r.output_size.is_none_or(|n| n == out.len())).then_some(r)
+        let len = stored_size(&r.output)?;
+        r.output_size.is_none_or(|n| n == len).then_some(r)
     }
 }
 
@@ -192,18 +198,19 @@ mod tests {
             .write_all(b"{\"id\":\"i2\",\"si")
             .unwrap();
         let l = Ledger::load(&p, "P", "K");
+        let size = |n: &Path| std::fs::metadata(out.join(n)).ok().map(|m| m.len());
         assert_eq!(l.len(), 1);
-        assert!(l.finished("i1", (10, 5), out).is_some());
-        assert!(l.finished("i1", (11, 5), out).is_none(), "changed input");
-        assert!(l.finished("i2", (10, 5), out).is_none());
+        assert!(l.finished("i1", (10, 5), size).is_some());
+        assert!(l.finished("i1", (11, 5), size).is_none(), "changed input");
+        assert!(l.finished("i2", (10, 5), size).is_none());
         assert!(Ledger::load(&p, "P2", "K").is_empty(), "other profile");
         assert!(Ledger::load(&p, "P", "K2").is_empty(), "other key");
         std::fs::write(out.join("a.dcm"), b"").unwrap();
         assert!(
-            l.finished("i1", (10, 5), out).is_none(),
+            l.finished("i1", (10, 5), size).is_none(),
             "output emptied by a crash before write-back"
         );
         std::fs::remove_file(out.join("a.dcm")).unwrap();
-        assert!(l.finished("i1", (10, 5), out).is_none(), "output gone");
+        assert!(l.finished("i1", (10, 5), size).is_none(), "output gone");
     }
 }

@@ -21,6 +21,7 @@ pub mod quarantine;
 pub mod report;
 pub mod report_html;
 pub mod run;
+pub mod s3;
 pub mod side_files;
 pub mod store;
 
@@ -104,6 +105,9 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 follow: a.follow,
                 shard,
                 verbosity,
+                s3_endpoint: a.s3_endpoint,
+                state_dir: a.state_dir,
+                require_private: a.require_private,
             })?;
             let resume = summary
                 .interrupted

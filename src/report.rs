@@ -161,6 +161,9 @@ pub struct Summary {
     pub dry_run: bool,
     pub private_creators_dropped: std::collections::BTreeSet<String>,
     pub crosswalk_entries: u64,
+    /// Buckets (output or input prefixes) that answered an anonymous request: anyone
+    /// could read them.
+    pub public_readable: Vec<String>,
     /// Failed and (not benign) skipped inputs by kind: `quarantined`, `malformed`...
     pub failed_by_kind: BTreeMap<String, u64>,
     pub skipped_by_kind: BTreeMap<String, u64>,

@@ -1,15 +1,35 @@
 //! Turns the command line's inputs into a stream of files. Streams, so memory does
 //! not grow with the number of files; every walk error becomes an entry.
 
+use crate::s3::Bucket;
+use crate::s3::input::Listed;
+use crate::s3::list::{Item, objects};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use walkdir::WalkDir;
 
 #[derive(Debug)]
 pub struct Entry {
+    /// A local path, or the object's `s3://` URL.
     pub path: PathBuf,
     /// Path relative to its input root, prefixed by the root's name when several
     /// roots were given (so mirror outputs cannot collide).
     pub rel: PathBuf,
+    /// For an object in a bucket: which source, and what its listing said.
+    pub remote: Option<Remote>,
+}
+
+#[derive(Debug)]
+pub struct Remote {
+    /// Index of the source in the list given to [`walk_sources`].
+    pub source: usize,
+    pub listed: Listed,
+}
+
+/// A root to walk: a local file or folder, or a bucket prefix.
+pub enum Source {
+    Local(PathBuf),
+    S3(Arc<Bucket>),
 }
 
 #[derive(Debug)]
@@ -49,60 +69,119 @@ pub fn walk(inputs: &[PathBuf]) -> impl Iterator<Item = Walked> + Send + '_ {
 
 pub fn walk_links(inputs: &[PathBuf], follow: bool) -> impl Iterator<Item = Walked> + Send + '_ {
     let several = inputs.len() > 1;
-    inputs.iter().enumerate().flat_map(move |(i, root)| {
-        let prefix: PathBuf = if several {
-            let name = root
-                .file_name()
-                .map(|n| n.to_os_string())
-                .unwrap_or_else(|| format!("input-{i}").into());
-            PathBuf::from(name)
-        } else {
-            PathBuf::new()
-        };
-        let root_is_file = root.is_file();
-        WalkDir::new(root)
-            .sort_by_file_name()
-            .follow_links(follow)
-            .into_iter()
-            .filter_map(move |r| match r {
-                Ok(e) if e.file_type().is_file() || e.path_is_symlink() && !follow => {
-                    let rel = if root_is_file {
-                        PathBuf::from(e.file_name())
-                    } else {
-                        e.path()
-                            .strip_prefix(root)
-                            .unwrap_or(e.path())
-                            .to_path_buf()
-                    };
-                    let entry = Entry {
-                        path: e.path().to_path_buf(),
-                        rel: prefix.join(rel),
-                    };
-                    Some(if e.path_is_symlink() && !follow {
-                        Walked::Symlink(entry)
-                    } else {
-                        Walked::File(entry)
-                    })
+    inputs
+        .iter()
+        .enumerate()
+        .flat_map(move |(i, root)| walk_root(root, root_prefix(several, root, i), follow))
+}
+
+/// Every input of every source, in order: a folder by name, a bucket in its
+/// store's listing order (streamed, never held whole).
+pub fn walk_sources(sources: &[Source], follow: bool) -> impl Iterator<Item = Walked> + Send + '_ {
+    let several = sources.len() > 1;
+    sources.iter().enumerate().flat_map(
+        move |(i, source)| -> Box<dyn Iterator<Item = Walked> + Send + '_> {
+            match source {
+                Source::Local(root) => {
+                    Box::new(walk_root(root, root_prefix(several, root, i), follow))
                 }
-                Ok(_) => None,
-                Err(err) if err.loop_ancestor().is_some() => Some(Walked::Loop {
-                    path: err
-                        .path()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_else(|| root.clone()),
-                }),
-                Err(err) => Some(Walked::Error {
-                    path: err
-                        .path()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_else(|| root.clone()),
-                    message: err
-                        .io_error()
-                        .map(|e| e.to_string())
-                        .unwrap_or_else(|| err.to_string()),
-                }),
-            })
-    })
+                Source::S3(bucket) => {
+                    let name = bucket
+                        .url
+                        .prefix
+                        .rsplit('/')
+                        .next()
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or(&bucket.url.bucket)
+                        .to_string();
+                    let prefix = if several {
+                        PathBuf::from(name)
+                    } else {
+                        PathBuf::new()
+                    };
+                    let dir = bucket.url.dir_prefix();
+                    let url = bucket.url.clone();
+                    Box::new(objects(bucket).map(move |item| match item {
+                        Item::Object(listed) => {
+                            let rel = listed.key.strip_prefix(&dir).unwrap_or(&listed.key);
+                            Walked::File(Entry {
+                                path: PathBuf::from(url.url_of(&listed.key)),
+                                rel: prefix.join(rel),
+                                remote: Some(Remote { source: i, listed }),
+                            })
+                        }
+                        Item::Error(e) => Walked::Error {
+                            path: PathBuf::from(url.to_string()),
+                            message: format!("listing stopped: {e}"),
+                        },
+                    }))
+                }
+            }
+        },
+    )
+}
+
+fn root_prefix(several: bool, root: &Path, i: usize) -> PathBuf {
+    if several {
+        let name = root
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| format!("input-{i}").into());
+        PathBuf::from(name)
+    } else {
+        PathBuf::new()
+    }
+}
+
+fn walk_root(
+    root: &Path,
+    prefix: PathBuf,
+    follow: bool,
+) -> impl Iterator<Item = Walked> + Send + '_ {
+    let root_is_file = root.is_file();
+    WalkDir::new(root)
+        .sort_by_file_name()
+        .follow_links(follow)
+        .into_iter()
+        .filter_map(move |r| match r {
+            Ok(e) if e.file_type().is_file() || e.path_is_symlink() && !follow => {
+                let rel = if root_is_file {
+                    PathBuf::from(e.file_name())
+                } else {
+                    e.path()
+                        .strip_prefix(root)
+                        .unwrap_or(e.path())
+                        .to_path_buf()
+                };
+                let entry = Entry {
+                    path: e.path().to_path_buf(),
+                    rel: prefix.join(rel),
+                    remote: None,
+                };
+                Some(if e.path_is_symlink() && !follow {
+                    Walked::Symlink(entry)
+                } else {
+                    Walked::File(entry)
+                })
+            }
+            Ok(_) => None,
+            Err(err) if err.loop_ancestor().is_some() => Some(Walked::Loop {
+                path: err
+                    .path()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| root.to_path_buf()),
+            }),
+            Err(err) => Some(Walked::Error {
+                path: err
+                    .path()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| root.to_path_buf()),
+                message: err
+                    .io_error()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| err.to_string()),
+            }),
+        })
 }
 
 /// Canonical form of a path that may not exist yet: its deepest existing ancestor

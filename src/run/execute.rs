@@ -2,19 +2,22 @@
 //! pipeline -> sink, and one collector thread that is the only writer of the report,
 //! the crosswalk, the ledger and the quarantine manifest.
 
+use super::plan::Destination;
 use super::{RunOptions, RunPlan};
 use crate::crosswalk::CrosswalkWriter;
 use crate::deid::{CrosswalkEntry, Engine, Pseudonymizer};
 use crate::error::{Error, ExitStatus, FileError};
 use crate::io::layout::{Layout, output_name};
 use crate::io::source::{Input, Stamp};
-use crate::io::walk::{Entry, Walked, in_shard, walk_links};
+use crate::io::walk::{Entry, Source, Walked, in_shard, walk_sources};
 use crate::ledger::{self, Ledger, LedgerWriter};
 use crate::outcome::Kind;
 use crate::pipeline::{Plan, Processed, process};
 use crate::progress::{Progress, WalkTotal};
 use crate::report::{FileOutcome, Reporter, Status, Summary, Verbosity, WriteFailures};
+use crate::s3::input::S3Input;
 use crate::store::fs::{FsSink, remove_stale_temporaries};
+use crate::store::s3::S3Sink;
 use crate::store::{Sink, Staged};
 use rayon::prelude::*;
 use std::fs::File;
@@ -142,8 +145,10 @@ impl Owners {
 struct Worker<'a> {
     pipeline: Plan<'a>,
     plan: &'a RunPlan,
+    /// Where outputs go; None in a dry run.
     sink: Option<&'a dyn Sink>,
-    out: &'a Path,
+    /// The same destination, for lookups only (a dry run names outputs too).
+    store: &'a dyn Sink,
     layout: Layout,
     ledger: Ledger,
     /// Copy failed inputs here (`--quarantine-copy`): `<dir>/files/<rel>`.
@@ -174,17 +179,35 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         )?))),
         None => None,
     };
-    let ledger_file = ledger::ledger_path(&opts.out, opts.shard);
+    let ledger_file = ledger::ledger_path(&plan.state_dir, opts.shard);
+    let mut public_readable = Vec::new();
+    for source in &plan.sources {
+        if let Source::S3(b) = source
+            && b.source_is_public()
+        {
+            crate::say!(
+                "dicom-deid: warning: input {} can be read without credentials: anyone \
+                 on the network can read these files",
+                b.url
+            );
+            public_readable.push(b.url.to_string());
+        }
+    }
     let lock = if opts.dry_run {
         None
     } else {
-        std::fs::create_dir_all(&opts.out).map_err(|source| Error::Io {
-            context: format!("cannot create output directory {}", opts.out.display()),
+        std::fs::create_dir_all(&plan.state_dir).map_err(|source| Error::Io {
+            context: format!("cannot create directory {}", plan.state_dir.display()),
             source,
         })?;
         let lock = super::lock::acquire(&ledger_file)?;
-        let (stale, link) =
-            remove_stale_temporaries(&opts.out, &super::lock::live_run_ids(&opts.out));
+        if let Destination::S3(bucket) = &plan.dest {
+            prepare_bucket(bucket, &lock, opts.require_private, &mut public_readable)?;
+        }
+        let (stale, link) = match &plan.dest {
+            Destination::Dir(out) => remove_stale_temporaries(out, &super::lock::live_run_ids(out)),
+            Destination::S3(_) => (0, None),
+        };
         if let Some(link) = link {
             // Outputs are written below the output's own folders: a linked folder
             // there could send them anywhere.
@@ -249,12 +272,14 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         key_ephemeral: plan.key.ephemeral,
         dry_run: opts.dry_run,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        public_readable,
         ..Summary::default()
     };
-    let sink = FsSink::new(
-        opts.out.clone(),
-        lock.as_ref().map_or("dry-run", |l| l.run_id.as_str()),
-    );
+    let run_id = lock.as_ref().map_or("dry-run", |l| l.run_id.as_str());
+    let sink: Box<dyn Sink> = match &plan.dest {
+        Destination::Dir(out) => Box::new(FsSink::new(out.clone(), run_id)),
+        Destination::S3(bucket) => Box::new(S3Sink::new(bucket.clone(), run_id)),
+    };
     let worker = Worker {
         pipeline: Plan::new(
             profile,
@@ -262,8 +287,8 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
                 .with_crosswalk(crosswalk_out.is_some()),
         ),
         plan,
-        sink: (!opts.dry_run).then_some(&sink as &dyn Sink),
-        out: &opts.out,
+        sink: (!opts.dry_run).then_some(sink.as_ref()),
+        store: sink.as_ref(),
         layout: opts.layout,
         ledger,
         quarantine_copy: opts
@@ -294,7 +319,7 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
 
     let mut owners = Owners::from_ledger(&worker.ledger);
     let stop = &worker.stop;
-    let out_dir = opts.out.clone();
+    let out_dir = plan.state_dir.clone();
     // Outcomes travel in batches: one message per file woke the collector thread for
     // every file (measured at about four context switches a file).
     let (tx, rx) = mpsc::sync_channel::<Vec<Finished>>(64);
@@ -359,7 +384,7 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         if show_progress {
             let total = &walk_total;
             scope.spawn(move || {
-                for _ in walk_links(&opts.inputs, opts.follow).filter(wanted) {
+                for _ in walk_sources(&plan.sources, opts.follow).filter(wanted) {
                     if super::interrupt::requested() {
                         return;
                     }
@@ -369,7 +394,7 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
             });
         }
         pool.install(|| {
-            walk_links(&opts.inputs, opts.follow)
+            walk_sources(&plan.sources, opts.follow)
                 .filter(wanted)
                 // After SIGINT/SIGTERM no new input is started; those taken finish.
                 .take_while(|_| {
@@ -511,6 +536,21 @@ impl Worker<'_> {
         if self.stop.load(Ordering::Relaxed) {
             return failed(entry, FileError::Aborted, 0).into();
         }
+        if let Some(remote) = &entry.remote {
+            let Some(Source::S3(bucket)) = self.plan.sources.get(remote.source) else {
+                return failed(entry, FileError::Panic("unknown source".into()), 0).into();
+            };
+            let (input, stamp) = S3Input::open(bucket, remote.listed.clone());
+            return match self.process_open(entry, input, stamp) {
+                Ok(f) => f,
+                Err(e) => {
+                    if e.is_output_full() {
+                        self.stop.store(true, Ordering::Relaxed);
+                    }
+                    failed(entry, e, stamp.size).into()
+                }
+            };
+        }
         // The one open of this input for the whole run.
         let (file, stamp) = match File::open(&entry.path).and_then(|f| {
             let stamp = Input::stamp(&f)?;
@@ -525,7 +565,7 @@ impl Worker<'_> {
             .quarantine_copy
             .as_ref()
             .and_then(|_| file.try_clone().ok());
-        match self.process_open(entry, file, stamp) {
+        match self.process_open(entry, Box::new(file), stamp) {
             Ok(f) => f,
             Err(e) => {
                 if e.is_output_full() {
@@ -540,18 +580,29 @@ impl Worker<'_> {
         }
     }
 
-    fn process_open(&self, entry: &Entry, file: File, stamp: Stamp) -> Result<Finished, FileError> {
+    fn process_open(
+        &self,
+        entry: &Entry,
+        input: Box<dyn Input>,
+        stamp: Stamp,
+    ) -> Result<Finished, FileError> {
         let dry_run = self.sink.is_none();
-        let ledger_id =
-            (!dry_run).then(|| ledger::input_id(&self.plan.key, &entry.path, &self.plan.cwd));
+        // An object's URL is absolute already; a path is made absolute.
+        let cwd = if entry.remote.is_some() {
+            Path::new("/")
+        } else {
+            self.plan.cwd.as_path()
+        };
+        let ledger_id = (!dry_run).then(|| ledger::input_id(&self.plan.key, &entry.path, cwd));
         if let Some(done) = ledger_id.as_deref().and_then(|id| {
-            self.ledger
-                .finished(id, (stamp.size, stamp.mtime_ns), self.out)
+            self.ledger.finished(id, (stamp.size, stamp.mtime_ns), |n| {
+                self.store.stored_size(n)
+            })
         }) {
             let mut o = FileOutcome::new(entry.path.clone(), Status::Skipped);
             o.kind = Some(Kind::Unchanged);
             o.reason = Some("finished by an earlier run with this profile and key".into());
-            o.output = Some(self.out.join(&done.output));
+            o.output = Some(self.store.locate(&done.output));
             o.bytes_in = stamp.size;
             o.ledger = Some(done.clone());
             let claim = Claim {
@@ -562,7 +613,7 @@ impl Worker<'_> {
             f.claim = Some(claim);
             return Ok(f);
         }
-        let d = match process(Box::new(file), stamp, &self.pipeline)? {
+        let d = match process(input, stamp, &self.pipeline)? {
             Processed::Deidentified(d) => d,
             Processed::NotDicom => {
                 let mut o = FileOutcome::new(entry.path.clone(), Status::Skipped);
@@ -618,7 +669,7 @@ impl Worker<'_> {
             }
             outcome.output = Some(sink.locate(&name));
         } else {
-            outcome.output = Some(self.out.join(&name));
+            outcome.output = Some(self.store.locate(&name));
         }
         Ok(Finished {
             seq: 0,
@@ -635,6 +686,44 @@ impl Worker<'_> {
 pub(crate) fn unsorted_name(key: &crate::deid::Key, rel: &Path) -> String {
     let mac = key.mac(&[b"output-path\0", rel.as_os_str().as_encoded_bytes()]);
     mac[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Before the first object goes to a bucket: removes what dead runs left there,
+/// and says (or, with `--require-private`, refuses) when anyone can read it.
+fn prepare_bucket(
+    bucket: &crate::s3::Bucket,
+    lock: &super::lock::RunLock,
+    require_private: bool,
+    public_readable: &mut Vec<String>,
+) -> Result<(), Error> {
+    let fatal = |e: crate::s3::S3Error| Error::Usage(format!("{}: {e}", bucket.url));
+    if bucket.output_is_public(&lock.run_id).map_err(fatal)? {
+        if require_private {
+            return Err(Error::Usage(format!(
+                "output {} can be read without credentials (anonymous GET succeeded); \
+                 --require-private refuses to write patient images there: make the bucket \
+                 private (remove its public policy or ACL) and run again",
+                bucket.url
+            )));
+        }
+        crate::say!(
+            "dicom-deid: warning: output {} can be read without credentials: anyone on \
+             the network can read what is written there (--require-private refuses such \
+             an output)",
+            bucket.url
+        );
+        public_readable.push(bucket.url.to_string());
+    }
+    let dead: Vec<String> = lock.previous_run_id.iter().cloned().collect();
+    let (aborted, deleted) =
+        crate::s3::uploads::remove_abandoned(bucket, &dead, &lock.run_id).map_err(fatal)?;
+    if aborted + deleted > 0 {
+        crate::say!(
+            "dicom-deid: removed {aborted} unfinished uploads and {deleted} temporary objects \
+             left by an interrupted run"
+        );
+    }
+    Ok(())
 }
 
 fn failed(entry: &Entry, e: FileError, bytes_in: u64) -> FileOutcome {

@@ -15,6 +15,9 @@ pub struct RunLock {
     /// Held open: closing it releases the lock.
     _file: File,
     pub run_id: String,
+    /// The id of the run that held this lock before: it is dead now (the lock was
+    /// free), so what it left behind can go at once.
+    pub previous_run_id: Option<String>,
 }
 
 const LOCK_SUFFIX: &str = ".lock";
@@ -48,13 +51,23 @@ pub fn acquire(ledger: &Path) -> Result<RunLock, Error> {
         }
         return Err(io(e));
     }
+    let mut previous = String::new();
+    let previous_run_id = (file.read_to_string(&mut previous).is_ok()
+        && !previous.is_empty()
+        && previous.bytes().all(|b| b.is_ascii_hexdigit()))
+    .then_some(previous);
     let run_id = random_id().map_err(io)?;
     file.set_len(0).map_err(io)?;
+    {
+        use std::io::Seek;
+        file.rewind().map_err(io)?;
+    }
     file.write_all(run_id.as_bytes()).map_err(io)?;
     file.flush().map_err(io)?;
     Ok(RunLock {
         _file: file,
         run_id,
+        previous_run_id,
     })
 }
 

@@ -41,6 +41,12 @@ pub struct RunOptions {
     /// Follow symbolic links inside the inputs.
     pub follow: bool,
     pub verbosity: crate::report::Verbosity,
+    /// S3 endpoint URL (`--s3-endpoint`), else the AWS environment's.
+    pub s3_endpoint: Option<String>,
+    /// Where the ledger and lock of an `s3://` output live (local disk).
+    pub state_dir: Option<PathBuf>,
+    /// Refuse to write to an output that anyone can read without credentials.
+    pub require_private: bool,
 }
 
 /// Compiles the plan, then runs it. From here on SIGINT and SIGTERM stop the run

@@ -64,6 +64,11 @@ impl Sink for FsSink {
     fn locate(&self, name: &Path) -> PathBuf {
         self.root.join(name)
     }
+
+    fn stored_size(&self, name: &Path) -> Option<u64> {
+        let m = std::fs::symlink_metadata(self.root.join(name)).ok()?;
+        m.is_file().then_some(m.len())
+    }
 }
 
 /// A complete temporary file in the destination's directory, renamed on commit.

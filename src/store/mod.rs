@@ -3,6 +3,7 @@
 //! store, a DICOM peer) is a new file here, not a change to the pipeline.
 
 pub mod fs;
+pub mod s3;
 
 use crate::io::encode::Part10;
 use crate::io::error::EncodeError;
@@ -15,6 +16,9 @@ pub enum StoreError {
     Encode(#[from] EncodeError),
     #[error("cannot write output: {0}")]
     Write(String),
+    /// Another object is stored under the name and is never overwritten.
+    #[error("cannot write output: {0}")]
+    Conflict(String),
     /// The destination is full: later objects cannot succeed either.
     #[error("cannot write output: {0}")]
     Full(String),
@@ -60,4 +64,8 @@ pub trait Sink: Send + Sync {
 
     /// How `name` is shown in reports (a path, a URL).
     fn locate(&self, name: &Path) -> PathBuf;
+
+    /// The size of the object stored under `name`, if there is one (resume checks
+    /// that a ledger's output is still there, whole).
+    fn stored_size(&self, name: &Path) -> Option<u64>;
 }

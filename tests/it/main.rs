@@ -16,4 +16,5 @@ mod promises;
 mod readme;
 mod reliability;
 mod report_html;
+mod s3;
 mod ux;
