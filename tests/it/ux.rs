@@ -415,6 +415,17 @@ fn a_second_ctrl_c_exits_at_once_and_the_next_run_completes() {
     assert_eq!(outs, total);
 }
 
+/// Whether `s` holds an SGR escape (ESC [ digits/semicolons m): colour or bold.
+fn has_sgr(s: &str) -> bool {
+    s.split("\x1b[").skip(1).any(|rest| {
+        let params: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == ';')
+            .collect();
+        rest[params.len()..].starts_with('m')
+    })
+}
+
 /// On a terminal (a pseudo-terminal from script(1)) the bar is drawn on stderr
 /// with the walk's total, and failure lines go above it; elsewhere there is no bar.
 #[test]
@@ -453,6 +464,8 @@ fn the_progress_bar_is_drawn_only_on_a_terminal() {
     assert!(tty.contains("1 failed (1 quarantined)"), "{tty}");
     assert!(tty.contains("burned.dcm: failed: quarantined"), "{tty}");
     assert!(tty.contains("[="), "the bar itself: {tty}");
+    // No colour anywhere (so NO_COLOR has nothing to switch off): no SGR sequence.
+    assert!(!has_sgr(&tty), "colour escape in: {tty}");
 
     // -q on the terminal: no bar.
     let o = Command::new("script")
