@@ -4,11 +4,22 @@ use crate::io::layout::Layout;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// Shown under `--help`: scripts and cron jobs branch on these.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0    every DICOM input was written (files that are not DICOM may be skipped)
+  1    some inputs failed or were skipped, no input file was found, or a report,
+       crosswalk or manifest could not be written in full (outputs are complete)
+  2    usage, profile or key error: nothing was written
+  130  interrupted (Ctrl-C or SIGTERM): finished files are kept, run the same
+       command again to resume";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "dicom-deid",
     version,
-    about = "De-identify DICOM archives with PS3.15 Annex E profiles, in parallel"
+    about = "De-identify DICOM archives with PS3.15 Annex E profiles, in parallel",
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -28,6 +39,15 @@ pub enum Command {
     /// Check that de-identified files hold nothing identifying (exit 0 only when
     /// nothing is found).
     Check(CheckArgs),
+    /// Print a shell completion script, e.g.
+    /// `dicom-deid completions bash > /etc/bash_completion.d/dicom-deid`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `dicom-deid man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,7 +93,7 @@ pub struct RunArgs {
     pub inputs: Vec<PathBuf>,
     /// Output directory (created if needed; must not overlap an input), or
     /// `s3://bucket/prefix`.
-    #[arg(long, required_unless_present = "explain")]
+    #[arg(short, long, required_unless_present = "explain")]
     pub out: Option<PathBuf>,
     /// S3 endpoint URL for `s3://` inputs and outputs (default: AWS_ENDPOINT_URL, else
     /// AWS). Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
@@ -95,15 +115,23 @@ pub struct RunArgs {
     #[arg(long, env = "DICOM_DEID_KEY_FILE")]
     pub key_file: Option<PathBuf>,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(short, long)]
     pub jobs: Option<usize>,
     /// Output layout.
     #[arg(long, value_enum, default_value_t = Layout::Uid)]
     pub layout: Layout,
-    /// Write a JSON Lines report (one object per input, then a summary). It names
-    /// input paths: keep it with the originals, not with the shared output.
+    /// Write a JSON Lines report (one object per input, then a summary); `-` writes
+    /// it to stdout. It names input paths: keep it with the originals, not with the
+    /// shared output.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Print only the final summary line and fatal errors: no progress, no line
+    /// per failed file (the report still lists them).
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print a line for every input, written ones too.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Do everything except writing DICOM outputs.
     #[arg(long)]
     pub dry_run: bool,
@@ -148,8 +176,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub shard_count: Option<u64>,
     /// Print, for this one input file, every element's tag path, its action and the
-    /// rule (profile line) that chose it, values masked. Writes nothing.
-    #[arg(long, value_name = "FILE", requires = "dry_run")]
+    /// rule (profile line) that chose it, values masked: what a run with these
+    /// options does to it. Writes nothing (with or without --dry-run).
+    #[arg(long, value_name = "FILE")]
     pub explain: Option<PathBuf>,
 }
 
@@ -181,5 +210,16 @@ pub enum ReportCommand {
         /// Reports to merge.
         #[arg(required = true)]
         reports: Vec<PathBuf>,
+    },
+    /// Write a report as one self-contained HTML page (to stdout) for a
+    /// data-protection officer or an ethics board: profile, options, key
+    /// fingerprint, counts and reasons, modalities, actions, the quarantine list by
+    /// hashed path. No attribute value and no original path is shown.
+    Html {
+        /// A JSON Lines report written by `run --report` (or `report merge`).
+        report: PathBuf,
+        /// The JSON Lines report of `check --report` on the de-identified tree.
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
     },
 }

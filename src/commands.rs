@@ -27,8 +27,9 @@ fn header(out: &mut dyn Write, p: &CompiledProfile) -> std::io::Result<()> {
     writeln!(out, "digest: {}", p.digest)?;
     writeln!(
         out,
-        "defaults: private {:?}, public {:?}",
-        p.private_default, p.public_default
+        "defaults: private {}, public {}",
+        p.private_default.action().describe(),
+        p.public_default.action().describe()
     )?;
     let cov = p.coverage();
     writeln!(

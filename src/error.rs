@@ -49,7 +49,7 @@ impl FileError {
             FileError::Pipeline(p) => match p {
                 PipelineError::Read(r) => read_kind(r),
                 PipelineError::Deid(DeidError::TooDeep | DeidError::Value { .. }) => Kind::Deid,
-                PipelineError::Quarantined(_) => Kind::Quarantined,
+                PipelineError::Quarantined { .. } => Kind::Quarantined,
             },
             FileError::Store(s) => match s {
                 StoreError::Encode(e) => match e {
@@ -65,6 +65,14 @@ impl FileError {
             },
             FileError::Aborted => Kind::Aborted,
             FileError::Panic(_) => Kind::Internal,
+        }
+    }
+
+    /// The `quarantine:` rule of the profile that refused the file, if one did.
+    pub fn quarantine_rule(&self) -> Option<&'static str> {
+        match self {
+            FileError::Pipeline(PipelineError::Quarantined { rule, .. }) => Some(rule),
+            _ => None,
         }
     }
 
@@ -92,4 +100,7 @@ pub enum ExitStatus {
     Partial = 1,
     /// Usage, profile or key error: nothing was written.
     Fatal = 2,
+    /// Stopped by SIGINT or SIGTERM: finished files are kept; the same command
+    /// resumes.
+    Interrupted = 130,
 }

@@ -129,3 +129,35 @@ fn object_storage_knows_no_profile_engine_or_run() {
 fn the_engine_reaches_no_object_store() {
     assert_no_use("deid", &["crate::s3", "object_store", "reqwest"]);
 }
+
+/// The HTML page is built from the report's JSON alone: it cannot reach an original
+/// value, a dataset or the key.
+#[test]
+fn the_html_report_reads_only_the_report() {
+    assert_no_use(
+        "report_html",
+        &[
+            "crate::deid",
+            "crate::pipeline",
+            "crate::crosswalk",
+            "crate::io",
+            "dicom_object",
+        ],
+    );
+}
+
+/// Progress and the run summary show counts, never a value: they see no dataset.
+#[test]
+fn progress_and_summary_see_no_dataset() {
+    for layer in ["progress", "run/summary"] {
+        assert_no_use(
+            layer,
+            &[
+                "crate::deid",
+                "crate::pipeline",
+                "crate::crosswalk",
+                "dicom_object",
+            ],
+        );
+    }
+}

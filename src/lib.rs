@@ -16,8 +16,10 @@ pub mod merge;
 pub mod outcome;
 pub mod pipeline;
 pub mod profile;
+pub mod progress;
 pub mod quarantine;
 pub mod report;
+pub mod report_html;
 pub mod run;
 pub mod s3;
 pub mod side_files;
@@ -52,20 +54,39 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
     match cli.command {
         Command::Run(a) if a.explain.is_some() => {
             let file = a.explain.clone().unwrap_or_default();
+            let target = match (&a.out, a.dry_run) {
+                (Some(dir), false) => Some(run::explain::Target {
+                    out: dir,
+                    layout: a.layout,
+                }),
+                _ => None,
+            };
             run::explain(
                 &a.profile,
                 &a.options,
                 a.key_file.as_deref(),
                 &file,
+                target,
                 &mut out,
             )
         }
         Command::Run(a) => {
+            // `--report -` writes stdout from the collector thread: this thread must
+            // not hold its lock.
+            drop(out);
             let shard = a
                 .shard
                 .as_deref()
                 .map(|s| run::parse_shard(s, a.shard_count, |k| std::env::var(k).ok()))
                 .transpose()?;
+            let verbosity = if a.quiet {
+                report::Verbosity::Quiet
+            } else if a.verbose {
+                report::Verbosity::Verbose
+            } else {
+                report::Verbosity::Normal
+            };
+            let report_path = a.report.clone();
             let (status, summary) = run::run(run::RunOptions {
                 inputs: a.inputs,
                 out: a.out.unwrap_or_default(),
@@ -83,41 +104,46 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 resume: !a.no_resume,
                 follow: a.follow,
                 shard,
+                verbosity,
                 s3_endpoint: a.s3_endpoint,
                 state_dir: a.state_dir,
                 require_private: a.require_private,
             })?;
+            let resume = summary
+                .interrupted
+                .then(|| run::interrupt::resume_command(std::env::args_os()));
             say!(
-                "dicom-deid: {} files: {} written{}, {} skipped ({} not DICOM), {} failed; {:.1} s, {:.0} files/s; key {}{}",
-                summary.files_seen,
-                summary.written,
-                if summary.dry_run {
-                    " (dry run: nothing written)"
-                } else {
-                    ""
-                },
-                summary.skipped,
-                summary.skipped_not_dicom,
-                summary.failed,
-                summary.seconds,
-                summary.files_per_second,
-                summary.key_fingerprint,
-                if summary.key_ephemeral {
-                    " (random, this run only)"
-                } else {
-                    ""
-                },
+                "{}",
+                run::summary::render(
+                    &summary,
+                    &run::summary::Context {
+                        report: report_path.as_deref(),
+                        resume,
+                        quiet: verbosity == report::Verbosity::Quiet,
+                    }
+                )
             );
-            if summary.not_attempted > 0 {
-                say!(
-                    "dicom-deid: {} files not attempted: the output device is full; \
-                     free space and run again (finished files are skipped)",
-                    summary.not_attempted
-                );
-            }
             Ok(status)
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "dicom-deid", &mut out);
+            Ok(ExitStatus::Success)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .map_err(|source| Error::Io {
+                    context: "stdout".into(),
+                    source,
+                })?;
+            Ok(ExitStatus::Success)
+        }
         Command::Report(ReportCommand::Merge { reports }) => merge::merge(&reports, &mut out),
+        Command::Report(ReportCommand::Html { report, check }) => {
+            report_html::write(&report, check.as_deref(), &mut out)
+        }
         Command::Profile(ProfileCommand::List) => {
             commands::list(&mut out).map_err(|source| Error::Io {
                 context: "stdout".into(),

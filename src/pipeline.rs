@@ -44,8 +44,9 @@ pub enum PipelineError {
     Read(#[from] ReadError),
     #[error("cannot de-identify: {0}")]
     Deid(#[from] DeidError),
-    #[error("quarantined: {0}")]
-    Quarantined(String),
+    /// `rule` names the profile's `quarantine:` key that refused the file.
+    #[error("quarantined: {reason}")]
+    Quarantined { rule: &'static str, reason: String },
 }
 
 /// What became of one input.
@@ -125,7 +126,12 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
         match finding.severity {
             // Explaining goes on, to show what would happen to every element.
             Severity::Fail if plan.explain => quarantined = Some(finding.reason),
-            Severity::Fail => return Err(PipelineError::Quarantined(finding.reason)),
+            Severity::Fail => {
+                return Err(PipelineError::Quarantined {
+                    rule: finding.rule,
+                    reason: finding.reason,
+                });
+            }
             _ => notes.push(format!("warning: {}", finding.reason)),
         }
     }

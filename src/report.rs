@@ -2,10 +2,12 @@
 //! error lines on stderr. Holds paths and counts, never an attribute value or a key.
 
 use crate::outcome::{Counts, Kind};
+use crate::progress::Progress;
 use serde::Serialize;
-use std::io::{IsTerminal, Write};
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -34,6 +36,15 @@ pub struct FileOutcome {
     pub kind: Option<Kind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The profile's `quarantine:` rule that refused the file (kind `quarantined`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_rule: Option<&'static str>,
+    /// Modality (0008,0060) and SOP Class UID of a written file: what kind of image
+    /// it is, never whose. For the per-modality counts of `report html`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modality: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sop_class: Option<String>,
     pub counts: Counts,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -63,6 +74,9 @@ impl FileOutcome {
             status,
             kind: None,
             reason: None,
+            quarantine_rule: None,
+            modality: None,
+            sop_class: None,
             counts: Counts::default(),
             bytes_in: 0,
             bytes_out: 0,
@@ -150,6 +164,30 @@ pub struct Summary {
     /// Buckets (output or input prefixes) that answered an anonymous request: anyone
     /// could read them.
     pub public_readable: Vec<String>,
+    /// Failed and (not benign) skipped inputs by kind: `quarantined`, `malformed`...
+    pub failed_by_kind: BTreeMap<String, u64>,
+    pub skipped_by_kind: BTreeMap<String, u64>,
+    /// Quarantined inputs by the profile's `quarantine:` rule that refused them.
+    pub quarantined_by_rule: BTreeMap<String, u64>,
+    /// Written inputs by Modality and by SOP Class UID.
+    pub written_by_modality: BTreeMap<String, u64>,
+    pub written_by_sop_class: BTreeMap<String, u64>,
+    /// Stopped by SIGINT/SIGTERM before every input was taken.
+    pub interrupted: bool,
+    /// The dicom-deid version that wrote the report.
+    pub tool_version: String,
+}
+
+/// How much the run says on stderr while it works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verbosity {
+    /// The final summary line and fatal errors only.
+    Quiet,
+    /// Progress (on a terminal), a line per failed or skipped input, the summary.
+    #[default]
+    Normal,
+    /// Also a line per written input.
+    Verbose,
 }
 
 /// Consumes outcomes on one thread: the only writer of the report file and of
@@ -158,8 +196,8 @@ pub struct Reporter {
     out: Option<Box<dyn Write + Send>>,
     summary: Summary,
     started: Instant,
-    last_progress: Instant,
-    progress: bool,
+    progress: Progress,
+    verbosity: Verbosity,
     ledger: Option<crate::ledger::LedgerWriter>,
     out_dir: PathBuf,
     quarantine: Option<std::fs::File>,
@@ -178,13 +216,12 @@ pub struct WriteFailures {
 
 impl Reporter {
     pub fn new(out: Option<Box<dyn Write + Send>>, summary: Summary) -> Self {
-        let now = Instant::now();
         Reporter {
             out,
             summary,
-            started: now,
-            last_progress: now,
-            progress: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            progress: Progress::hidden(),
+            verbosity: Verbosity::Normal,
             ledger: None,
             out_dir: PathBuf::new(),
             quarantine: None,
@@ -196,6 +233,14 @@ impl Reporter {
     pub fn with_ledger(mut self, w: Option<crate::ledger::LedgerWriter>, out_dir: PathBuf) -> Self {
         self.ledger = w;
         self.out_dir = out_dir;
+        self
+    }
+
+    /// What goes to stderr while the run works: a progress bar (or none), and lines
+    /// per input as `verbosity` says.
+    pub fn with_display(mut self, progress: Progress, verbosity: Verbosity) -> Self {
+        self.progress = progress;
+        self.verbosity = verbosity;
         self
     }
 
@@ -247,11 +292,10 @@ impl Reporter {
             // The ledger only saves work on the next run: without it, that run redoes
             // these files. Not a reason to fail this one (a full output device is
             // reported through the files that could not be written).
-            self.clear_progress();
-            crate::say!(
+            self.progress.println(&format!(
                 "dicom-deid: warning: cannot append to the run ledger ({e}); \
                  files finished from here on will be redone by the next run"
-            );
+            ));
             self.ledger = None;
         }
         if o.status == Status::Failed {
@@ -265,9 +309,21 @@ impl Reporter {
         s.bytes_out += o.bytes_out;
         s.counts.add(&o.counts);
         match o.status {
-            Status::Ok => s.written += 1,
+            Status::Ok => {
+                s.written += 1;
+                if let Some(m) = &o.modality {
+                    *s.written_by_modality.entry(m.clone()).or_default() += 1;
+                }
+                if let Some(c) = &o.sop_class {
+                    *s.written_by_sop_class.entry(c.clone()).or_default() += 1;
+                }
+            }
             Status::Skipped => {
                 s.skipped += 1;
+                if !o.is_benign_skip() || o.kind == Some(Kind::Duplicate) {
+                    let kind = o.kind.map_or("other", Kind::as_str);
+                    *s.skipped_by_kind.entry(kind.into()).or_default() += 1;
+                }
                 match o.kind {
                     Some(Kind::NotDicom) => s.skipped_not_dicom += 1,
                     Some(Kind::Unchanged) => s.skipped_unchanged += 1,
@@ -275,18 +331,24 @@ impl Reporter {
                     _ => {}
                 }
             }
-            Status::Failed => s.failed += 1,
+            Status::Failed => {
+                s.failed += 1;
+                let kind = o.kind.map_or("other", Kind::as_str);
+                *s.failed_by_kind.entry(kind.into()).or_default() += 1;
+                if let Some(rule) = o.quarantine_rule {
+                    *s.quarantined_by_rule.entry(rule.into()).or_default() += 1;
+                }
+            }
         }
         let not_attempted = o.kind == Some(Kind::Aborted);
         if not_attempted {
             // One line at the end says how many; one per file would bury the cause.
             s.not_attempted += 1;
         }
-        if !not_attempted
-            && (o.status == Status::Failed || (o.status == Status::Skipped && !o.is_benign_skip()))
-        {
-            self.clear_progress();
-            crate::say!(
+        let notable =
+            o.status == Status::Failed || (o.status == Status::Skipped && !o.is_benign_skip());
+        if !not_attempted && notable && self.verbosity != Verbosity::Quiet {
+            self.progress.println(&format!(
                 "dicom-deid: {}: {}: {}",
                 o.input.display(),
                 if o.status == Status::Failed {
@@ -295,7 +357,26 @@ impl Reporter {
                     "skipped"
                 },
                 o.reason.as_deref().unwrap_or("")
-            );
+            ));
+        } else if self.verbosity == Verbosity::Verbose && !notable {
+            let line = match (o.status, &o.output) {
+                (Status::Ok, Some(out)) => format!(
+                    "dicom-deid: {}: {} {}",
+                    o.input.display(),
+                    if self.summary.dry_run {
+                        "would write"
+                    } else {
+                        "written"
+                    },
+                    out.display()
+                ),
+                _ => format!(
+                    "dicom-deid: {}: skipped: {}",
+                    o.input.display(),
+                    o.reason.as_deref().unwrap_or("")
+                ),
+            };
+            self.progress.println(&line);
         }
         if let Some(w) = self.out.as_mut() {
             let line = serde_json::to_string(&o).unwrap_or_default();
@@ -303,33 +384,16 @@ impl Reporter {
                 self.report_error.get_or_insert(e);
             }
         }
-        self.maybe_progress();
+        self.progress.update(&self.summary);
     }
 
-    fn maybe_progress(&mut self) {
-        if self.progress && self.last_progress.elapsed() >= Duration::from_millis(250) {
-            self.last_progress = Instant::now();
-            let secs = self.started.elapsed().as_secs_f64().max(1e-9);
-            let s = &self.summary;
-            crate::say_raw!(
-                "\r{} files ({} written, {} skipped, {} failed), {:.0} files/s ",
-                s.files_seen,
-                s.written,
-                s.skipped,
-                s.failed,
-                s.files_seen as f64 / secs
-            );
-        }
-    }
-
-    fn clear_progress(&self) {
-        if self.progress {
-            crate::say_raw!("\r\x1b[K");
-        }
+    /// Marks the run as stopped by a signal (the summary line says so).
+    pub fn interrupted(&mut self) {
+        self.summary.interrupted = true;
     }
 
     pub fn finish(mut self) -> (Summary, WriteFailures) {
-        self.clear_progress();
+        self.progress.finish();
         let secs = self.started.elapsed().as_secs_f64();
         self.summary.seconds = secs;
         self.summary.files_per_second = if secs > 0.0 {

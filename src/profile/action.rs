@@ -179,6 +179,24 @@ pub enum OnMissing {
     Hash,
 }
 
+/// A value in double quotes, as YAML would read it back (the same text Rust's
+/// Debug gave for ordinary values, so profile digests stay as they were).
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+impl OnMissing {
+    /// The word a profile writes for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnMissing::Fail => "fail",
+            OnMissing::Keep => "keep",
+            OnMissing::Remove => "remove",
+            OnMissing::Hash => "hash",
+        }
+    }
+}
+
 /// A site-supplied crosswalk, loaded when the profile is compiled.
 #[derive(Debug, PartialEq, Eq)]
 pub struct LookupTable {
@@ -222,13 +240,18 @@ impl Action {
             Action::Dummy => "dummy".into(),
             Action::Clean => "clean".into(),
             Action::Uid => "remap-uid".into(),
-            Action::Replace(r) => format!("replace {:?}", r.text()),
+            Action::Replace(r) => format!("replace {}", quoted(r.text())),
             Action::Hash(h) => format!(
-                "hash domain={} length={} prefix={:?} alphabet={}",
-                h.domain, h.length, h.prefix, h.alphabet
+                "hash domain={} length={} prefix={} alphabet={}",
+                h.domain,
+                h.length,
+                quoted(&h.prefix),
+                h.alphabet
             ),
             Action::DateShift => "date-shift".into(),
-            Action::Lookup(t) => format!("lookup {} on-missing={:?}", t.source, t.on_missing),
+            Action::Lookup(t) => {
+                format!("lookup {} on-missing={}", t.source, t.on_missing.as_str())
+            }
         }
     }
 

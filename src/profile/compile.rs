@@ -121,6 +121,7 @@ impl Merged {
             source: source.to_string(),
             line: Some(line),
             message,
+            ..Diagnostic::default()
         });
     }
 
@@ -168,6 +169,7 @@ impl Merged {
                     "unknown option `{opt}` (known: {})",
                     OPTION_COLUMNS.map(|(n, _)| n).join(", ")
                 ),
+                ..Diagnostic::default()
             }),
         }
     }
@@ -178,6 +180,7 @@ impl Merged {
                 source: "options".into(),
                 line: None,
                 message: format!("`{FULL_DATES}` and `{MODIFIED_DATES}` exclude each other"),
+                ..Diagnostic::default()
             });
         }
     }
@@ -198,6 +201,7 @@ impl Merged {
                           profile), or state `defaults: {public: keep|remove}` to build a \
                           profile from nothing"
                     .into(),
+                ..Diagnostic::default()
             });
         }
     }

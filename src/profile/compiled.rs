@@ -9,25 +9,34 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// One problem in a profile, located where the user can find it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Diagnostic {
     pub source: String,
     pub line: Option<u64>,
     pub message: String,
+    /// 1-based column of the word at fault, and how many characters it spans.
+    pub column: Option<u64>,
+    pub width: usize,
+    /// The source line, for the snippet under the location.
+    pub snippet: Option<String>,
+    /// "did you mean ...", or how to write it.
+    pub help: Option<String>,
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "{}:{}: {}", self.source, l, self.message),
-            None => write!(f, "{}: {}", self.source, self.message),
-        }
+        f.write_str(&super::diagnose::render(self))
     }
 }
 
 /// Every problem found in a profile (compilation reports all of them, not the first).
 #[derive(Debug, thiserror::Error)]
-#[error("invalid profile:\n{}", .0.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n"))]
+#[error(
+    "invalid profile ({} problem{}):\n\n{}",
+    .0.len(),
+    if .0.len() == 1 { "" } else { "s" },
+    .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n\n")
+)]
 pub struct ProfileErrors(pub Vec<Diagnostic>);
 
 /// Where a rule came from.

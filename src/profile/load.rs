@@ -5,6 +5,7 @@ use super::action::{LookupTable, OnMissing};
 use super::builtin;
 use super::compile::compile;
 use super::compiled::{CompiledProfile, Diagnostic, ProfileErrors};
+use super::diagnose;
 use super::model::{LookupSpec, ProfileFile};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,12 +18,34 @@ pub fn load(spec: &str) -> Result<CompiledProfile, ProfileErrors> {
 /// Like [`load`], with PS3.15 options switched on from the command line.
 pub fn load_with_options(spec: &str, options: &[String]) -> Result<CompiledProfile, ProfileErrors> {
     let mut layers = Vec::new();
-    load_layers(spec, None, &mut layers, 0)?;
-    compile(&layers, options)
+    load_layers(spec, None, &mut layers, 0)
+        .and_then(|()| compile(&layers, options))
+        .map_err(|e| diagnose::annotate(e, &source_text))
+}
+
+/// The text of a profile named in a diagnostic (a built-in or a file), for the
+/// snippet under the error.
+fn source_text(source: &str) -> Option<String> {
+    match source.strip_prefix("builtin:") {
+        Some(name) => builtin::get(name).map(str::to_string),
+        None => std::fs::read_to_string(source).ok(),
+    }
 }
 
 /// Compiles a profile from YAML text (`source` names it in diagnostics).
 pub fn compile_str(source: &str, text: &str) -> Result<CompiledProfile, ProfileErrors> {
+    compile_str_inner(source, text).map_err(|e| {
+        diagnose::annotate(e, &|s| {
+            if s == source {
+                Some(text.to_string())
+            } else {
+                source_text(s)
+            }
+        })
+    })
+}
+
+fn compile_str_inner(source: &str, text: &str) -> Result<CompiledProfile, ProfileErrors> {
     let mut layers = Vec::new();
     let file = parse_yaml(source, text)?;
     let base = Path::new(source).parent().map(Path::to_path_buf);
@@ -58,6 +81,7 @@ fn load_layers(
             source: source.to_string(),
             line: None,
             message: msg,
+            ..Diagnostic::default()
         }])
     };
     if depth > MAX_EXTENDS {
@@ -99,6 +123,7 @@ fn with_context(mut e: ProfileErrors, source: &str, line: u64) -> ProfileErrors 
         source: source.to_string(),
         line: Some(line),
         message: "in the profile named by `extends` here".into(),
+        ..Diagnostic::default()
     });
     e
 }
@@ -106,20 +131,34 @@ fn with_context(mut e: ProfileErrors, source: &str, line: u64) -> ProfileErrors 
 fn parse_yaml(source: &str, text: &str) -> Result<ProfileFile, ProfileErrors> {
     serde_saphyr::from_str::<ProfileFile>(text).map_err(|e| {
         let rendered = e.to_string();
-        let line = first_line_number(&rendered);
+        let first = rendered.lines().next().unwrap_or("YAML error");
+        let line = number_after(first, "line ");
+        let column = number_after(first, "column ");
+        // The location is shown apart, as for every other diagnostic.
+        let message = match first.split_once(": ") {
+            Some((head, rest)) if line.is_some() && head.contains("line ") => rest,
+            _ => first,
+        };
+        let message = message.strip_prefix("error: ").unwrap_or(message);
+        let message = match message.split_once(": ") {
+            Some((head, rest)) if head.starts_with("line ") => rest,
+            _ => message,
+        };
         ProfileErrors(vec![Diagnostic {
             source: source.to_string(),
             line,
-            message: rendered.lines().next().unwrap_or("YAML error").to_string(),
+            column,
+            message: message.to_string(),
+            ..Diagnostic::default()
         }])
     })
 }
 
-/// serde-saphyr renders errors as "... at line L, column C"; pull L out so every
-/// diagnostic has the same shape.
-fn first_line_number(rendered: &str) -> Option<u64> {
-    let idx = rendered.find("line ")?;
-    rendered[idx + 5..]
+/// serde-saphyr renders errors as "error: line L column C: ..."; pull the numbers
+/// out so every diagnostic has the same shape.
+fn number_after(rendered: &str, word: &str) -> Option<u64> {
+    let idx = rendered.find(word)?;
+    rendered[idx + word.len()..]
         .chars()
         .take_while(|c| c.is_ascii_digit())
         .collect::<String>()
@@ -167,8 +206,20 @@ pub(super) fn load_lookup(spec: &LookupSpec, dir: Option<&Path>) -> Result<Looku
         if i == 0 && from.eq_ignore_ascii_case("original") {
             continue;
         }
-        map.insert(lookup_key(from).to_string(), to.trim().to_string());
+        let line = rec.position().map_or(i as u64 + 1, |p| p.line());
+        // Which of two replacements would win is not the site's choice to leave to
+        // chance. The value itself is an original identifier: only the lines are named.
+        if let Some((_, first)) =
+            map.insert(lookup_key(from).to_string(), (to.trim().to_string(), line))
+        {
+            return Err(format!(
+                "lookup file `{}`: lines {first} and {line} map the same original value; \
+                 each original must appear once",
+                spec.file
+            ));
+        }
     }
+    let map = map.into_iter().map(|(k, (v, _))| (k, v)).collect();
     Ok(LookupTable {
         // Only the file name: the crosswalk's location is no secret, its content is.
         source: path

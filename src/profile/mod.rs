@@ -5,6 +5,7 @@ pub mod action;
 pub mod builtin;
 pub mod compile;
 pub mod compiled;
+pub mod diagnose;
 pub mod generate;
 pub mod iod;
 pub mod load;

@@ -13,13 +13,15 @@ use crate::io::walk::{Entry, Source, Walked, in_shard, walk_sources};
 use crate::ledger::{self, Ledger, LedgerWriter};
 use crate::outcome::Kind;
 use crate::pipeline::{Plan, Processed, process};
-use crate::report::{FileOutcome, Reporter, Status, Summary, WriteFailures};
+use crate::progress::{Progress, WalkTotal};
+use crate::report::{FileOutcome, Reporter, Status, Summary, Verbosity, WriteFailures};
 use crate::s3::input::S3Input;
 use crate::store::fs::{FsSink, remove_stale_temporaries};
 use crate::store::s3::S3Sink;
 use crate::store::{Sink, Staged};
 use rayon::prelude::*;
 use std::fs::File;
+use std::io::IsTerminal;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -277,6 +279,10 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         None => None,
     };
     let report_out: Option<Box<dyn std::io::Write + Send>> = match &opts.report {
+        // `--report -`: the collector thread is the only writer of stdout in a run.
+        Some(p) if p.as_os_str() == "-" => {
+            Some(Box::new(std::io::BufWriter::new(std::io::stdout())))
+        }
         Some(p) => Some(Box::new(std::io::BufWriter::new(File::create(p).map_err(
             |source| Error::Io {
                 context: format!("cannot create report {}", p.display()),
@@ -324,7 +330,7 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
                 opts.out.display()
             )));
         }
-        if stale > 0 {
+        if stale > 0 && opts.verbosity != Verbosity::Quiet {
             crate::say!("dicom-deid: removed {stale} temporary files left by an interrupted run");
         }
         Some(lock)
@@ -352,7 +358,7 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
             context: format!("cannot write the run ledger {}", ledger_file.display()),
             source,
         })?;
-        if !previous.is_empty() {
+        if !previous.is_empty() && opts.verbosity != Verbosity::Quiet {
             crate::say!(
                 "dicom-deid: resuming: {} inputs already finished with this profile and key",
                 previous.len()
@@ -377,6 +383,7 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         key_fingerprint: fingerprint.clone(),
         key_ephemeral: plan.key.ephemeral,
         dry_run: opts.dry_run,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
         public_readable,
         ..Summary::default()
     };
@@ -404,6 +411,24 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         stop: AtomicBool::new(false),
     };
 
+    // The bar's total comes from a second walk that only counts, running ahead of
+    // the workers; without a bar nobody needs the total, and it is not walked.
+    let show_progress = opts.verbosity != Verbosity::Quiet && std::io::stderr().is_terminal();
+    let walk_total = std::sync::Arc::new(WalkTotal::default());
+    let progress = if show_progress {
+        Progress::on_stderr(walk_total.clone())
+    } else {
+        Progress::hidden()
+    };
+    let wanted = |w: &Walked| match w {
+        Walked::File(e) | Walked::Symlink(e) => in_shard(&e.rel, opts.shard),
+        Walked::Error { .. } | Walked::Loop { .. } => opts.shard.is_none_or(|(i, _)| i == 0),
+    };
+    // Set when a signal cut the walk short: the run then reports itself interrupted.
+    let cut = AtomicBool::new(false);
+    let cut = &cut;
+    let verbosity = opts.verbosity;
+
     let mut owners = Owners::from_ledger(&worker.ledger);
     let commit_threads = sink.commit_threads();
     let stop = &worker.stop;
@@ -416,7 +441,8 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
             let mut crosswalk: Option<CrosswalkWriter> = crosswalk_out;
             let mut r = Reporter::new(report_out, summary)
                 .with_ledger(ledger_out, out_dir)
-                .with_quarantine(quarantine_out);
+                .with_quarantine(quarantine_out)
+                .with_display(progress, verbosity);
             let mut committer = Committer::new(commit_threads);
             let mut done = |mut f: Finished, commit: Option<CommitResult>| {
                 if let Some(Err(e)) = commit {
@@ -468,6 +494,9 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
                 settle(f);
             }
             committer.finish(&mut done);
+            if cut.load(Ordering::Relaxed) {
+                r.interrupted();
+            }
             let mut crosswalk_error = None;
             if let Some(c) = crosswalk {
                 r.crosswalk_entries(c.len());
@@ -476,13 +505,28 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
             let (summary, failures) = r.finish();
             (summary, failures, crosswalk_error)
         });
+        if show_progress {
+            let total = &walk_total;
+            scope.spawn(move || {
+                for _ in walk_sources(&plan.sources, opts.follow).filter(wanted) {
+                    if super::interrupt::requested() {
+                        return;
+                    }
+                    total.found.fetch_add(1, Ordering::Relaxed);
+                }
+                total.done.store(true, Ordering::Relaxed);
+            });
+        }
         pool.install(|| {
             walk_sources(&plan.sources, opts.follow)
-                .filter(|w| match w {
-                    Walked::File(e) | Walked::Symlink(e) => in_shard(&e.rel, opts.shard),
-                    Walked::Error { .. } | Walked::Loop { .. } => {
-                        opts.shard.is_none_or(|(i, _)| i == 0)
+                .filter(wanted)
+                // After SIGINT/SIGTERM no new input is started; those taken finish.
+                .take_while(|_| {
+                    let stop = super::interrupt::requested();
+                    if stop {
+                        cut.store(true, Ordering::Relaxed);
                     }
+                    !stop
                 })
                 .enumerate()
                 .par_bridge()
@@ -555,7 +599,9 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
             );
         }
     }
-    let status = if incomplete
+    let status = if summary.interrupted {
+        ExitStatus::Interrupted
+    } else if incomplete
         || summary.failed > 0
         || summary.skipped
             > summary.skipped_not_dicom + summary.skipped_unchanged + summary.skipped_duplicate
@@ -717,11 +763,11 @@ impl Worker<'_> {
         outcome.counts = d.counts;
         outcome.notes = d.notes;
         outcome.private_creators_dropped = d.creators_dropped;
-        let key = &self.plan.key;
+        outcome.modality = code_string(&d.object.dataset, MODALITY);
+        outcome.sop_class = code_string(&d.object.dataset, SOP_CLASS_UID)
+            .or_else(|| code_string_of(d.object.meta.media_storage_sop_class_uid()));
         let name = output_name(self.layout, &entry.rel, &d.object.dataset, || {
-            // Stable across runs with the same key, and reveals nothing of the path.
-            let mac = key.mac(&[b"output-path\0", entry.rel.as_os_str().as_encoded_bytes()]);
-            mac[..16].iter().map(|b| format!("{b:02x}")).collect()
+            unsorted_name(&self.plan.key, &entry.rel)
         });
         let claim = Claim {
             name: hash64(name.as_os_str().as_encoded_bytes()),
@@ -757,6 +803,13 @@ impl Worker<'_> {
             staged,
         })
     }
+}
+
+/// The name of an output the layout cannot sort by UIDs: stable across runs with
+/// the same key, and reveals nothing of the path.
+pub(crate) fn unsorted_name(key: &crate::deid::Key, rel: &Path) -> String {
+    let mac = key.mac(&[b"output-path\0", rel.as_os_str().as_encoded_bytes()]);
+    mac[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Before the first object goes to a bucket: removes what dead runs left there,
@@ -801,6 +854,7 @@ fn failed(entry: &Entry, e: FileError, bytes_in: u64) -> FileOutcome {
     let mut o = FileOutcome::new(entry.path.clone(), Status::Failed);
     o.rel = entry.rel.clone();
     o.kind = Some(e.kind());
+    o.quarantine_rule = e.quarantine_rule();
     o.reason = Some(e.to_string());
     o.bytes_in = bytes_in;
     o
@@ -836,4 +890,23 @@ fn open_quarantine(dir: &Path, shard: Option<(u64, u64)>) -> Result<File, Error>
         },
     )?;
     Ok(file)
+}
+
+const MODALITY: dicom_core::Tag = dicom_core::Tag(0x0008, 0x0060);
+const SOP_CLASS_UID: dicom_core::Tag = dicom_core::Tag(0x0008, 0x0016);
+
+/// A Modality or SOP Class UID for the report's counts: only when it has the form
+/// of a code (capitals, digits, dots, underscores; at most 64 characters), so that
+/// a malformed file cannot put free text, which might identify someone, in the report.
+fn code_string(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    code_string_of(&obj.get(tag)?.to_str().ok()?)
+}
+
+fn code_string_of(v: &str) -> Option<String> {
+    let v = v.trim_end_matches(['\0', ' ']).trim();
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'.' || b == b'_');
+    ok.then(|| v.to_string())
 }

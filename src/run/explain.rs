@@ -1,20 +1,29 @@
-//! `run --dry-run --explain FILE`: the pipeline run on one file, element by
-//! element, with the rule that chose each action; never a value.
+//! `run --explain FILE`: the pipeline run on one file, element by element, with
+//! the rule that chose each action; never a value. Nothing is written.
 
 use crate::deid::{Engine, Key, Pseudonymizer};
 use crate::error::{Error, ExitStatus};
 use crate::io::error::ReadError;
+use crate::io::layout::{Layout, output_name};
 use crate::io::source::open_file;
 use crate::pipeline::{PipelineError, Plan, Processed, process};
 use std::path::Path;
 
-/// `run --dry-run --explain FILE`: what the profile does to each element of one
-/// file, and why; never a value.
+/// Where a real run would put the explained file: its output directory and layout.
+pub struct Target<'a> {
+    pub out: &'a Path,
+    pub layout: Layout,
+}
+
+/// `run --explain FILE`: what the profile does to each element of one file, and
+/// why; never a value. With a `target` (a real run's `--out`, no `--dry-run`) it
+/// also names the output the run would write.
 pub fn explain(
     profile: &str,
     options: &[String],
     key_file: Option<&Path>,
     file: &Path,
+    target: Option<Target>,
     out: &mut dyn std::io::Write,
 ) -> Result<ExitStatus, Error> {
     let profile = crate::profile::compile::load_with_options(profile, options)?;
@@ -79,6 +88,23 @@ pub fn explain(
         writeln!(out, "options: {}", profile.options.join(", ")).map_err(io)?;
     }
     writeln!(out, "SOP class: {sop_class}; IOD: {iod}").map_err(io)?;
+    match &target {
+        Some(t) if d.quarantined.is_none() => {
+            // The file as a one-file input: its path below the input is its name.
+            let rel = Path::new(file.file_name().unwrap_or(file.as_os_str()));
+            let name = output_name(t.layout, rel, &d.object.dataset, || {
+                super::execute::unsorted_name(&key, rel)
+            });
+            writeln!(
+                out,
+                "run: writes {} (nothing is written now)",
+                t.out.join(name).display()
+            )
+            .map_err(io)?;
+        }
+        Some(_) => writeln!(out, "run: writes nothing for this file").map_err(io)?,
+        None => writeln!(out, "nothing is written").map_err(io)?,
+    }
     writeln!(
         out,
         "\n{:<44} {:<36} {:<3} {:<12} {:<22} rule",

@@ -4,8 +4,10 @@
 
 pub mod execute;
 pub mod explain;
+pub mod interrupt;
 pub mod lock;
 pub mod plan;
+pub mod summary;
 
 pub use explain::explain;
 pub use plan::RunPlan;
@@ -38,6 +40,7 @@ pub struct RunOptions {
     pub shard: Option<(u64, u64)>,
     /// Follow symbolic links inside the inputs.
     pub follow: bool,
+    pub verbosity: crate::report::Verbosity,
     /// S3 endpoint URL (`--s3-endpoint`), else the AWS environment's.
     pub s3_endpoint: Option<String>,
     /// Where the ledger and lock of an `s3://` output live (local disk).
@@ -46,10 +49,34 @@ pub struct RunOptions {
     pub require_private: bool,
 }
 
-/// Compiles the plan, then runs it.
+/// Compiles the plan, then runs it. From here on SIGINT and SIGTERM stop the run
+/// cleanly (see [`interrupt`]).
 pub fn run(opts: RunOptions) -> Result<(ExitStatus, Summary), Error> {
     let plan = RunPlan::build(&opts)?;
-    execute::execute(&plan, &opts)
+    interrupt::install();
+    let (mut status, summary) = execute::execute(&plan, &opts)?;
+    if summary.files_seen == 0 && !summary.interrupted {
+        // A mistyped folder or an empty mount must not look like a finished job.
+        let inputs: Vec<String> = opts
+            .inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        match opts.shard {
+            Some((i, n)) => crate::say!(
+                "dicom-deid: no input files in shard {i} of {n} of {}",
+                inputs.join(", ")
+            ),
+            None => {
+                crate::say!(
+                    "dicom-deid: error: no input files found in {}",
+                    inputs.join(", ")
+                );
+                status = status.max(ExitStatus::Partial);
+            }
+        }
+    }
+    Ok((status, summary))
 }
 
 /// Parses `--shard`: `I/N` (0-based), or `auto` from the variables array jobs set:

@@ -116,10 +116,12 @@ impl RunPlan {
         let key = match &opts.key_file {
             Some(p) => Key::from_file(p)?,
             None => {
-                crate::say!(
-                    "dicom-deid: no --key-file: using a random key for this run only; \
+                if opts.verbosity != crate::report::Verbosity::Quiet {
+                    crate::say!(
+                        "dicom-deid: no --key-file: using a random key for this run only; \
                      its UIDs and pseudonyms cannot be linked to any other run"
-                );
+                    );
+                }
                 Key::random()?
             }
         };
@@ -220,6 +222,9 @@ fn check_side_files(
         ("--quarantine", opts.quarantine.as_ref()),
     ] {
         let Some(path) = path else { continue };
+        if path == Path::new("-") && flag == "--report" {
+            continue; // stdout
+        }
         if path == Path::new("/dev/null") || path == Path::new("/dev/full") {
             continue;
         }

@@ -5,11 +5,16 @@
 
 mod common;
 
+mod diagnostics;
+
 mod bytes;
 mod check;
 mod cli;
 mod judged;
 mod options;
 mod promises;
+mod readme;
 mod reliability;
+mod report_html;
 mod s3;
+mod ux;
