@@ -127,9 +127,14 @@ impl S3Error {
                 // Stores answer a wrong secret with 403 inside a generic error. (Match
                 // the status text, not "403" alone: the message also quotes the
                 // request's duration, "in 403.2ms".)
-                if ["403 Forbidden", "SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"]
-                    .iter()
-                    .any(|m| text.contains(m))
+                if [
+                    "403 Forbidden",
+                    "SignatureDoesNotMatch",
+                    "InvalidAccessKeyId",
+                    "AccessDenied",
+                ]
+                .iter()
+                .any(|m| text.contains(m))
                 {
                     return S3Error::Denied(bucket.to_string());
                 }
