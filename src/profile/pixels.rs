@@ -269,7 +269,8 @@ impl PixelMerge {
 
     pub(super) fn finish(mut self, errors: &mut Vec<Diagnostic>) -> PixelPolicy {
         // Most specific layer first; within a layer, the written order.
-        self.rules.sort_by_key(|(layer, _)| std::cmp::Reverse(*layer));
+        self.rules
+            .sort_by_key(|(layer, _)| std::cmp::Reverse(*layer));
         let mut rules: Vec<PixelRule> = self.rules.into_iter().map(|(_, r)| r).collect();
         if self.builtin {
             let builtin = builtin_rules(errors);
@@ -457,7 +458,10 @@ fn compile_cond(c: &CondSpec) -> Result<Cond, String> {
         if list.is_empty() {
             return Err("`all`/`any` lists no condition".into());
         }
-        let inner = list.iter().map(compile_cond).collect::<Result<Vec<_>, _>>()?;
+        let inner = list
+            .iter()
+            .map(compile_cond)
+            .collect::<Result<Vec<_>, _>>()?;
         return Ok(if c.all.is_some() {
             Cond::All(inner)
         } else {
@@ -524,7 +528,11 @@ mod tests {
         let mut m = PixelMerge::new();
         m.read("t.yaml", &f.pixels, &mut errors);
         let p = m.finish(&mut errors);
-        if errors.is_empty() { Ok(p) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(p)
+        } else {
+            Err(errors)
+        }
     }
 
     #[test]
@@ -532,7 +540,11 @@ mod tests {
         let mut errors = Vec::new();
         let rules = builtin_rules(&mut errors);
         assert!(errors.is_empty(), "{errors:?}");
-        assert!(rules.iter().any(|r| r.regions == Regions::KeepUltrasoundRegions));
+        assert!(
+            rules
+                .iter()
+                .any(|r| r.regions == Regions::KeepUltrasoundRegions)
+        );
     }
 
     #[test]
@@ -579,16 +591,28 @@ mod tests {
         )
         .unwrap_err();
         let text: Vec<String> = e.iter().map(|d| d.to_string()).collect();
-        assert!(text[0].contains("t.yaml:3:") && text[0].contains("empty"), "{text:?}");
-        assert!(text[1].contains("t.yaml:6:") && text[1].contains("plausible"), "{text:?}");
+        assert!(
+            text[0].contains("t.yaml:3:") && text[0].contains("empty"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains("t.yaml:6:") && text[1].contains("plausible"),
+            "{text:?}"
+        );
         assert!(text[2].contains("t.yaml:10:"), "{text:?}");
-        assert!(text[3].contains("t.yaml:14:") && text[3].contains("ultrasound-regions"), "{text:?}");
+        assert!(
+            text[3].contains("t.yaml:14:") && text[3].contains("ultrasound-regions"),
+            "{text:?}"
+        );
         let e = policy("pixels:\n  rules:\n    - name: a\n      when: {tag: Modality, equal: US}\n      blank: all\n").unwrap_err();
         assert!(e[0].message.contains("equal"), "{e:?}");
     }
 
     #[test]
     fn unmatched_defaults_to_quarantine() {
-        assert_eq!(policy("pixels: {}\n").unwrap().unmatched, Unmatched::Quarantine);
+        assert_eq!(
+            policy("pixels: {}\n").unwrap().unmatched,
+            Unmatched::Quarantine
+        );
     }
 }

@@ -93,7 +93,14 @@ pub fn explain(
         )
         .map_err(io)?;
     }
-    if d.had_pixel_data {
+    if let Some(what) = &d.pixels {
+        writeln!(
+            out,
+            "{:<44} {:<36} {:<3} {:<12} {:<22} {}",
+            "(7FE0,0010)", "PixelData", "", "", "redact", what
+        )
+        .map_err(io)?;
+    } else if d.had_pixel_data {
         let keep = d.object.pixel.is_some();
         writeln!(
             out,

@@ -10,5 +10,6 @@ mod check;
 mod cli;
 mod judged;
 mod options;
+mod pixels;
 mod promises;
 mod reliability;
