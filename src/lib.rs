@@ -135,6 +135,7 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 crosswalk: a.crosswalk,
                 allow: a.allow,
                 strict: a.strict,
+                ocr: a.ocr,
             },
             &mut out,
         ),

@@ -186,6 +186,17 @@ pub enum Unmatched {
     Ocr,
 }
 
+impl Unmatched {
+    /// The keyword a profile writes.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Unmatched::Quarantine => "quarantine",
+            Unmatched::Blank => "blank",
+            Unmatched::Ocr => "ocr",
+        }
+    }
+}
+
 /// The compiled `pixels:` section: rules in the order they are tried.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PixelPolicy {

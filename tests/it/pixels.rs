@@ -23,6 +23,8 @@ struct Image {
     photometric: &'static str,
     frames: u32,
     extra: Vec<DataElement<InMemDicomObject>>,
+    /// Text drawn bright into every frame: (text, x, y, scale).
+    text: Vec<(&'static str, usize, usize, usize)>,
 }
 
 impl Image {
@@ -30,21 +32,27 @@ impl Image {
         self.rows as usize * self.cols as usize * self.samples as usize * (self.bits as usize / 8)
     }
 
-    /// A pattern of non-zero values, different in each frame, with a bright banner
-    /// (the "text") in rows 8..40.
+    /// A dark, low-contrast pattern of non-zero values, different in each frame,
+    /// with the image's text drawn bright on top, as devices burn it in.
     fn pixels(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.frame_len() * self.frames as usize);
         let row_bytes = self.frame_len() / self.rows as usize;
+        let spp = row_bytes / self.cols as usize;
         for f in 0..self.frames as usize {
+            let start = out.len();
             for y in 0..self.rows as usize {
                 for i in 0..row_bytes {
-                    let v = if (8..40).contains(&y) && (i / 7) % 2 == 0 {
-                        0xF0
-                    } else {
-                        ((y * 31 + i * 7 + f * 13) % 200 + 20) as u8
-                    };
-                    out.push(v);
+                    out.push(((y * 3 + i * 5 + f * 13) % 40 + 10) as u8);
                 }
+            }
+            let frame = &mut out[start..];
+            for (t, x, y, scale) in &self.text {
+                font::draw(t, *x, *y, *scale, |px, py| {
+                    if px < self.cols as usize && py < self.rows as usize {
+                        let at = py * row_bytes + px * spp;
+                        frame[at..at + spp].fill(0xF0);
+                    }
+                });
             }
         }
         out
@@ -232,6 +240,7 @@ fn ultrasound_keeps_its_regions_byte_for_byte_and_loses_the_rest() {
             us_region(20, 50, 139, 109),
             icon(),
         ],
+        text: vec![("PLANTED", 4, 8, 2)],
     };
     let input = env.path("in");
     let original = img.write(&input.join("us.dcm"));
@@ -286,6 +295,7 @@ fn a_dose_screen_is_blanked_where_the_builtin_rule_says() {
             text_el(tags::MANUFACTURER, VR::LO, "GE MEDICAL SYSTEMS"),
             text_el(tags::SERIES_DESCRIPTION, VR::LO, "Dose Report"),
         ],
+        text: vec![("PLANTED NAME", 10, 20, 4)],
     };
     let input = env.path("in");
     let original = img.write(&input.join("dose.dcm"));
@@ -315,6 +325,7 @@ fn files_no_rule_matches_stay_quarantined_and_the_reason_names_the_closest_rule(
         photometric: "MONOCHROME2",
         frames: 1,
         extra: vec![text_el(tags::MODALITY, VR::CS, "CT")],
+        text: Vec::new(),
     }
     .write(&input.join("sc.dcm"));
     let lines = run_over(&env, &input, None);
@@ -485,4 +496,120 @@ fn explain_shows_the_matched_rule_and_its_regions() {
         out.contains("would be quarantined") && out.contains("no pixel rule matches"),
         "{out}"
     );
+}
+
+/// `check --ocr --report`: the pixel-text findings (their details never quote
+/// the words read).
+fn ocr_findings(env: &Env, tree: &Path, originals: Option<&Path>, name: &str) -> Vec<String> {
+    let rep = env.path(name);
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+        vec![&"check", &tree, &"--ocr", &"--report", &rep];
+    if let Some(o) = &originals {
+        args.push(&"--originals");
+        args.push(o);
+    }
+    let o = run(&args);
+    // 0: clean; 1: findings (other kinds too: the inputs are not de-identified).
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(!stdout.contains("PLANTED"), "{stdout}");
+    let text = std::fs::read_to_string(&rep).unwrap();
+    assert!(
+        !text.contains("PLANTED") && !text.contains("planted"),
+        "{text}"
+    );
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .flat_map(|l| l["findings"].as_array().cloned().unwrap_or_default())
+        .filter(|f| f["kind"] == "pixel-text")
+        .map(|f| f["detail"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Tesseract is there, or (CI) its absence fails the test.
+fn have_tesseract() -> bool {
+    let have = Command::new("tesseract")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "tesseract is required under CI"
+        );
+        eprintln!(
+            "SKIPPED: tesseract not installed (apt-get install tesseract-ocr tesseract-ocr-eng)"
+        );
+    }
+    have
+}
+
+#[test]
+fn check_ocr_finds_the_planted_text_before_and_nothing_after_the_default_run() {
+    if !have_tesseract() {
+        return;
+    }
+    let env = Env::new();
+    let input = env.path("in");
+    let us = Image {
+        class: US_MULTI_FRAME,
+        rows: 480,
+        cols: 640,
+        samples: 3,
+        bits: 8,
+        photometric: "RGB",
+        frames: 2,
+        extra: vec![
+            text_el(tags::MODALITY, VR::CS, "US"),
+            us_region(40, 120, 599, 459),
+        ],
+        text: vec![("PLANTED NAME", 20, 20, 5), ("ID12345", 20, 70, 5)],
+    };
+    let us_pixels = us.write(&input.join("us.dcm"));
+    Image {
+        class: SECONDARY_CAPTURE,
+        rows: 512,
+        cols: 512,
+        samples: 1,
+        bits: 8,
+        photometric: "MONOCHROME2",
+        frames: 1,
+        extra: vec![
+            text_el(tags::MODALITY, VR::CS, "CT"),
+            text_el(tags::MANUFACTURER, VR::LO, "GE MEDICAL SYSTEMS"),
+            text_el(tags::SERIES_DESCRIPTION, VR::LO, "Dose Report"),
+        ],
+        text: vec![("PLANTED NAME", 10, 20, 5)],
+    }
+    .write(&input.join("dose.dcm"));
+    let before = ocr_findings(&env, &input, None, "before.jsonl");
+    assert!(
+        before.iter().filter(|d| d.contains("patient-name")).count() >= 2,
+        "OCR must find the planted name in both files: {before:?}"
+    );
+    assert!(
+        before.iter().any(|d| d.contains("frame 1: text in box")),
+        "{before:?}"
+    );
+    let lines = run_over(&env, &input, None);
+    for name in ["us.dcm", "dose.dcm"] {
+        assert_eq!(line_for(&lines, name)["status"], "ok");
+    }
+    let after = ocr_findings(&env, &env.path("out"), Some(&input), "after.jsonl");
+    assert!(after.is_empty(), "{after:?}");
+    // The image area of the ultrasound survives byte for byte.
+    let out = Path::new(line_for(&lines, "us.dcm")["output"].as_str().unwrap()).to_path_buf();
+    let got = pixel_bytes(&out);
+    let fl = us.frame_len();
+    for f in 0..2 {
+        for y in 120..=459 {
+            let a = f * fl + (y * 640 + 40) * 3;
+            let b = f * fl + (y * 640 + 600) * 3;
+            assert_eq!(got[a..b], us_pixels[a..b], "frame {f} row {y}");
+        }
+    }
 }

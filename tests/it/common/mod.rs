@@ -2,6 +2,8 @@
 //! the JSON Lines report.
 #![allow(dead_code)]
 
+pub mod font;
+
 use dicom_core::value::Value;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, open_file};
 use serde_json::Value as Json;
