@@ -181,7 +181,12 @@ fn uscine_cmd(args: &[String]) -> Result<()> {
     if length >= u64::from(u32::MAX) {
         return Err("Pixel Data would exceed a 32-bit length".into());
     }
-    let uid = uid_2_25(&[0x05C1_4E00, u64::from(rows), u64::from(cols), u64::from(frames)]);
+    let uid = uid_2_25(&[
+        0x05C1_4E00,
+        u64::from(rows),
+        u64::from(cols),
+        u64::from(frames),
+    ]);
     let class = "1.2.840.10008.5.1.4.1.1.3.1";
     let ul = |e, v: u32| DataElement::new(Tag(0x0018, e), VR::UL, PrimitiveValue::from(v));
     // One region: the image area, a 40-pixel margin all round.
@@ -226,7 +231,8 @@ fn uscine_cmd(args: &[String]) -> Result<()> {
         )
         .map_err(|e| format!("meta: {e}"))?;
     let mut head = Vec::new();
-    obj.write_all(&mut head).map_err(|e| format!("header: {e}"))?;
+    obj.write_all(&mut head)
+        .map_err(|e| format!("header: {e}"))?;
     let werr = |e: std::io::Error| format!("{out}: {e}");
     let mut w = BufWriter::with_capacity(1 << 20, File::create(out).map_err(werr)?);
     w.write_all(&head).map_err(werr)?;

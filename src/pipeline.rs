@@ -159,6 +159,10 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
             fail(reason)?;
             None
         }
+        PixelJob::Skip(note) => {
+            notes.push(note);
+            None
+        }
         PixelJob::Unmatched(closest) => {
             for f in findings.iter().filter(|f| f.rule.starts_with("burned-in")) {
                 if f.severity == Severity::Fail {
@@ -283,6 +287,9 @@ enum PixelJob {
     Redact(Redaction, String),
     /// A rule matched but cannot be carried out: quarantined with this reason.
     Refuse(String),
+    /// A built-in rule matched a file not at risk but cannot be carried out: copied
+    /// as it is, with this note.
+    Skip(String),
     /// A file at risk that no rule matches: the reason's tail names the closest rule.
     Unmatched(String),
 }
@@ -306,9 +313,13 @@ fn plan_pixels(
     profile: &CompiledProfile,
 ) -> PixelJob {
     let policy = &profile.pixels;
+    let mut builtin = false;
     let (name, regions, frames, what) = match crate::pixels::select(policy, header) {
         Some(rule) => (
-            rule.name.as_str(),
+            {
+                builtin = rule.origin.source == "builtin:pixels";
+                rule.name.as_str()
+            },
             &rule.regions,
             rule.frames.as_deref(),
             format!(
@@ -344,8 +355,21 @@ fn plan_pixels(
             }
         },
     };
+    // A built-in rule that cannot run on a file the quarantine does not hold at
+    // risk (Burned In Annotation NO, or a class without burned-in risk) leaves the
+    // file as it was before pixel rules existed, with a note; a site's own rule, or
+    // a file at risk, is refused.
+    let refuse = |reason: String| {
+        if builtin && !burned_in_risk {
+            PixelJob::Skip(format!(
+                "pixels: built-in rule `{name}` not applied ({reason}); the file is not held at risk of burned-in text"
+            ))
+        } else {
+            PixelJob::Refuse(reason)
+        }
+    };
     if ts.is_encapsulated_pixel_data() {
-        return PixelJob::Refuse(format!(
+        return refuse(format!(
             "pixel rule `{name}` matches but the pixel data is compressed ({}): redaction of encapsulated pixel data is not supported",
             ts.name()
         ));
@@ -355,7 +379,7 @@ fn plan_pixels(
     let big_endian = ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big;
     match Redaction::plan(header, big_endian, value_len, name, regions, frames) {
         Ok(r) => PixelJob::Redact(r, what),
-        Err(e) => PixelJob::Refuse(e.to_string()),
+        Err(e) => refuse(e.to_string()),
     }
 }
 

@@ -613,3 +613,56 @@ fn check_ocr_finds_the_planted_text_before_and_nothing_after_the_default_run() {
         }
     }
 }
+
+/// A built-in rule that cannot run leaves a file the quarantine does not hold at
+/// risk as it was (with a note); a site's own rule that cannot run refuses it.
+#[test]
+fn a_builtin_rule_that_cannot_run_on_a_file_not_at_risk_leaves_it_as_before() {
+    let env = Env::new();
+    let input = env.path("in");
+    // CT (no burned-in risk) with a malformed ultrasound region (no corners).
+    let bad_region = DataElement::new(
+        Tag(0x0018, 0x6011),
+        VR::SQ,
+        DataSetSequence::new(vec![InMemDicomObject::new_empty()], Length::UNDEFINED),
+    );
+    let original = Image {
+        class: "1.2.840.10008.5.1.4.1.1.2",
+        rows: 32,
+        cols: 32,
+        samples: 1,
+        bits: 8,
+        photometric: "MONOCHROME2",
+        frames: 1,
+        extra: vec![text_el(tags::MODALITY, VR::CS, "CT"), bad_region],
+        text: Vec::new(),
+    }
+    .write(&input.join("ct.dcm"));
+    let lines = run_over(&env, &input, None);
+    let l = line_for(&lines, "ct.dcm");
+    assert_eq!(l["status"], "ok", "{l}");
+    assert!(
+        l["notes"]
+            .to_string()
+            .contains("built-in rule `ultrasound-regions` not applied"),
+        "{l}"
+    );
+    let out = Path::new(l["output"].as_str().unwrap());
+    assert_eq!(pixel_bytes(out), original);
+    assert!(!method_codes(out).contains(&"113101".to_string()));
+    // The same rule written by the site: refused.
+    let prof = env.path("p.yaml");
+    std::fs::write(
+        &prof,
+        "extends: basic\npixels:\n  rules:\n    - name: site-us\n      when: {tag: SequenceOfUltrasoundRegions, present: true}\n      keep: ultrasound-regions\n",
+    )
+    .unwrap();
+    std::fs::remove_dir_all(env.path("out")).unwrap();
+    let lines = run_over(&env, &input, Some(&prof));
+    let l = line_for(&lines, "ct.dcm");
+    assert_eq!(l["status"], "failed", "{l}");
+    assert!(
+        l["reason"].as_str().unwrap().contains("Region Location"),
+        "{l}"
+    );
+}
