@@ -28,6 +28,8 @@ pub struct Plan<'a> {
     pub engine: Engine<'a>,
     /// Collect a line per element for `--explain`.
     pub explain: bool,
+    /// Finds text for `pixels: {unmatched: ocr}` (the run layer's Tesseract).
+    pub text_finder: Option<&'a dyn crate::pixels::TextFinder>,
 }
 
 impl<'a> Plan<'a> {
@@ -36,6 +38,7 @@ impl<'a> Plan<'a> {
             profile,
             engine,
             explain: false,
+            text_finder: None,
         }
     }
 }
@@ -104,7 +107,7 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
         dropped_trailing_bytes,
         size,
         contents,
-        input,
+        mut input,
         stamp,
         implicit_vr_repaired,
         un_sequences_repaired,
@@ -132,7 +135,7 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
         .iter()
         .any(|f| f.rule.starts_with("burned-in") && f.severity == Severity::Fail);
     // Pixel redaction is planned on the original header, before anything changes.
-    let pixel_job = match &pixel {
+    let mut pixel_job = match &pixel {
         Some(range) if keeps_pixels => plan_pixels(
             &header,
             ts,
@@ -143,6 +146,17 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
         ),
         _ => PixelJob::None,
     };
+    if let (PixelJob::Ocr, Some(range)) = (&pixel_job, &pixel) {
+        pixel_job = ocr_job(
+            &header,
+            ts,
+            range,
+            implicit_vr_repaired.is_some_and(|h| h.is_some()),
+            contents.as_deref(),
+            &mut *input,
+            plan.text_finder,
+        );
+    }
     let mut fail = |reason: String| -> Result<(), PipelineError> {
         if plan.explain {
             // Explaining goes on, to show what would happen to every element.
@@ -152,6 +166,8 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
             Err(PipelineError::Quarantined(reason))
         }
     };
+    let mut pixel_note = None;
+    let mut suppress_burned_in = false;
     let redaction = match pixel_job {
         PixelJob::None => None,
         PixelJob::Redact(r, what) => Some((r, what)),
@@ -161,6 +177,15 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
         }
         PixelJob::Skip(note) => {
             notes.push(note);
+            None
+        }
+        PixelJob::Ocr => None,
+        PixelJob::NoText(note) => {
+            // OCR read the frames and found nothing to blank: written as it is,
+            // not marked clean, the report says so for a reviewer to sample.
+            notes.push(note.clone());
+            pixel_note = Some(note);
+            suppress_burned_in = true;
             None
         }
         PixelJob::Unmatched(closest) => {
@@ -174,7 +199,7 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
     };
     for finding in findings {
         // A file a pixel rule redacts is no longer refused for its burned-in text.
-        if redaction.is_some() && finding.rule.starts_with("burned-in") {
+        if (redaction.is_some() || suppress_burned_in) && finding.rule.starts_with("burned-in") {
             continue;
         }
         match finding.severity {
@@ -204,7 +229,6 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
         dropped_trailing_bytes,
     ));
     let had_pixel_data = pixel.is_some();
-    let mut pixel_note = None;
     let mut edit = None;
     if let Some((r, what)) = redaction {
         mark_pixels_clean(&mut header);
@@ -290,6 +314,10 @@ enum PixelJob {
     /// A built-in rule matched a file not at risk but cannot be carried out: copied
     /// as it is, with this note.
     Skip(String),
+    /// An unmatched file at risk under `unmatched: ocr`: its frames are read next.
+    Ocr,
+    /// OCR found no text: written as it is, with this note.
+    NoText(String),
     /// A file at risk that no rule matches: the reason's tail names the closest rule.
     Unmatched(String),
 }
@@ -346,11 +374,9 @@ fn plan_pixels(
                     ),
                     None => "no pixel rule matches".to_string(),
                 };
-                let tail = if policy.unmatched == Unmatched::Ocr {
-                    format!("{tail}; OCR redaction is not available in this build")
-                } else {
-                    tail
-                };
+                if policy.unmatched == Unmatched::Ocr {
+                    return PixelJob::Ocr;
+                }
                 return PixelJob::Unmatched(tail);
             }
         },
@@ -380,6 +406,98 @@ fn plan_pixels(
     match Redaction::plan(header, big_endian, value_len, name, regions, frames) {
         Ok(r) => PixelJob::Redact(r, what),
         Err(e) => refuse(e.to_string()),
+    }
+}
+
+/// Reads every frame of an unmatched file at risk, asks the finder where text is,
+/// and plans the blanking of each box (grown by a margin) in every frame.
+fn ocr_job(
+    header: &InMemDicomObject,
+    ts: &dicom_encoding::TransferSyntax,
+    range: &std::ops::Range<u64>,
+    repaired_header: bool,
+    contents: Option<&Vec<u8>>,
+    input: &mut dyn crate::io::source::Input,
+    finder: Option<&dyn crate::pixels::TextFinder>,
+) -> PixelJob {
+    use crate::pixels::ocr::{GreyLayout, MAX_FRAMES};
+    use crate::profile::pixels::Rect;
+    use std::io::SeekFrom;
+    let Some(finder) = finder else {
+        return PixelJob::Refuse("pixels.unmatched is ocr but no OCR engine is available".into());
+    };
+    if ts.is_encapsulated_pixel_data() {
+        return PixelJob::Refuse(format!(
+            "unmatched: ocr cannot read compressed pixel data ({})",
+            ts.name()
+        ));
+    }
+    let big_endian = ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big;
+    let layout = match GreyLayout::of(header, big_endian) {
+        Ok(l) => l,
+        Err(e) => return PixelJob::Refuse(format!("unmatched: ocr: {e}")),
+    };
+    if layout.frames > MAX_FRAMES {
+        return PixelJob::Refuse(format!(
+            "unmatched: ocr reads at most {MAX_FRAMES} frames; this file has {}",
+            layout.frames
+        ));
+    }
+    let start = range.start + if repaired_header { 8 } else { header_len(ts) };
+    let len = layout.frame_len();
+    let mut buf = vec![0u8; len];
+    let mut boxes: Vec<Rect> = Vec::new();
+    for f in 0..u64::from(layout.frames) {
+        let at = start + f * len as u64;
+        if at + len as u64 > range.end {
+            return PixelJob::Refuse("Pixel Data is shorter than its frames".into());
+        }
+        let read = match contents {
+            Some(bytes) => usize::try_from(at)
+                .ok()
+                .and_then(|a| bytes.get(a..a + len))
+                .map(|s| buf.copy_from_slice(s))
+                .ok_or(()),
+            None => input
+                .seek(SeekFrom::Start(at))
+                .and_then(|_| input.read_exact(&mut buf))
+                .map_err(|_| ()),
+        };
+        if read.is_err() {
+            return PixelJob::Refuse("cannot read the frames for OCR".into());
+        }
+        match finder.find(&layout.grey(&buf)) {
+            Ok(found) => boxes.extend(found.into_iter().map(|b| layout.with_margin(b))),
+            Err(e) => return PixelJob::Refuse(format!("OCR failed: {e}")),
+        }
+    }
+    if boxes.is_empty() {
+        return PixelJob::NoText(format!(
+            "pixels: ocr found no text in {} frame(s); written as it is",
+            layout.frames
+        ));
+    }
+    let shown: Vec<String> = boxes
+        .iter()
+        .take(20)
+        .map(|b| format!("[{}, {}, {}, {}]", b.x, b.y, b.w, b.h))
+        .collect();
+    let what = format!(
+        "ocr, {} box(es) blanked in every frame: {}{}",
+        boxes.len(),
+        shown.join(", "),
+        if boxes.len() > 20 { ", ..." } else { "" }
+    );
+    match Redaction::plan(
+        header,
+        big_endian,
+        range.end.saturating_sub(start),
+        "unmatched: ocr",
+        &Regions::Rects(boxes),
+        None,
+    ) {
+        Ok(r) => PixelJob::Redact(r, what),
+        Err(e) => PixelJob::Refuse(e.to_string()),
     }
 }
 

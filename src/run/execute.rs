@@ -248,12 +248,14 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         opts.out.clone(),
         lock.as_ref().map_or("dry-run", |l| l.run_id.as_str()),
     );
+    let ocr = super::ocr_finder(profile)?;
+    let mut pipeline = Plan::new(
+        profile,
+        Engine::new(profile, Pseudonymizer::new(&plan.key)).with_crosswalk(crosswalk_out.is_some()),
+    );
+    pipeline.text_finder = ocr.as_ref().map(|t| t as &dyn crate::pixels::TextFinder);
     let worker = Worker {
-        pipeline: Plan::new(
-            profile,
-            Engine::new(profile, Pseudonymizer::new(&plan.key))
-                .with_crosswalk(crosswalk_out.is_some()),
-        ),
+        pipeline,
         plan,
         sink: (!opts.dry_run).then_some(&sink as &dyn Sink),
         out: &opts.out,

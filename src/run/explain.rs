@@ -24,6 +24,8 @@ pub fn explain(
     };
     let mut plan = Plan::new(&profile, Engine::new(&profile, Pseudonymizer::new(&key)));
     plan.explain = true;
+    let ocr = super::ocr_finder(&profile)?;
+    plan.text_finder = ocr.as_ref().map(|t| t as &dyn crate::pixels::TextFinder);
     let io = |source| Error::Io {
         context: "stdout".into(),
         source,

@@ -666,3 +666,55 @@ fn a_builtin_rule_that_cannot_run_on_a_file_not_at_risk_leaves_it_as_before() {
         "{l}"
     );
 }
+
+/// `unmatched: ocr`: text in a file no rule matches is found and blanked (113101,
+/// a `pixels: ocr` note with boxes, never words); a file without text is written
+/// as it is and not marked clean; OCR on the outputs finds none of the text.
+#[test]
+fn unmatched_ocr_blanks_the_text_it_finds_and_nothing_else() {
+    if !have_tesseract() {
+        return;
+    }
+    let env = Env::new();
+    let input = env.path("in");
+    let sc = |text: Vec<(&'static str, usize, usize, usize)>| Image {
+        class: SECONDARY_CAPTURE,
+        rows: 240,
+        cols: 320,
+        samples: 1,
+        bits: 8,
+        photometric: "MONOCHROME2",
+        frames: 2,
+        extra: vec![text_el(tags::MODALITY, VR::CS, "OT")],
+        text,
+    };
+    let with_text = sc(vec![("PLANTED NAME", 16, 30, 4), ("ID12345", 16, 150, 4)]);
+    let original = with_text.write(&input.join("text.dcm"));
+    let blank = sc(Vec::new()).write(&input.join("plain.dcm"));
+    let prof = env.path("p.yaml");
+    std::fs::write(&prof, "extends: basic\npixels: {unmatched: ocr}\n").unwrap();
+    let lines = run_over(&env, &input, Some(&prof));
+    let l = line_for(&lines, "text.dcm");
+    assert_eq!(l["status"], "ok", "{l}");
+    let notes = l["notes"].to_string();
+    assert!(
+        notes.contains("pixels: ocr") && notes.contains("box(es) blanked"),
+        "{notes}"
+    );
+    assert!(!notes.contains("PLANTED"), "{notes}");
+    let out = Path::new(l["output"].as_str().unwrap()).to_path_buf();
+    assert!(method_codes(&out).contains(&"113101".to_string()));
+    let got = pixel_bytes(&out);
+    assert_ne!(got, original);
+    // Rows far from the text are untouched.
+    let row = 320;
+    assert_eq!(got[100 * row..110 * row], original[100 * row..110 * row]);
+    let l = line_for(&lines, "plain.dcm");
+    assert_eq!(l["status"], "ok", "{l}");
+    assert!(l["notes"].to_string().contains("found no text"), "{l}");
+    let out_plain = Path::new(l["output"].as_str().unwrap()).to_path_buf();
+    assert_eq!(pixel_bytes(&out_plain), blank);
+    assert!(!method_codes(&out_plain).contains(&"113101".to_string()));
+    let after = ocr_findings(&env, &env.path("out"), Some(&input), "after.jsonl");
+    assert!(after.is_empty(), "{after:?}");
+}
