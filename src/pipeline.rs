@@ -404,7 +404,21 @@ fn plan_pixels(
     let value_len = (range.end - range.start).saturating_sub(value_start);
     let big_endian = ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big;
     match Redaction::plan(header, big_endian, value_len, name, regions, frames) {
-        Ok(r) => PixelJob::Redact(r, what),
+        Ok(mut r) => {
+            // Overlays embedded in the pixels' high bits carry text too (judged on
+            // the original header); the clean-graphics option keeps graphics.
+            let planes = if profile.options.contains(&"clean-graphics") {
+                0
+            } else {
+                r.zero_embedded_overlays(header)
+            };
+            let what = if planes > 0 {
+                format!("{what}; {planes} overlay plane(s) in the high bits of Pixel Data cleared")
+            } else {
+                what
+            };
+            PixelJob::Redact(r, what)
+        }
         Err(e) => refuse(e.to_string()),
     }
 }

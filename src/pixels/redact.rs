@@ -53,6 +53,10 @@ pub struct Redaction {
     blank_bit: bool,
     /// Pixels blanked per frame it applies to.
     pub pixels_per_frame: u64,
+    /// Bits of every 16-bit sample that hold an overlay plane (old files embed
+    /// overlays in the unused high bits): cleared in every frame.
+    overlay_mask: u16,
+    big_endian: bool,
 }
 
 fn uint(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
@@ -229,6 +233,8 @@ impl Redaction {
             only_frames,
             blank_bit,
             pixels_per_frame,
+            overlay_mask: 0,
+            big_endian,
         };
         let need = r.unit_len() as u64 * r.units();
         if value_len < need {
@@ -237,6 +243,46 @@ impl Redaction {
             )));
         }
         Ok(r)
+    }
+
+    /// Also clears the overlay planes embedded in the high bits of 16-bit pixel
+    /// data (60xx,0102 Overlay Bit Position, without 60xx,3000 Overlay Data) in
+    /// every frame; returns how many planes. Bits inside Bits Stored are pixel
+    /// data, never touched.
+    pub fn zero_embedded_overlays(&mut self, header: &InMemDicomObject) -> u32 {
+        if self.sample_bytes != 2 || self.layout == Layout::Bits {
+            return 0;
+        }
+        let stored = uint(header, BITS_STORED).unwrap_or(16);
+        let mut planes = 0;
+        for group in (0x6000u16..=0x601E).step_by(2) {
+            let position = uint(header, Tag(group, 0x0102));
+            let separate = header.get(Tag(group, 0x3000)).is_some();
+            if let Some(bit) = position
+                && !separate
+                && (stored..16).contains(&bit)
+            {
+                self.overlay_mask |= 1 << bit;
+                planes += 1;
+            }
+        }
+        planes
+    }
+
+    fn clear_overlays(&self, buf: &mut [u8]) {
+        let keep = !self.overlay_mask;
+        for w in buf.chunks_exact_mut(2) {
+            let v = if self.big_endian {
+                u16::from_be_bytes([w[0], w[1]]) & keep
+            } else {
+                u16::from_le_bytes([w[0], w[1]]) & keep
+            };
+            w.copy_from_slice(&if self.big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            });
+        }
     }
 
     /// Frames the redaction applies to.
@@ -352,6 +398,9 @@ impl FrameEdit for Redaction {
     }
 
     fn edit(&self, index: u64, unit: &mut [u8]) {
+        if self.overlay_mask != 0 {
+            self.clear_overlays(unit);
+        }
         match self.layout {
             Layout::Bits => self.blank_bits(unit),
             _ if self.selected(index) => self.blank_frame(unit),
@@ -642,6 +691,42 @@ mod tests {
         let mut buf = vec![9u8; 8];
         r.edit(0, &mut buf);
         assert_eq!(buf, [9, 9, 9, 9, 0, 0, 128, 128]);
+    }
+
+    #[test]
+    fn embedded_overlay_bits_are_cleared_everywhere_and_pixel_bits_never() {
+        let mut h = header(1, 2, 1, 16, "MONOCHROME2");
+        h.put(DataElement::new(
+            BITS_STORED,
+            VR::US,
+            PrimitiveValue::from(12u16),
+        ));
+        h.put(DataElement::new(
+            Tag(0x6000, 0x0102),
+            VR::US,
+            PrimitiveValue::from(15u16),
+        ));
+        // An overlay with its own data is not in the pixels; one at bit 3 is pixel data.
+        h.put(DataElement::new(
+            Tag(0x6002, 0x0102),
+            VR::US,
+            PrimitiveValue::from(14u16),
+        ));
+        h.put(DataElement::new(
+            Tag(0x6002, 0x3000),
+            VR::OW,
+            PrimitiveValue::from(vec![0u8; 2]),
+        ));
+        h.put(DataElement::new(
+            Tag(0x6004, 0x0102),
+            VR::US,
+            PrimitiveValue::from(3u16),
+        ));
+        let mut r = Redaction::plan(&h, false, 4, "t", &rects(&[[0, 0, 1, 1]]), None).unwrap();
+        assert_eq!(r.zero_embedded_overlays(&h), 1);
+        let mut buf = 0xCFFFu16.to_le_bytes().repeat(2);
+        r.edit(0, &mut buf);
+        assert_eq!(buf, [0, 0, 0xFF, 0x4F]);
     }
 
     #[test]
