@@ -459,6 +459,10 @@ fn ocr_job(
     }
     let start = range.start + if repaired_header { 8 } else { header_len(ts) };
     let len = layout.frame_len();
+    // Checked before a frame's buffer is allocated: Rows and Columns come from the file.
+    if (len as u64).saturating_mul(u64::from(layout.frames)) > range.end.saturating_sub(start) {
+        return PixelJob::Refuse("Pixel Data is shorter than its frames".into());
+    }
     let mut buf = vec![0u8; len];
     let mut boxes: Vec<Rect> = Vec::new();
     for f in 0..u64::from(layout.frames) {

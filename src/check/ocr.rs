@@ -109,6 +109,14 @@ pub fn check(path: &Path, src: &Source, sets: &[&Compiled], findings: &mut Vec<F
             return;
         }
     };
+    // Rows and Columns come from the file: no buffer larger than its Pixel Data.
+    if rows > 0xFFFF || cols > 0xFFFF || frame_len as u64 > range.end.saturating_sub(value_start) {
+        findings.push(Finding::new(
+            Kind::PixelText,
+            "Pixel Data is shorter than one frame: not OCR-checked",
+        ));
+        return;
+    }
     let mut buf = vec![0u8; frame_len];
     for f in sample(frames) {
         let at = value_start + u64::from(f) * frame_len as u64;

@@ -56,7 +56,13 @@ impl GreyLayout {
             .and_then(|e| e.to_str().ok())
             .map(|s| s.trim_matches(['\0', ' ']).to_ascii_uppercase())
             .unwrap_or_default();
-        if rows == 0 || cols == 0 || !matches!(bits, 8 | 16) || !matches!(samples, 1 | 3) {
+        if rows == 0
+            || cols == 0
+            || rows > 0xFFFF
+            || cols > 0xFFFF
+            || !matches!(bits, 8 | 16)
+            || !matches!(samples, 1 | 3)
+        {
             return Err(format!(
                 "OCR reads 8 or 16-bit pixels of 1 or 3 samples, not {samples} of {bits} bits"
             ));

@@ -80,6 +80,7 @@ const BITS_ALLOCATED: Tag = Tag(0x0028, 0x0100);
 const BITS_STORED: Tag = Tag(0x0028, 0x0101);
 const PIXEL_REPRESENTATION: Tag = Tag(0x0028, 0x0103);
 const US_REGIONS: Tag = Tag(0x0018, 0x6011);
+const MAX_US_REGIONS: usize = 64;
 
 impl Redaction {
     /// Plans the redaction of a native Pixel Data value of `value_len` bytes.
@@ -97,6 +98,11 @@ impl Redaction {
         let (Some(rows), Some(cols)) = (rows, cols) else {
             return Err(unsupported("Rows or Columns missing or zero"));
         };
+        // Both are US: a larger number comes from a malformed file, and the plan
+        // holds a list per row.
+        if rows > 0xFFFF || cols > 0xFFFF {
+            return Err(unsupported("Rows or Columns larger than 65535"));
+        }
         let samples = uint(header, SAMPLES).unwrap_or(1);
         let bits =
             uint(header, BITS_ALLOCATED).ok_or_else(|| unsupported("Bits Allocated missing"))?;
@@ -514,6 +520,13 @@ fn ultrasound_regions(header: &InMemDicomObject) -> Result<Vec<Rect>, PixelError
         .get(US_REGIONS)
         .and_then(|e| e.value().items())
         .ok_or_else(|| unsupported("no Sequence of Ultrasound Regions (0018,6011) to keep"))?;
+    // Devices write one to a few regions; a file with thousands is malformed and
+    // would cost a list per row for each.
+    if items.len() > MAX_US_REGIONS {
+        return Err(unsupported(format!(
+            "more than {MAX_US_REGIONS} ultrasound regions"
+        )));
+    }
     let mut out = Vec::new();
     for item in items {
         let corner = |e: u16| uint(item, Tag(0x0018, e));
