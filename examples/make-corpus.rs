@@ -91,7 +91,8 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   make-corpus bigframe <OUT_FILE> <MiB>
-  make-corpus tree <OUT_DIR> <N> [--seed S] [--samples DIR] [--only KIND]";
+  make-corpus tree <OUT_DIR> <N> [--seed S] [--samples DIR] [--only KIND]
+  make-corpus uscine <OUT_FILE> <ROWS> <COLS> <SAMPLES 1|3> <FRAMES>";
 
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 const SAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/dicom");
@@ -143,6 +144,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bigframe") => bigframe_cmd(&args[1..]),
         Some("tree") => tree_cmd(&args[1..]),
+        Some("uscine") => uscine_cmd(&args[1..]),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -156,6 +158,98 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// uscine: an ultrasound multi-frame with a Sequence of Ultrasound Regions, for the
+// pixel redaction benchmark (benches/pixels.sh)
+
+fn uscine_cmd(args: &[String]) -> Result<()> {
+    let [out, rows, cols, samples, frames] = args else {
+        return Err("uscine takes <OUT_FILE> <ROWS> <COLS> <SAMPLES 1|3> <FRAMES>".into());
+    };
+    let num = |s: &String| {
+        s.parse::<u32>()
+            .map_err(|_| format!("expected a whole number, got {s:?}"))
+    };
+    let (rows, cols, samples, frames) = (num(rows)?, num(cols)?, num(samples)?, num(frames)?);
+    if !matches!(samples, 1 | 3) || rows == 0 || cols == 0 || frames == 0 {
+        return Err("uscine needs SAMPLES 1 or 3 and non-zero sizes".into());
+    }
+    let frame_bytes = u64::from(rows) * u64::from(cols) * u64::from(samples);
+    let length = frame_bytes * u64::from(frames);
+    if length >= u64::from(u32::MAX) {
+        return Err("Pixel Data would exceed a 32-bit length".into());
+    }
+    let uid = uid_2_25(&[
+        0x05C1_4E00,
+        u64::from(rows),
+        u64::from(cols),
+        u64::from(frames),
+    ]);
+    let class = "1.2.840.10008.5.1.4.1.1.3.1";
+    let ul = |e, v: u32| DataElement::new(Tag(0x0018, e), VR::UL, PrimitiveValue::from(v));
+    // One region: the image area, a 40-pixel margin all round.
+    let region = InMemDicomObject::from_element_iter([
+        ul(0x6018, 40),
+        ul(0x601A, 40),
+        ul(0x601C, cols.saturating_sub(41)),
+        ul(0x601E, rows.saturating_sub(41)),
+    ]);
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put_str(tags::SOP_CLASS_UID, VR::UI, class);
+    obj.put_str(tags::SOP_INSTANCE_UID, VR::UI, uid.as_str());
+    obj.put_str(tags::MODALITY, VR::CS, "US");
+    obj.put_str(tags::PATIENT_NAME, VR::PN, "BENCH^CINE");
+    obj.put(DataElement::new(
+        Tag(0x0018, 0x6011),
+        VR::SQ,
+        DataSetSequence::new(vec![region], dicom_core::Length::UNDEFINED),
+    ));
+    put_us(&mut obj, tags::SAMPLES_PER_PIXEL, samples as u16);
+    obj.put_str(
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        if samples == 3 { "RGB" } else { "MONOCHROME2" },
+    );
+    if samples == 3 {
+        put_us(&mut obj, tags::PLANAR_CONFIGURATION, 0);
+    }
+    obj.put_str(tags::NUMBER_OF_FRAMES, VR::IS, frames.to_string());
+    put_us(&mut obj, tags::ROWS, rows as u16);
+    put_us(&mut obj, tags::COLUMNS, cols as u16);
+    put_us(&mut obj, tags::BITS_ALLOCATED, 8);
+    put_us(&mut obj, tags::BITS_STORED, 8);
+    put_us(&mut obj, tags::HIGH_BIT, 7);
+    put_us(&mut obj, tags::PIXEL_REPRESENTATION, 0);
+    let obj = obj
+        .with_meta(
+            dicom_object::FileMetaTableBuilder::new()
+                .media_storage_sop_class_uid(class)
+                .media_storage_sop_instance_uid(uid.as_str())
+                .transfer_syntax(EXPLICIT_VR_LE),
+        )
+        .map_err(|e| format!("meta: {e}"))?;
+    let mut head = Vec::new();
+    obj.write_all(&mut head)
+        .map_err(|e| format!("header: {e}"))?;
+    let werr = |e: std::io::Error| format!("{out}: {e}");
+    let mut w = BufWriter::with_capacity(1 << 20, File::create(out).map_err(werr)?);
+    w.write_all(&head).map_err(werr)?;
+    w.write_all(&0x7FE0u16.to_le_bytes()).map_err(werr)?;
+    w.write_all(&0x0010u16.to_le_bytes()).map_err(werr)?;
+    w.write_all(b"OB\0\0").map_err(werr)?;
+    w.write_all(&(length as u32).to_le_bytes()).map_err(werr)?;
+    let mut frame = vec![0u8; frame_bytes as usize];
+    for f in 0..u64::from(frames) {
+        for (i, b) in frame.iter_mut().enumerate() {
+            *b = (i as u64 * 7 + f * 13) as u8;
+        }
+        w.write_all(&frame).map_err(werr)?;
+    }
+    w.flush().map_err(werr)?;
+    println!("frames={frames} frame_bytes={frame_bytes} pixel_data_length={length}");
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------

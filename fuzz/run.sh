@@ -43,7 +43,7 @@ mkdir -p "$CORPUS"
 # Seeds: every sample of testdata/ (good, derived, bad, without meta, character
 # sets, repairable quirks) and every kept regression input; copied, never committed twice.
 seeded=0
-for dir in dicom derived bad nometa charset quirks; do
+for dir in dicom derived bad nometa charset quirks pixels; do
   for f in "$ROOT/testdata/$dir"/*; do
     [ -f "$f" ] || continue
     cp "$f" "$CORPUS/seed-$dir-$(basename "$f")"

@@ -12,6 +12,7 @@ mod dataset;
 mod expect;
 mod finding;
 mod markers;
+mod ocr;
 mod originals;
 mod phi;
 mod rules;
@@ -57,6 +58,8 @@ pub struct CheckOptions {
     pub allow: Vec<String>,
     /// Warnings count against the exit code too.
     pub strict: bool,
+    /// OCR each file's pixels for identifying text (needs `tesseract`).
+    pub ocr: bool,
 }
 
 /// The outcome for one file of the tree.
@@ -149,8 +152,14 @@ pub fn run(opts: CheckOptions, out: &mut dyn Write) -> Result<ExitStatus, Error>
         ),
         None => None,
     };
+    if opts.ocr && !ocr::available() {
+        return Err(Error::Usage(
+            "--ocr needs the tesseract program (Debian: tesseract-ocr tesseract-ocr-eng)".into(),
+        ));
+    }
     let checker = Checker {
         roots: &roots,
+        ocr: opts.ocr,
         expected: &expected,
         index: index.as_ref(),
         crosswalk: crosswalk.as_ref(),
@@ -284,6 +293,8 @@ pub(crate) fn visits_of(src: &Source) -> Vec<Visit<'_>> {
 struct Checker<'a> {
     /// The roots walked, for the bucket an object entry comes from.
     roots: &'a [Root],
+    /// OCR the pixels (`--ocr`).
+    ocr: bool,
     expected: &'a Expected,
     index: Option<&'a Index>,
     /// Original values from a crosswalk, searched in every file.
@@ -403,6 +414,22 @@ impl Checker<'_> {
                 &kept,
                 findings,
             );
+        }
+        if self.ocr {
+            // The file's own identifying values, and its original's when known.
+            let own = phi::Needles::collect(&visits, self.expected).compile();
+            let single;
+            let mut sets: Vec<&phi::Compiled> = vec![&own];
+            match matched.as_ref() {
+                Some(originals::Matched::One(o)) => {
+                    single = o.needles.compile();
+                    sets.push(&single);
+                }
+                Some(originals::Matched::Several(m)) => sets.push(&m.needles),
+                None => {}
+            }
+            sets.extend(self.crosswalk);
+            ocr::check(path, src, &sets, findings);
         }
         uids::collect_references(&src.header, "", 0, &mut r.references);
         if let Some(trailing) = &src.trailing {

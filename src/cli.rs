@@ -83,6 +83,11 @@ pub struct CheckArgs {
     /// non-zero too.
     #[arg(long)]
     pub strict: bool,
+    /// OCR the pixels of every file (all frames of short files, a sample of long
+    /// cines) and report text that matches an identifying value of the file, or of
+    /// its original with --originals, by frame and box. Needs `tesseract`.
+    #[arg(long)]
+    pub ocr: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -25,6 +25,18 @@ fn header(out: &mut dyn Write, p: &CompiledProfile) -> std::io::Result<()> {
         writeln!(out, "options: {}", p.options.join(", "))?;
     }
     writeln!(out, "digest: {}", p.digest)?;
+    let builtin = p
+        .pixels
+        .rules
+        .iter()
+        .filter(|r| r.origin.source == "builtin:pixels")
+        .count();
+    writeln!(
+        out,
+        "pixels: {} rule(s) ({builtin} built-in); unmatched files at risk of burned-in text: {}",
+        p.pixels.rules.len(),
+        p.pixels.unmatched.keyword()
+    )?;
     writeln!(
         out,
         "defaults: private {}, public {}",

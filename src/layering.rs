@@ -80,7 +80,28 @@ fn report_sees_no_original_value() {
 
 #[test]
 fn the_judge_shares_no_code_with_the_engine() {
-    assert_no_use("check", &["crate::deid", "crate::pipeline"]);
+    assert_no_use(
+        "check",
+        &["crate::deid", "crate::pipeline", "crate::pixels"],
+    );
+    // The OCR judge decodes pixels itself; the redaction never asks the judge.
+    assert_no_use("pixels", &["crate::check"]);
+}
+
+/// Pixel redaction is engine code: it blanks frames it is handed and touches no
+/// file, socket or process (the encoder streams the frames to it).
+#[test]
+fn pixel_redaction_touches_no_file_system() {
+    assert_no_use(
+        "pixels",
+        &[
+            "std::fs",
+            "std::net",
+            "std::process",
+            "crate::store",
+            "crate::run",
+        ],
+    );
 }
 
 /// The key file is read once before any input (`deid/key.rs`); the per-file engine

@@ -1,5 +1,5 @@
 //! dicom-deid: de-identifies DICOM archives with PS3.15 Annex E profiles.
-//! Data flows one way: source -> read -> de-identify -> encode -> sink -> report;
+//! Data flows one way: source -> read -> de-identify -> (redact pixels) -> encode -> sink -> report;
 //! [`pipeline`] is that path, written once.
 
 pub mod check;
@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod merge;
 pub mod outcome;
 pub mod pipeline;
+pub mod pixels;
 pub mod profile;
 pub mod progress;
 pub mod quarantine;
@@ -164,6 +165,7 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 crosswalk: a.crosswalk,
                 allow: a.allow,
                 strict: a.strict,
+                ocr: a.ocr,
             },
             &mut out,
         ),

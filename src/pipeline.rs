@@ -7,13 +7,16 @@
 //! is given, and Pixel Data stays a range of that same handle until a sink copies it.
 
 use crate::deid::{Counts, CrosswalkEntry, DeidError, Engine, ExplainLine};
-use crate::io::encode::{Part10, PixelCopy, build_meta};
+use crate::io::encode::{Part10, PixelCopy, PixelEdit, build_meta};
 use crate::io::error::ReadError;
 use crate::io::read::{Classified, Source, read_input};
 use crate::io::source::{Input, Stamp};
+use crate::pixels::Redaction;
 use crate::profile::compile::Severity;
+use crate::profile::pixels::{Regions, Unmatched};
 use crate::profile::{Action, CompiledProfile};
-use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_core::value::{DataSetSequence, Value};
+use dicom_core::{DataElement, Length, PrimitiveValue, Tag, VR};
 use dicom_object::{FileMetaTable, InMemDicomObject};
 
 const PIXEL_DATA: u32 = 0x7FE0_0010;
@@ -25,6 +28,8 @@ pub struct Plan<'a> {
     pub engine: Engine<'a>,
     /// Collect a line per element for `--explain`.
     pub explain: bool,
+    /// Finds text for `pixels: {unmatched: ocr}` (the run layer's Tesseract).
+    pub text_finder: Option<&'a dyn crate::pixels::TextFinder>,
 }
 
 impl<'a> Plan<'a> {
@@ -33,6 +38,7 @@ impl<'a> Plan<'a> {
             profile,
             engine,
             explain: false,
+            text_finder: None,
         }
     }
 }
@@ -74,6 +80,8 @@ pub struct Deidentified {
     pub had_pixel_data: bool,
     /// Why a run would quarantine this input (set only when explaining).
     pub quarantined: Option<String>,
+    /// What pixel redaction does to this input (`pixels: ...`), when it runs.
+    pub pixels: Option<String>,
 }
 
 /// Reads and de-identifies one opened input whose stamp at open is `stamp`.
@@ -100,7 +108,7 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
         dropped_trailing_bytes,
         size,
         contents,
-        input,
+        mut input,
         stamp,
         implicit_vr_repaired,
         un_sequences_repaired,
@@ -122,16 +130,81 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
     let mut quarantined = None;
     // Judged on the class the output will carry: the meta's when the dataset has none.
     let meta_class = input_meta.as_ref().map(|m| m.media_storage_sop_class_uid());
-    for finding in crate::quarantine::assess(&header, meta_class, &plan.profile.quarantine) {
-        match finding.severity {
+    let keeps_pixels = *plan.profile.decide(PIXEL_DATA, None).action() == Action::Keep;
+    let findings = crate::quarantine::assess(&header, meta_class, &plan.profile.quarantine);
+    let burned_in_risk = findings
+        .iter()
+        .any(|f| f.rule.starts_with("burned-in") && f.severity == Severity::Fail);
+    // Pixel redaction is planned on the original header, before anything changes.
+    let mut pixel_job = match &pixel {
+        Some(range) if keeps_pixels => plan_pixels(
+            &header,
+            ts,
+            range,
+            implicit_vr_repaired.is_some_and(|h| h.is_some()),
+            burned_in_risk,
+            plan.profile,
+        ),
+        _ => PixelJob::None,
+    };
+    if let (PixelJob::Ocr, Some(range)) = (&pixel_job, &pixel) {
+        pixel_job = ocr_job(
+            &header,
+            ts,
+            range,
+            implicit_vr_repaired.is_some_and(|h| h.is_some()),
+            contents.as_deref(),
+            &mut *input,
+            plan.text_finder,
+        );
+    }
+    let mut fail = |rule: &'static str, reason: String| -> Result<(), PipelineError> {
+        if plan.explain {
             // Explaining goes on, to show what would happen to every element.
-            Severity::Fail if plan.explain => quarantined = Some(finding.reason),
-            Severity::Fail => {
-                return Err(PipelineError::Quarantined {
-                    rule: finding.rule,
-                    reason: finding.reason,
-                });
+            quarantined.get_or_insert(reason);
+            Ok(())
+        } else {
+            Err(PipelineError::Quarantined { rule, reason })
+        }
+    };
+    let mut pixel_note = None;
+    let mut suppress_burned_in = false;
+    let redaction = match pixel_job {
+        PixelJob::None => None,
+        PixelJob::Redact(r, what) => Some((r, what)),
+        PixelJob::Refuse(reason) => {
+            fail("pixels", reason)?;
+            None
+        }
+        PixelJob::Skip(note) => {
+            notes.push(note);
+            None
+        }
+        PixelJob::Ocr => None,
+        PixelJob::NoText(note) => {
+            // OCR read the frames and found nothing to blank: written as it is,
+            // not marked clean, the report says so for a reviewer to sample.
+            notes.push(note.clone());
+            pixel_note = Some(note);
+            suppress_burned_in = true;
+            None
+        }
+        PixelJob::Unmatched(closest) => {
+            for f in findings.iter().filter(|f| f.rule.starts_with("burned-in")) {
+                if f.severity == Severity::Fail {
+                    fail(f.rule, format!("{}; {closest}", f.reason))?;
+                }
             }
+            None
+        }
+    };
+    for finding in findings {
+        // A file a pixel rule redacts is no longer refused for its burned-in text.
+        if (redaction.is_some() || suppress_burned_in) && finding.rule.starts_with("burned-in") {
+            continue;
+        }
+        match finding.severity {
+            Severity::Fail => fail(finding.rule, finding.reason)?,
             _ => notes.push(format!("warning: {}", finding.reason)),
         }
     }
@@ -157,19 +230,40 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
         dropped_trailing_bytes,
     ));
     let had_pixel_data = pixel.is_some();
+    let mut edit = None;
+    if let Some((r, what)) = redaction {
+        mark_pixels_clean(&mut header);
+        // Counts and places, never what the pixels showed.
+        let note = format!(
+            "pixels: {what}; {} pixel(s) blanked in each of {} frame(s)",
+            r.pixels_per_frame,
+            r.frames_blanked()
+        );
+        notes.push(note.clone());
+        pixel_note = Some(note);
+        edit = Some(r);
+    }
     let pixel = match pixel {
-        Some(range) if *plan.profile.decide(PIXEL_DATA, None).action() == Action::Keep => {
+        Some(range) if keeps_pixels => {
             counts.kept += 1;
             // A dataset read as implicit VR under an explicit VR syntax is written in
             // the declared syntax: Pixel Data gets an explicit VR header instead of
             // its own 8-byte one.
             Some(match implicit_vr_repaired {
                 Some(Some(h)) => PixelCopy {
+                    edit: edit.map(|r| PixelEdit {
+                        value_start: range.start + 8,
+                        editor: Box::new(r),
+                    }),
                     range: range.start + 8..range.end,
                     contents,
                     header: Some(h),
                 },
                 _ => PixelCopy {
+                    edit: edit.map(|r| PixelEdit {
+                        value_start: range.start + header_len(ts),
+                        editor: Box::new(r),
+                    }),
                     range,
                     contents,
                     header: None,
@@ -206,7 +300,272 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
         bytes_in: size,
         had_pixel_data,
         quarantined,
+        pixels: pixel_note,
     })
+}
+
+/// What pixel redaction will do to one input.
+enum PixelJob {
+    /// Pixel Data is copied as it is.
+    None,
+    /// Blanked as planned; the text says by what (for the report).
+    Redact(Redaction, String),
+    /// A rule matched but cannot be carried out: quarantined with this reason.
+    Refuse(String),
+    /// A built-in rule matched a file not at risk but cannot be carried out: copied
+    /// as it is, with this note.
+    Skip(String),
+    /// An unmatched file at risk under `unmatched: ocr`: its frames are read next.
+    Ocr,
+    /// OCR found no text: written as it is, with this note.
+    NoText(String),
+    /// A file at risk that no rule matches: the reason's tail names the closest rule.
+    Unmatched(String),
+}
+
+/// Bytes of a native Pixel Data element's header in `ts`.
+fn header_len(ts: &dicom_encoding::TransferSyntax) -> u64 {
+    // Implicit VR Little Endian is the one syntax whose elements carry no VR.
+    if ts.uid() == "1.2.840.10008.1.2" {
+        8
+    } else {
+        12
+    }
+}
+
+fn plan_pixels(
+    header: &InMemDicomObject,
+    ts: &dicom_encoding::TransferSyntax,
+    range: &std::ops::Range<u64>,
+    repaired_header: bool,
+    burned_in_risk: bool,
+    profile: &CompiledProfile,
+) -> PixelJob {
+    let policy = &profile.pixels;
+    let mut builtin = false;
+    let (name, regions, frames, what) = match crate::pixels::select(policy, header) {
+        Some(rule) => (
+            {
+                builtin = rule.origin.source == "builtin:pixels";
+                rule.name.as_str()
+            },
+            &rule.regions,
+            rule.frames.as_deref(),
+            format!(
+                "rule `{}` ({}:{}), {}",
+                rule.name,
+                rule.origin.source,
+                rule.origin.line,
+                rule.regions.describe()
+            ),
+        ),
+        None if !burned_in_risk => return PixelJob::None,
+        None => match policy.unmatched {
+            Unmatched::Blank => (
+                "unmatched: blank",
+                &Regions::All,
+                None,
+                "unmatched: blank, every frame".to_string(),
+            ),
+            Unmatched::Quarantine | Unmatched::Ocr => {
+                let tail = match crate::pixels::closest(policy, header) {
+                    Some((r, missing)) => format!(
+                        "no pixel rule matches (closest: `{}`, which needs {missing})",
+                        r.name
+                    ),
+                    None => "no pixel rule matches".to_string(),
+                };
+                if policy.unmatched == Unmatched::Ocr {
+                    return PixelJob::Ocr;
+                }
+                return PixelJob::Unmatched(tail);
+            }
+        },
+    };
+    // A built-in rule that cannot run on a file the quarantine does not hold at
+    // risk (Burned In Annotation NO, or a class without burned-in risk) leaves the
+    // file as it was before pixel rules existed, with a note; a site's own rule, or
+    // a file at risk, is refused.
+    let refuse = |reason: String| {
+        if builtin && !burned_in_risk {
+            PixelJob::Skip(format!(
+                "pixels: built-in rule `{name}` not applied ({reason}); the file is not held at risk of burned-in text"
+            ))
+        } else {
+            PixelJob::Refuse(reason)
+        }
+    };
+    if ts.is_encapsulated_pixel_data() {
+        return refuse(format!(
+            "pixel rule `{name}` matches but the pixel data is compressed ({}): redaction of encapsulated pixel data is not supported",
+            ts.name()
+        ));
+    }
+    let value_start = if repaired_header { 8 } else { header_len(ts) };
+    let value_len = (range.end - range.start).saturating_sub(value_start);
+    let big_endian = ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big;
+    match Redaction::plan(header, big_endian, value_len, name, regions, frames) {
+        Ok(mut r) => {
+            // Overlays embedded in the pixels' high bits carry text too (judged on
+            // the original header); the clean-graphics option keeps graphics.
+            let planes = if profile.options.contains(&"clean-graphics") {
+                0
+            } else {
+                r.zero_embedded_overlays(header)
+            };
+            let what = if planes > 0 {
+                format!("{what}; {planes} overlay plane(s) in the high bits of Pixel Data cleared")
+            } else {
+                what
+            };
+            PixelJob::Redact(r, what)
+        }
+        Err(e) => refuse(e.to_string()),
+    }
+}
+
+/// Reads every frame of an unmatched file at risk, asks the finder where text is,
+/// and plans the blanking of each box (grown by a margin) in every frame.
+fn ocr_job(
+    header: &InMemDicomObject,
+    ts: &dicom_encoding::TransferSyntax,
+    range: &std::ops::Range<u64>,
+    repaired_header: bool,
+    contents: Option<&Vec<u8>>,
+    input: &mut dyn crate::io::source::Input,
+    finder: Option<&dyn crate::pixels::TextFinder>,
+) -> PixelJob {
+    use crate::pixels::ocr::{GreyLayout, MAX_FRAMES};
+    use crate::profile::pixels::Rect;
+    use std::io::SeekFrom;
+    let Some(finder) = finder else {
+        return PixelJob::Refuse("pixels.unmatched is ocr but no OCR engine is available".into());
+    };
+    if ts.is_encapsulated_pixel_data() {
+        return PixelJob::Refuse(format!(
+            "unmatched: ocr cannot read compressed pixel data ({})",
+            ts.name()
+        ));
+    }
+    let big_endian = ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big;
+    let layout = match GreyLayout::of(header, big_endian) {
+        Ok(l) => l,
+        Err(e) => return PixelJob::Refuse(format!("unmatched: ocr: {e}")),
+    };
+    if layout.frames > MAX_FRAMES {
+        return PixelJob::Refuse(format!(
+            "unmatched: ocr reads at most {MAX_FRAMES} frames; this file has {}",
+            layout.frames
+        ));
+    }
+    let start = range.start + if repaired_header { 8 } else { header_len(ts) };
+    let len = layout.frame_len();
+    // Checked before a frame's buffer is allocated: Rows and Columns come from the file.
+    if (len as u64).saturating_mul(u64::from(layout.frames)) > range.end.saturating_sub(start) {
+        return PixelJob::Refuse("Pixel Data is shorter than its frames".into());
+    }
+    let mut buf = vec![0u8; len];
+    let mut boxes: Vec<Rect> = Vec::new();
+    for f in 0..u64::from(layout.frames) {
+        let at = start + f * len as u64;
+        if at + len as u64 > range.end {
+            return PixelJob::Refuse("Pixel Data is shorter than its frames".into());
+        }
+        let read = match contents {
+            Some(bytes) => usize::try_from(at)
+                .ok()
+                .and_then(|a| bytes.get(a..a + len))
+                .map(|s| buf.copy_from_slice(s))
+                .ok_or(()),
+            None => input
+                .seek(SeekFrom::Start(at))
+                .and_then(|_| input.read_exact(&mut buf))
+                .map_err(|_| ()),
+        };
+        if read.is_err() {
+            return PixelJob::Refuse("cannot read the frames for OCR".into());
+        }
+        match finder.find(&layout.grey(&buf)) {
+            Ok(found) => boxes.extend(found.into_iter().map(|b| layout.with_margin(b))),
+            Err(e) => return PixelJob::Refuse(format!("OCR failed: {e}")),
+        }
+    }
+    if boxes.is_empty() {
+        return PixelJob::NoText(format!(
+            "pixels: ocr found no text in {} frame(s); written as it is",
+            layout.frames
+        ));
+    }
+    let shown: Vec<String> = boxes
+        .iter()
+        .take(20)
+        .map(|b| format!("[{}, {}, {}, {}]", b.x, b.y, b.w, b.h))
+        .collect();
+    let what = format!(
+        "ocr, {} box(es) blanked in every frame: {}{}",
+        boxes.len(),
+        shown.join(", "),
+        if boxes.len() > 20 { ", ..." } else { "" }
+    );
+    match Redaction::plan(
+        header,
+        big_endian,
+        range.end.saturating_sub(start),
+        "unmatched: ocr",
+        &Regions::Rects(boxes),
+        None,
+    ) {
+        Ok(r) => PixelJob::Redact(r, what),
+        Err(e) => PixelJob::Refuse(e.to_string()),
+    }
+}
+
+const BURNED_IN_ANNOTATION: Tag = Tag(0x0028, 0x0301);
+const DEID_METHOD_CODES: Tag = Tag(0x0012, 0x0064);
+const ICON_IMAGE_SEQUENCE: Tag = Tag(0x0088, 0x0200);
+const CLEAN_PIXEL_DATA: &str = "113101";
+
+/// After redaction: Burned In Annotation NO, Clean Pixel Data Option (113101) in
+/// the De-identification Method Code Sequence, and no icon (a thumbnail carries the
+/// same text, unredacted).
+fn mark_pixels_clean(header: &mut InMemDicomObject) {
+    header.put(DataElement::new(
+        BURNED_IN_ANNOTATION,
+        VR::CS,
+        PrimitiveValue::from("NO"),
+    ));
+    header.remove_element(ICON_IMAGE_SEQUENCE);
+    let code = InMemDicomObject::from_element_iter([
+        DataElement::new(
+            Tag(0x0008, 0x0100),
+            VR::SH,
+            PrimitiveValue::from(CLEAN_PIXEL_DATA),
+        ),
+        DataElement::new(Tag(0x0008, 0x0102), VR::SH, PrimitiveValue::from("DCM")),
+        DataElement::new(
+            Tag(0x0008, 0x0104),
+            VR::LO,
+            PrimitiveValue::from("Clean Pixel Data Option"),
+        ),
+    ]);
+    let mut items: Vec<InMemDicomObject> = header
+        .get(DEID_METHOD_CODES)
+        .and_then(|e| e.value().items())
+        .map(<[InMemDicomObject]>::to_vec)
+        .unwrap_or_default();
+    let has = items.iter().any(|i| {
+        i.get(Tag(0x0008, 0x0100))
+            .and_then(|e| e.to_str().ok())
+            .is_some_and(|v| v.trim() == CLEAN_PIXEL_DATA)
+    });
+    if !has {
+        items.push(code);
+    }
+    header.put(DataElement::new(
+        DEID_METHOD_CODES,
+        VR::SQ,
+        Value::from(DataSetSequence::new(items, Length::UNDEFINED)),
+    ));
 }
 
 fn repair_notes(

@@ -44,6 +44,9 @@ pub enum Kind {
     Dicomdir,
     /// Bytes after Pixel Data that do not parse as DICOM and were not verified.
     UnparsedBytes,
+    /// `check --ocr`: text in the pixels matches an identifying value (or the
+    /// pixels could not be OCR-checked).
+    PixelText,
 }
 
 impl Kind {
@@ -66,6 +69,7 @@ impl Kind {
             Kind::NotDicom => "not-dicom",
             Kind::Dicomdir => "dicomdir",
             Kind::UnparsedBytes => "unparsed-bytes",
+            Kind::PixelText => "pixel-text",
         }
     }
 
@@ -74,7 +78,7 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::NotRemoved,
         Kind::PrivateNotRemoved,
         Kind::NotEmptied,
@@ -92,6 +96,7 @@ impl Kind {
         Kind::NotDicom,
         Kind::Dicomdir,
         Kind::UnparsedBytes,
+        Kind::PixelText,
     ];
 
     /// Warnings are findings that are normal in a real export (an SR or RT plan

@@ -223,6 +223,19 @@ impl Compiled {
             .collect()
     }
 
+    /// Kinds of the needles found in `text` (any case), whole-word rule applied:
+    /// for text that is not an attribute value (OCR output).
+    pub fn kinds_in(&self, text: &str) -> Vec<ValueKind> {
+        let lower = text.to_lowercase();
+        let mut kinds: Vec<ValueKind> = self
+            .found_in(&lower)
+            .map(|i| self.needles[i].kind)
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+
     /// Needles found in `lower_text` (already lower-cased), whole-word rule applied.
     fn found_in<'a>(&'a self, lower_text: &'a str) -> impl Iterator<Item = usize> + 'a {
         self.text

@@ -178,6 +178,25 @@ pub fn buffered_copy(
 /// Any plain writer (a `Vec`, a socket) takes an object with the buffered copy.
 impl ObjectWriter for Vec<u8> {}
 
+/// Changes native Pixel Data on its way to the output, one unit (a frame, or the
+/// whole value for data not aligned on bytes per frame) at a time: the encoder reads
+/// a unit, hands it over, writes it, so a long cine never sits in memory whole.
+/// io knows nothing of why or where: the pipeline chooses the editor.
+pub trait FrameEdit: Send {
+    /// Bytes in one unit (at least 1).
+    fn unit_len(&self) -> usize;
+    /// Units to edit; bytes of the value after them are copied unchanged.
+    fn units(&self) -> u64;
+    /// Edits unit `index` (0-based) in place.
+    fn edit(&self, index: u64, unit: &mut [u8]);
+}
+
+/// An edit of Pixel Data's value, which starts at `value_start` in the input.
+pub struct PixelEdit {
+    pub value_start: u64,
+    pub editor: Box<dyn FrameEdit>,
+}
+
 /// Pixel Data as the output gets it: a range of the input, from the bytes read at
 /// open (small files) or from the open handle.
 pub struct PixelCopy {
@@ -188,6 +207,8 @@ pub struct PixelCopy {
     /// An explicit VR header written in place of the input's implicit one (the
     /// range then starts after the 8-byte implicit header).
     pub header: Option<[u8; 12]>,
+    /// Redaction of the value; None: copied byte for byte.
+    pub edit: Option<PixelEdit>,
 }
 
 /// A de-identified object ready to be encoded, holding the input it came from.
@@ -226,21 +247,26 @@ impl Part10 {
                 out.write_all(&header).map_err(werr)?;
             }
             let want = p.range.end - p.range.start;
-            let copied = match &p.contents {
-                Some(bytes) => {
-                    let slice = usize::try_from(p.range.start)
-                        .ok()
-                        .zip(usize::try_from(p.range.end).ok())
-                        .and_then(|(a, b)| bytes.get(a..b))
-                        .ok_or_else(|| {
-                            EncodeError::Malformed(
-                                "Pixel Data runs past the end of the file".into(),
-                            )
-                        })?;
-                    out.write_all(slice).map_err(werr)?;
-                    want
+            let copied = match (&p.edit, &p.contents) {
+                (Some(edit), contents) => {
+                    edited_copy(out, &mut *input, contents.as_deref(), &p.range, edit)?
                 }
-                None => out.copy_range(&mut *input, p.range.clone())?,
+                (None, contents) => match contents {
+                    Some(bytes) => {
+                        let slice = usize::try_from(p.range.start)
+                            .ok()
+                            .zip(usize::try_from(p.range.end).ok())
+                            .and_then(|(a, b)| bytes.get(a..b))
+                            .ok_or_else(|| {
+                                EncodeError::Malformed(
+                                    "Pixel Data runs past the end of the file".into(),
+                                )
+                            })?;
+                        out.write_all(slice).map_err(werr)?;
+                        want
+                    }
+                    None => out.copy_range(&mut *input, p.range.clone())?,
+                },
             };
             if copied != want {
                 return Err(EncodeError::Changed);
@@ -258,6 +284,80 @@ impl Part10 {
             Err(e) => Err(EncodeError::Read(e)),
         }
     }
+}
+
+/// Reads `len` bytes at `at` of the input (or of its bytes read at open) into
+/// `buf`; returns how many there were (fewer when the input ends early).
+fn read_at(
+    input: &mut dyn Input,
+    contents: Option<&Vec<u8>>,
+    at: u64,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    if let Some(bytes) = contents {
+        let start = usize::try_from(at).unwrap_or(usize::MAX).min(bytes.len());
+        let n = buf.len().min(bytes.len() - start);
+        buf[..n].copy_from_slice(&bytes[start..start + n]);
+        return Ok(n);
+    }
+    input.seek(SeekFrom::Start(at)).map_err(EncodeError::Read)?;
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(EncodeError::Read(e)),
+        }
+    }
+    Ok(filled)
+}
+
+/// Copies `range` of the input with its value edited unit by unit; one unit's
+/// buffer is all it holds. Returns the bytes copied.
+fn edited_copy(
+    out: &mut dyn ObjectWriter,
+    input: &mut dyn Input,
+    contents: Option<&Vec<u8>>,
+    range: &Range<u64>,
+    edit: &PixelEdit,
+) -> Result<u64, EncodeError> {
+    let werr = EncodeError::from_write;
+    let value_start = edit.value_start.clamp(range.start, range.end);
+    let mut copied = 0u64;
+    // The element header, as it was.
+    let mut head = vec![0u8; usize::try_from(value_start - range.start).unwrap_or(0)];
+    let n = read_at(input, contents, range.start, &mut head)?;
+    out.write_all(&head[..n]).map_err(werr)?;
+    copied += n as u64;
+    let unit_len = edit.editor.unit_len().max(1);
+    let mut buf = vec![0u8; unit_len];
+    let mut at = value_start;
+    for index in 0..edit.editor.units() {
+        if at + unit_len as u64 > range.end {
+            break;
+        }
+        let n = read_at(input, contents, at, &mut buf)?;
+        if n != unit_len {
+            return Ok(copied + n as u64);
+        }
+        edit.editor.edit(index, &mut buf);
+        out.write_all(&buf).map_err(werr)?;
+        at += unit_len as u64;
+        copied += unit_len as u64;
+    }
+    drop(buf);
+    // Padding after the last unit, unchanged.
+    match contents {
+        Some(_) => {
+            let mut rest = vec![0u8; usize::try_from(range.end - at).unwrap_or(0)];
+            let n = read_at(input, contents, at, &mut rest)?;
+            out.write_all(&rest[..n]).map_err(werr)?;
+            copied += n as u64;
+        }
+        None => copied += out.copy_range(input, at..range.end)?,
+    }
+    Ok(copied)
 }
 
 #[cfg(test)]

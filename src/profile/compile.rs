@@ -46,6 +46,7 @@ struct Merged {
     hipaa_ages: bool,
     coarsen_times: bool,
     quarantine: QuarantinePolicy,
+    pixels: super::pixels::PixelMerge,
     rules: BTreeMap<Target, Pending>,
     /// Every problem, in the order the layers state them.
     errors: Vec<Diagnostic>,
@@ -64,6 +65,7 @@ impl Default for Merged {
             hipaa_ages: false,
             coarsen_times: false,
             quarantine: QuarantinePolicy::default(),
+            pixels: super::pixels::PixelMerge::new(),
             rules: BTreeMap::new(),
             errors: Vec::new(),
         }
@@ -82,6 +84,7 @@ pub(super) fn compile(
         m.add_option("command line", None, opt);
     }
     m.check_option_conflicts();
+    let pixels = std::mem::take(&mut m.pixels).finish(&mut m.errors);
     if let Some(base) = layers.first() {
         m.check_foundation(base);
     }
@@ -93,7 +96,7 @@ pub(super) fn compile(
         .sort_by_key(|o| OPTION_COLUMNS.iter().position(|(n, _)| n == o));
     let rules = finish_rules(std::mem::take(&mut m.rules), &m.options);
     let index = Index::build(&rules);
-    let digest = digest(&m, &rules);
+    let digest = digest(&m, &rules, &pixels);
     Ok(CompiledProfile {
         name: m.name.unwrap_or_else(|| "custom".into()),
         description: m.description.unwrap_or_default(),
@@ -111,6 +114,7 @@ pub(super) fn compile(
         hipaa_ages: m.hipaa_ages,
         coarsen_times: m.coarsen_times,
         quarantine: m.quarantine,
+        pixels,
         digest,
     })
 }
@@ -148,6 +152,9 @@ impl Merged {
         }
         if let Some(q) = &file.quarantine {
             self.read_quarantine(src, q);
+        }
+        if let Some(p) = &file.pixels {
+            self.pixels.read(src, p, &mut self.errors);
         }
         if let Some(d) = &file.defaults {
             self.read_defaults(src, d);
@@ -395,7 +402,7 @@ impl Index {
 
 /// Hex SHA-256 over everything that changes behaviour; the text is part of the
 /// digest's meaning, so it must not change between versions without reason.
-fn digest(m: &Merged, rules: &[Rule]) -> String {
+fn digest(m: &Merged, rules: &[Rule], pixels: &super::pixels::PixelPolicy) -> String {
     let mut hasher = Sha256::new();
     hasher.update(format!(
         "private={:?};public={:?};unknown-public={:?};options={:?};shift={:?};hipaa={};coarsen={};quarantine={:?}\n",
@@ -408,6 +415,17 @@ fn digest(m: &Merged, rules: &[Rule]) -> String {
         m.coarsen_times,
         m.quarantine
     ));
+    // Origins are where a rule was written, not what it does: left out.
+    hasher.update(format!("pixels.unmatched={:?}\n", pixels.unmatched));
+    for r in &pixels.rules {
+        hasher.update(format!(
+            "pixels.{}: {} -> {}; frames={:?}\n",
+            r.name,
+            r.when.describe(),
+            r.regions.describe(),
+            r.frames
+        ));
+    }
     for r in rules {
         hasher.update(format!("{}={}", r.target.describe(), r.action.describe()));
         if !r.vrs.is_empty() {

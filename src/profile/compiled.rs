@@ -183,6 +183,8 @@ pub struct CompiledProfile {
     /// Cleaned times keep only their hour.
     pub coarsen_times: bool,
     pub quarantine: QuarantinePolicy,
+    /// Pixel redaction rules (`pixels:`), built-in rules included.
+    pub pixels: super::pixels::PixelPolicy,
     /// Hex SHA-256 of the compiled rules: equal digests mean equal behaviour.
     pub digest: String,
 }

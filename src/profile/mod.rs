@@ -10,6 +10,7 @@ pub mod generate;
 pub mod iod;
 pub mod load;
 pub mod model;
+pub mod pixels;
 pub mod replace;
 pub mod table;
 pub mod tagspec;

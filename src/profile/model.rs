@@ -30,6 +30,8 @@ pub struct ProfileFile {
     /// Files de-identification cannot make safe: each rule `fail` (default), `warn`
     /// or `off`.
     pub quarantine: Option<Spanned<QuarantineSpec>>,
+    /// Burned-in text: rules naming the regions to blank (see `profile::pixels`).
+    pub pixels: Option<Spanned<super::pixels::PixelsSpec>>,
 }
 
 #[derive(Debug, Deserialize, Clone, Default)]

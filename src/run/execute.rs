@@ -392,12 +392,14 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         Destination::Dir(out) => Box::new(FsSink::new(out.clone(), run_id)),
         Destination::S3(bucket) => Box::new(S3Sink::new(bucket.clone(), run_id)),
     };
+    let ocr = super::ocr_finder(profile)?;
+    let mut pipeline = Plan::new(
+        profile,
+        Engine::new(profile, Pseudonymizer::new(&plan.key)).with_crosswalk(crosswalk_out.is_some()),
+    );
+    pipeline.text_finder = ocr.as_ref().map(|t| t as &dyn crate::pixels::TextFinder);
     let worker = Worker {
-        pipeline: Plan::new(
-            profile,
-            Engine::new(profile, Pseudonymizer::new(&plan.key))
-                .with_crosswalk(crosswalk_out.is_some()),
-        ),
+        pipeline,
         plan,
         sink: (!opts.dry_run).then_some(sink.as_ref()),
         store: sink.as_ref(),

@@ -33,6 +33,8 @@ pub fn explain(
     };
     let mut plan = Plan::new(&profile, Engine::new(&profile, Pseudonymizer::new(&key)));
     plan.explain = true;
+    let ocr = super::ocr_finder(&profile)?;
+    plan.text_finder = ocr.as_ref().map(|t| t as &dyn crate::pixels::TextFinder);
     let io = |source| Error::Io {
         context: "stdout".into(),
         source,
@@ -119,7 +121,14 @@ pub fn explain(
         )
         .map_err(io)?;
     }
-    if d.had_pixel_data {
+    if let Some(what) = &d.pixels {
+        writeln!(
+            out,
+            "{:<44} {:<36} {:<3} {:<12} {:<22} {}",
+            "(7FE0,0010)", "PixelData", "", "", "redact", what
+        )
+        .map_err(io)?;
+    } else if d.had_pixel_data {
         let keep = d.object.pixel.is_some();
         writeln!(
             out,

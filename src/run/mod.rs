@@ -6,6 +6,7 @@ pub mod execute;
 pub mod explain;
 pub mod interrupt;
 pub mod lock;
+pub mod ocr;
 pub mod plan;
 pub mod summary;
 
@@ -131,6 +132,24 @@ pub fn parse_shard(
         )));
     }
     Ok((i, n))
+}
+
+/// The OCR engine a profile with `pixels: {unmatched: ocr}` needs, found before any
+/// file: a run that cannot honour the profile stops at once instead of
+/// quarantining every file.
+pub fn ocr_finder(
+    profile: &crate::profile::CompiledProfile,
+) -> Result<Option<ocr::Tesseract>, crate::error::Error> {
+    if profile.pixels.unmatched != crate::profile::pixels::Unmatched::Ocr {
+        return Ok(None);
+    }
+    ocr::Tesseract::new().map(Some).ok_or_else(|| {
+        crate::error::Error::Usage(
+            "the profile says pixels.unmatched: ocr, which needs the tesseract program \
+             (Debian: tesseract-ocr tesseract-ocr-eng)"
+                .into(),
+        )
+    })
 }
 
 #[cfg(test)]

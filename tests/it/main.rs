@@ -12,6 +12,7 @@ mod check;
 mod cli;
 mod judged;
 mod options;
+mod pixels;
 mod promises;
 mod readme;
 mod reliability;

@@ -2,6 +2,7 @@
 //! the JSON Lines report.
 #![allow(dead_code)]
 
+pub mod font;
 pub mod s3;
 
 use dicom_core::value::Value;

@@ -1,0 +1,211 @@
+//! Which pixel rule a file falls under: the profile's signatures tested against
+//! the original header, at any depth. When none matches, the closest rule (the one
+//! with most of its conditions met) is named in the quarantine reason, so a site
+//! sees which rule to copy and adjust.
+
+use crate::profile::pixels::{Cond, PixelPolicy, PixelRule, Test};
+use dicom_core::Tag;
+use dicom_object::InMemDicomObject;
+
+/// How deep conditions look into sequences: far beyond real files, bounded for
+/// hostile ones (the reader bounds depth too).
+const MAX_DEPTH: usize = 16;
+
+/// The first rule whose signature the header meets.
+pub fn select<'p>(policy: &'p PixelPolicy, header: &InMemDicomObject) -> Option<&'p PixelRule> {
+    policy.rules.iter().find(|r| holds(&r.when, header))
+}
+
+/// The rule with the largest share of its conditions met (ties: the first), with
+/// the first condition it misses; None when no rule meets any condition.
+pub fn closest<'p>(
+    policy: &'p PixelPolicy,
+    header: &InMemDicomObject,
+) -> Option<(&'p PixelRule, String)> {
+    let mut best: Option<(f64, &PixelRule, String)> = None;
+    for r in &policy.rules {
+        let mut met = 0usize;
+        let mut total = 0usize;
+        let mut missing = None;
+        tally(&r.when, header, &mut met, &mut total, &mut missing);
+        if met == 0 || total == 0 {
+            continue;
+        }
+        let share = met as f64 / total as f64;
+        if best.as_ref().is_none_or(|(s, _, _)| share > *s) {
+            best = Some((share, r, missing.unwrap_or_default()));
+        }
+    }
+    best.map(|(_, r, m)| (r, m))
+}
+
+fn tally(
+    c: &Cond,
+    obj: &InMemDicomObject,
+    met: &mut usize,
+    total: &mut usize,
+    missing: &mut Option<String>,
+) {
+    match c {
+        Cond::All(list) => {
+            for c in list {
+                tally(c, obj, met, total, missing);
+            }
+        }
+        Cond::Any(_) | Cond::Test { .. } => {
+            *total += 1;
+            if holds(c, obj) {
+                *met += 1;
+            } else if missing.is_none() {
+                *missing = Some(c.describe());
+            }
+        }
+    }
+}
+
+/// Whether the header meets the condition.
+pub fn holds(c: &Cond, obj: &InMemDicomObject) -> bool {
+    match c {
+        Cond::All(list) => list.iter().all(|c| holds(c, obj)),
+        Cond::Any(list) => list.iter().any(|c| holds(c, obj)),
+        Cond::Test { tag, test } => {
+            let tag = Tag((tag >> 16) as u16, (tag & 0xFFFF) as u16);
+            match test {
+                Test::Present => present(obj, tag, 0),
+                Test::Absent => !present(obj, tag, 0),
+                _ => any_value(obj, tag, 0, &|v| value_matches(v, test)),
+            }
+        }
+    }
+}
+
+fn value_matches(value: &str, test: &Test) -> bool {
+    let whole = value.trim_matches(['\0', ' ']).to_ascii_uppercase();
+    // A multi-valued element meets the test when its whole value or one of its
+    // values does (ImageType `DERIVED\SECONDARY\SCREEN SAVE`).
+    let mut candidates = vec![whole.clone()];
+    if whole.contains('\\') {
+        candidates.extend(whole.split('\\').map(|s| s.trim().to_string()));
+    }
+    candidates.iter().any(|v| match test {
+        Test::Equals(want) => v == want,
+        Test::Contains(want) => v.contains(want.as_str()),
+        Test::Prefix(want) => v.starts_with(want.as_str()),
+        Test::Present | Test::Absent => false,
+    })
+}
+
+fn present(obj: &InMemDicomObject, tag: Tag, depth: usize) -> bool {
+    if obj.get(tag).is_some() {
+        return true;
+    }
+    depth < MAX_DEPTH
+        && obj.iter().any(|e| {
+            e.value()
+                .items()
+                .is_some_and(|items| items.iter().any(|i| present(i, tag, depth + 1)))
+        })
+}
+
+fn any_value(obj: &InMemDicomObject, tag: Tag, depth: usize, f: &dyn Fn(&str) -> bool) -> bool {
+    if let Some(e) = obj.get(tag)
+        && let Ok(v) = e.to_str()
+        && f(&v)
+    {
+        return true;
+    }
+    depth < MAX_DEPTH
+        && obj.iter().any(|e| {
+            e.value()
+                .items()
+                .is_some_and(|items| items.iter().any(|i| any_value(i, tag, depth + 1, f)))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::compiled::Origin;
+    use crate::profile::pixels::{Regions, Unmatched};
+    use dicom_core::value::DataSetSequence;
+    use dicom_core::{DataElement, Length, PrimitiveValue, VR};
+
+    fn rule(name: &str, when: Cond) -> PixelRule {
+        PixelRule {
+            name: name.into(),
+            when,
+            regions: Regions::All,
+            frames: None,
+            origin: Origin {
+                source: "t".into(),
+                line: 1,
+            },
+        }
+    }
+
+    fn test(tag: u32, test: Test) -> Cond {
+        Cond::Test { tag, test }
+    }
+
+    #[test]
+    fn conditions_look_at_any_depth_and_any_value() {
+        let inner = InMemDicomObject::from_element_iter([DataElement::new(
+            Tag(0x0008, 0x0070),
+            VR::LO,
+            PrimitiveValue::from("GE MEDICAL SYSTEMS"),
+        )]);
+        let obj = InMemDicomObject::from_element_iter([
+            DataElement::new(Tag(0x0008, 0x0060), VR::CS, PrimitiveValue::from("CT")),
+            DataElement::new(
+                Tag(0x0008, 0x0008),
+                VR::CS,
+                PrimitiveValue::from("DERIVED\\SECONDARY\\SCREEN SAVE"),
+            ),
+            DataElement::new(Tag(0x0028, 0x0010), VR::US, PrimitiveValue::from(512u16)),
+            DataElement::new(
+                Tag(0x0040, 0xA730),
+                VR::SQ,
+                DataSetSequence::new(vec![inner], Length::UNDEFINED),
+            ),
+        ]);
+        assert!(holds(&test(0x0008_0070, Test::Contains("GE".into())), &obj));
+        assert!(holds(
+            &test(0x0008_0008, Test::Equals("SCREEN SAVE".into())),
+            &obj
+        ));
+        assert!(holds(&test(0x0028_0010, Test::Equals("512".into())), &obj));
+        assert!(holds(&test(0x0008_0060, Test::Prefix("C".into())), &obj));
+        assert!(holds(&test(0x0018_6011, Test::Absent), &obj));
+        assert!(!holds(&test(0x0018_6011, Test::Present), &obj));
+        let both = Cond::All(vec![
+            test(0x0008_0060, Test::Equals("CT".into())),
+            Cond::Any(vec![
+                test(0x0008_103E, Test::Contains("DOSE".into())),
+                test(0x0008_0008, Test::Contains("SCREEN".into())),
+            ]),
+        ]);
+        assert!(holds(&both, &obj));
+        let policy = PixelPolicy {
+            rules: vec![
+                rule(
+                    "us",
+                    Cond::All(vec![
+                        test(0x0008_0060, Test::Equals("US".into())),
+                        test(0x0028_0010, Test::Equals("512".into())),
+                    ]),
+                ),
+                rule("dose", both),
+            ],
+            unmatched: Unmatched::Quarantine,
+        };
+        assert_eq!(select(&policy, &obj).unwrap().name, "dose");
+        let policy = PixelPolicy {
+            rules: vec![policy.rules[0].clone()],
+            ..policy
+        };
+        assert!(select(&policy, &obj).is_none());
+        let (r, missing) = closest(&policy, &obj).unwrap();
+        assert_eq!(r.name, "us");
+        assert_eq!(missing, "(0008,0060) equals \"US\"");
+    }
+}
