@@ -99,7 +99,9 @@ impl Intake<'_> {
                     } else {
                         status::SUCCESS
                     },
-                    comment: self.refuse_quarantined.then(|| "quarantined by the profile".into()),
+                    comment: self
+                        .refuse_quarantined
+                        .then(|| "quarantined by the profile".into()),
                     outcome: Outcome::Quarantined,
                 };
             }

@@ -66,16 +66,16 @@ struct Allow {
 }
 
 fn parse_allow(s: &str) -> Result<Allow, Error> {
-    let (ae, ip) = match s.split_once('@') {
-        Some((ae, ip)) => (
-            ae,
-            Some(
-                ip.parse::<IpAddr>()
-                    .map_err(|_| Error::Usage(format!("--allow {s}: `{ip}` is not an IP address")))?,
+    let (ae, ip) =
+        match s.split_once('@') {
+            Some((ae, ip)) => (
+                ae,
+                Some(ip.parse::<IpAddr>().map_err(|_| {
+                    Error::Usage(format!("--allow {s}: `{ip}` is not an IP address"))
+                })?),
             ),
-        ),
-        None => (s, None),
-    };
+            None => (s, None),
+        };
     if ae.is_empty() || ae.len() > 16 {
         return Err(Error::Usage(format!(
             "--allow {s}: the AE title must be 1 to 16 characters"
@@ -207,7 +207,10 @@ fn clean_spool(dirs: &[&Path]) -> usize {
             let partial = name.ends_with(".part")
                 || name.starts_with(".link-")
                 || name.starts_with(crate::store::fs::TEMP_PREFIX);
-            if partial && e.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(e.path()).is_ok() {
+            if partial
+                && e.file_type().is_ok_and(|t| t.is_file())
+                && std::fs::remove_file(e.path()).is_ok()
+            {
                 removed += 1;
             }
         }
@@ -226,7 +229,10 @@ fn reject_busy(mut stream: TcpStream) {
         return;
     }
     let len = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as u64;
-    let _ = std::io::copy(&mut (&mut stream).take(len.min(1 << 20)), &mut std::io::sink());
+    let _ = std::io::copy(
+        &mut (&mut stream).take(len.min(1 << 20)),
+        &mut std::io::sink(),
+    );
     let rj = dicom_ul::Pdu::AssociationRJ(AssociationRJ {
         result: AssociationRJResult::Transient,
         source: AssociationRJSource::ServiceProviderPresentation(
@@ -335,11 +341,18 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
     install_signals();
     crate::say!(
         "dicom-deid serve: listening on {} as `{}`; profile {}, key {}; forwarding to {}",
-        listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
         opts.ae_title,
         profile.name,
         key.fingerprint(),
-        dests.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+        dests
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 
     let per_ae = PerAe {
@@ -412,7 +425,9 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
                         .write_timeout(Duration::from_secs(60));
                     match options.establish(stream) {
                         Ok(assoc) => {
-                            let from = dicom_ul::association::Association::peer_ae_title(&assoc).trim().to_string();
+                            let from = dicom_ul::association::Association::peer_ae_title(&assoc)
+                                .trim()
+                                .to_string();
                             let session = scp::Session {
                                 intake,
                                 incoming,
@@ -431,6 +446,9 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
                                 t.echoes
                             );
                         }
+                        // A connection closed before any request is a port probe
+                        // (a load balancer's health check): nothing to say.
+                        Err(dicom_ul::association::Error::ConnectionClosed { .. }) => {}
                         Err(e) => crate::say!(
                             "dicom-deid serve: association from {} refused: {e}",
                             addr.ip()
@@ -498,9 +516,17 @@ mod tests {
         let g1 = gate("127.0.0.1");
         assert!(g1.check_access("GW", "GOOD", "GW", None).is_ok());
         // The second association of the same AE is over the limit of one.
-        assert!(gate("127.0.0.1").check_access("GW", "GOOD", "GW", None).is_err());
+        assert!(
+            gate("127.0.0.1")
+                .check_access("GW", "GOOD", "GW", None)
+                .is_err()
+        );
         drop(g1);
-        assert!(gate("127.0.0.1").check_access("GW", "GOOD", "GW", None).is_ok());
+        assert!(
+            gate("127.0.0.1")
+                .check_access("GW", "GOOD", "GW", None)
+                .is_ok()
+        );
         assert_eq!(
             gate("127.0.0.2").check_access("GW", "GOOD", "GW", None),
             Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized)

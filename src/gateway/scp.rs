@@ -130,7 +130,9 @@ impl Session<'_> {
                             PDataValueType::Command => {
                                 command.extend_from_slice(&v.data);
                                 if command.len() > dimse::MAX_COMMAND_BYTES {
-                                    crate::say!("dicom-deid serve: `{from}`: oversized command; aborting");
+                                    crate::say!(
+                                        "dicom-deid serve: `{from}`: oversized command; aborting"
+                                    );
                                     let _ = assoc.abort();
                                     return tally;
                                 }
@@ -151,9 +153,12 @@ impl Session<'_> {
                                         tally.echoes += 1;
                                         let rsp = dimse::echo_rsp(
                                             rq.message_id(),
-                                            &rq.sop_class().unwrap_or_else(|| dimse::VERIFICATION.into()),
+                                            &rq.sop_class()
+                                                .unwrap_or_else(|| dimse::VERIFICATION.into()),
                                         );
-                                        if send_command(&mut assoc, v.presentation_context_id, rsp).is_err() {
+                                        if send_command(&mut assoc, v.presentation_context_id, rsp)
+                                            .is_err()
+                                        {
                                             return tally;
                                         }
                                     }
@@ -163,11 +168,17 @@ impl Session<'_> {
                                             .find(|(id, _, _)| *id == v.presentation_context_id)
                                             .map(|(_, _, ts)| ts.clone());
                                         let Some(ts) = ts else {
-                                            crate::say!("dicom-deid serve: `{from}`: C-STORE on an unaccepted presentation context; aborting");
+                                            crate::say!(
+                                                "dicom-deid serve: `{from}`: C-STORE on an unaccepted presentation context; aborting"
+                                            );
                                             let _ = assoc.abort();
                                             return tally;
                                         };
-                                        current = Some(self.open_spool(rq, v.presentation_context_id, &ts));
+                                        current = Some(self.open_spool(
+                                            rq,
+                                            v.presentation_context_id,
+                                            &ts,
+                                        ));
                                     }
                                     Ok(other) => {
                                         crate::say!(
@@ -185,7 +196,9 @@ impl Session<'_> {
                             }
                             PDataValueType::Data => {
                                 let Some(r) = current.as_mut() else {
-                                    crate::say!("dicom-deid serve: `{from}`: data without a command; aborting");
+                                    crate::say!(
+                                        "dicom-deid serve: `{from}`: data without a command; aborting"
+                                    );
                                     let _ = assoc.abort();
                                     return tally;
                                 };
@@ -250,9 +263,12 @@ impl Session<'_> {
                     .implementation_class_uid(dicom_ul::IMPLEMENTATION_CLASS_UID)
                     .build()
                     .map_err(std::io::Error::other)?;
-                out.write_all(&[0u8; 128])?;
-                out.write_all(b"DICM")?;
-                meta.write(&mut out).map_err(std::io::Error::other)?;
+                // Encoded in memory first (a few hundred bytes), so that a full disk
+                // reaches us as the io error it is, not inside a dicom-rs error.
+                let mut head = vec![0u8; 128];
+                head.extend_from_slice(b"DICM");
+                meta.write(&mut head).map_err(std::io::Error::other)?;
+                out.write_all(&head)?;
                 Ok(out)
             });
         match opened {

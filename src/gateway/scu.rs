@@ -94,8 +94,7 @@ pub fn send_batch(peer: &Peer, entries: &[PathBuf], mut done: impl FnMut(&Path, 
     for e in entries {
         match read_meta(e) {
             Ok(q) => {
-                let new = !contexts.contains_key(&(q.class.clone(), q.ts.clone()))
-                    as usize
+                let new = !contexts.contains_key(&(q.class.clone(), q.ts.clone())) as usize
                     + !contexts.contains_key(&(q.class.clone(), String::new())) as usize;
                 if contexts.len() + new > MAX_CONTEXTS {
                     break; // the rest go in the next batch
@@ -153,19 +152,13 @@ pub fn send_batch(peer: &Peer, entries: &[PathBuf], mut done: impl FnMut(&Path, 
         .presentation_contexts()
         .iter()
         .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
-        .map(|pc| {
-            (
-                trim(&pc.abstract_syntax),
-                trim(&pc.transfer_syntax),
-                pc.id,
-            )
-        })
+        .map(|pc| (trim(&pc.abstract_syntax), trim(&pc.transfer_syntax), pc.id))
         .collect();
     let mut id: u16 = 1;
-    let mut broken = None;
+    let mut broken: Option<String> = None;
     for q in &queued {
         if let Some(why) = &broken {
-            done(&q.path, Sent::Transient(format!("{why}")));
+            done(&q.path, Sent::Transient(why.clone()));
             continue;
         }
         let exact = accepted
@@ -177,7 +170,9 @@ pub fn send_batch(peer: &Peer, entries: &[PathBuf], mut done: impl FnMut(&Path, 
             .find(|(c, t, _)| *c == q.class && (t == EXPLICIT_LE || t == IMPLICIT_LE));
         let result = match (exact, fallback) {
             (Some(ctx), _) => send_one(&mut assoc, ctx, id, q, None),
-            (None, Some((_, t, ctx))) if native(&q.ts) => send_one(&mut assoc, *ctx, id, q, Some(t)),
+            (None, Some((_, t, ctx))) if native(&q.ts) => {
+                send_one(&mut assoc, *ctx, id, q, Some(t))
+            }
             (None, Some((_, t, _))) => Ok(Sent::Refused(format!(
                 "the destination accepts SOP class {} only in transfer syntax {t}; \
                  converting from {} would need pixel decoding",
@@ -295,8 +290,8 @@ fn receive_command(assoc: &mut Client) -> Result<Command, String> {
 
 /// The data set of a queued file re-encoded in `ts` (native pixel data only).
 fn convert(path: &Path, ts: &str) -> Result<Vec<u8>, String> {
-    use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
     use dicom_encoding::TransferSyntaxIndex;
+    use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
     let obj = dicom_object::OpenFileOptions::new()
         .open_file(path)
         .map_err(|e| format!("cannot re-read the queued object to convert it: {e}"))?;

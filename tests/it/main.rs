@@ -8,6 +8,7 @@ mod common;
 mod bytes;
 mod check;
 mod cli;
+mod gateway;
 mod judged;
 mod options;
 mod promises;
