@@ -48,7 +48,9 @@ pub struct ServeArgs {
     /// Spool folder: incoming objects, the queues and the dead letters.
     #[arg(long, value_name = "DIR")]
     pub spool: PathBuf,
-    /// Destination (repeatable): a folder or dimse://AE@host:port.
+    /// Destination (repeatable): a folder, dimse://AE@host:port, or
+    /// dicomweb+http(s)://host/path (STOW-RS; credentials from DICOM_DEID_STOW_TOKEN,
+    /// or DICOM_DEID_STOW_USER and DICOM_DEID_STOW_PASSWORD).
     #[arg(long = "forward", value_name = "DEST", required = true)]
     pub forward: Vec<String>,
     /// Built-in profile name or YAML file.

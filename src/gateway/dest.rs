@@ -12,6 +12,8 @@ pub enum Destination {
     Folder(PathBuf),
     /// A DICOM node reached by C-STORE.
     Dimse { ae: String, host: String, port: u16 },
+    /// A DICOMweb store reached by STOW-RS: `base` is `http(s)://host[:port]/path`.
+    Stow { base: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,10 +54,27 @@ impl Destination {
                 port,
             });
         }
+        if let Some(base) = s.strip_prefix("dicomweb+") {
+            let rest = base
+                .strip_prefix("http://")
+                .or_else(|| base.strip_prefix("https://"))
+                .ok_or_else(|| err("expected dicomweb+http://host/path or dicomweb+https://..."))?;
+            let authority = rest.split('/').next().unwrap_or("");
+            if authority.is_empty() {
+                return Err(err("the URL has no host"));
+            }
+            if authority.contains('@') {
+                return Err(err("credentials do not go in the URL (ps shows it): set \
+                     DICOM_DEID_STOW_TOKEN, or DICOM_DEID_STOW_USER and DICOM_DEID_STOW_PASSWORD"));
+            }
+            return Ok(Destination::Stow {
+                base: base.trim_end_matches('/').to_string(),
+            });
+        }
         if s.contains("://") {
             return Err(err(
-                "unsupported scheme: use a folder or dimse://AE@host:port \
-                 (dicomweb+http(s):// and s3:// are not available in this build)",
+                "unsupported scheme: use a folder, dimse://AE@host:port or \
+                 dicomweb+http(s)://host/path (s3:// is not available in this build)",
             ));
         }
         Ok(Destination::Folder(PathBuf::from(s)))
@@ -69,6 +88,10 @@ impl Destination {
                 format!("folder-{:016x}", fnv(c.as_os_str().as_encoded_bytes()))
             }
             Destination::Dimse { ae, host, port } => format!("dimse-{ae}-{host}-{port}"),
+            Destination::Stow { base } => {
+                let rest = base.split_once("://").map_or(base.as_str(), |(_, r)| r);
+                format!("stow-{rest}")
+            }
         };
         raw.chars()
             .map(|c| {
@@ -87,6 +110,7 @@ impl std::fmt::Display for Destination {
         match self {
             Destination::Folder(p) => write!(f, "{}", p.display()),
             Destination::Dimse { ae, host, port } => write!(f, "dimse://{ae}@{host}:{port}"),
+            Destination::Stow { base } => write!(f, "dicomweb+{base}"),
         }
     }
 }
@@ -167,6 +191,17 @@ mod tests {
         assert!(Destination::parse("dimse://A@h:0").is_err());
         assert!(Destination::parse("dimse://A@h:x").is_err());
         assert!(Destination::parse("ftp://x").is_err());
+        let w = Destination::parse("dicomweb+http://127.0.0.1:8042/dicom-web/").unwrap();
+        assert_eq!(
+            w,
+            Destination::Stow {
+                base: "http://127.0.0.1:8042/dicom-web".into()
+            }
+        );
+        assert_eq!(w.id(), "stow-127.0.0.1_8042_dicom-web");
+        assert_eq!(w.to_string(), "dicomweb+http://127.0.0.1:8042/dicom-web");
+        assert!(Destination::parse("dicomweb+https://u:p@h/x").is_err());
+        assert!(Destination::parse("dicomweb+ftp://h/x").is_err());
         let f = Destination::parse("/tmp/out").unwrap();
         assert!(f.id().starts_with("folder-"));
         assert_eq!(f.id(), Destination::parse("/tmp/out").unwrap().id());

@@ -67,6 +67,10 @@ pub fn entries(queue: &Path) -> Vec<PathBuf> {
 
 impl Forwarder<'_> {
     pub fn run(&self) {
+        let stow = match &self.dest {
+            Destination::Stow { base } => Some(super::stow::Stow::new(base, self.timeout)),
+            _ => None,
+        };
         let mut attempts: HashMap<PathBuf, u32> = HashMap::new();
         let mut failures = 0u32;
         let mut wait_until = Instant::now();
@@ -149,6 +153,23 @@ impl Forwarder<'_> {
                         timeout: self.timeout,
                     };
                     send_batch(&peer, &batch, &mut handle);
+                }
+                Destination::Stow { .. } => {
+                    for path in &batch {
+                        if self.stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let sent = match (&stow, super::stow::instance_of(path)) {
+                            (Some(stow), Ok(instance)) => stow.send(path, &instance),
+                            (_, Err(why)) => Sent::Refused(why),
+                            (None, _) => Sent::Transient("no STOW-RS client".into()),
+                        };
+                        let transient = matches!(sent, Sent::Transient(_));
+                        handle(path, sent);
+                        if transient {
+                            break; // the destination is failing: back off
+                        }
+                    }
                 }
             }
             if let Some(why) = transient {

@@ -132,7 +132,8 @@ pub fn send_batch(peer: &Peer, entries: &[PathBuf], mut done: impl FnMut(&Path, 
                 done(
                     &q.path,
                     Sent::Refused(format!(
-                        "the destination accepted no presentation context for SOP class {}",
+                        "the destination refused SOP class {} (no presentation context \
+                         accepted)",
                         q.class
                     )),
                 );
@@ -179,7 +180,7 @@ pub fn send_batch(peer: &Peer, entries: &[PathBuf], mut done: impl FnMut(&Path, 
                 q.class, q.ts
             ))),
             (None, None) => Ok(Sent::Refused(format!(
-                "the destination refused SOP class {} (presentation context not accepted)",
+                "the destination refused SOP class {} (no presentation context accepted)",
                 q.class
             ))),
         };

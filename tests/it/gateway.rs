@@ -159,9 +159,10 @@ fn serve(env: &Env, port: u16, forward: &[String], extra: &[&str]) -> Gateway {
         .arg(&spool)
         .arg("--key-file")
         .arg(&key)
-        .arg("--profile")
-        .arg(lenient_profile(env))
         .args(["--retry-base-ms", "200", "--retry-max-ms", "1000"]);
+    if !extra.contains(&"--profile") {
+        cmd.arg("--profile").arg(lenient_profile(env));
+    }
     for f in forward {
         cmd.arg("--forward").arg(f);
     }
@@ -741,4 +742,183 @@ fn sigterm_stops_the_gateway_cleanly_and_the_queue_survives() {
         gw.proc.log()
     );
     assert_eq!(queued(&gw.spool), 1);
+}
+
+#[test]
+fn refuse_quarantined_answers_0122_and_forwards_nothing_of_it() {
+    if !dcmtk() {
+        return;
+    }
+    let env = Env::new();
+    let out = env.path("out");
+    let gw = serve(
+        &env,
+        free_port(),
+        &[out.display().to_string()],
+        &["--profile", "basic", "--refuse-quarantined"],
+    );
+    // A secondary capture without BurnedInAnnotation: the basic profile quarantines it.
+    let (log, ok) = storescu(
+        gw.port,
+        "MOD",
+        &[
+            sample("dicom/ct_explicit_le.dcm"),
+            sample("dicom/charset_latin1.dcm"),
+        ],
+        &[],
+    );
+    assert_eq!(ok, 1, "{log}");
+    assert!(
+        log.contains("SOPClassNotSupported") || log.contains("0x0122"),
+        "{log}"
+    );
+    wait_for("the CT in the folder", || files_in(&out).len() == 1);
+    let manifest = std::fs::read_to_string(gw.spool.join("quarantine/manifest.jsonl")).unwrap();
+    assert!(manifest.contains("\"kind\":\"quarantined\""), "{manifest}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(files_in(&out).len(), 1);
+}
+
+/// Orthanc with its DICOMweb plugin, as a plain process on two free ports, HTTP
+/// reachable from this host only. None when it is not installed (a failure under
+/// CI=true or DICOM_DEID_EXTERNAL_CHECKS=1).
+struct Orthanc {
+    _proc: Proc,
+    http: u16,
+    dicom: u16,
+}
+
+const DICOMWEB_PLUGIN: &str = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so";
+
+fn orthanc(env: &Env, name: &str) -> Option<Orthanc> {
+    let have = Command::new("Orthanc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && Path::new(DICOMWEB_PLUGIN).exists();
+    if !have {
+        let required = std::env::var("CI").ok().as_deref() == Some("true")
+            || std::env::var("DICOM_DEID_EXTERNAL_CHECKS").ok().as_deref() == Some("1");
+        assert!(!required, "Orthanc and orthanc-dicomweb are required here");
+        eprintln!("SKIPPED: gateway test: Orthanc or orthanc-dicomweb is not installed");
+        return None;
+    }
+    let dir = env.path(name);
+    std::fs::create_dir_all(dir.join("db")).unwrap();
+    let (http, dicom) = (free_port(), free_port());
+    let config = serde_json::json!({
+        "Name": name,
+        "StorageDirectory": dir.join("db"),
+        "IndexDirectory": dir.join("db"),
+        "HttpPort": http,
+        "DicomPort": dicom,
+        "DicomAet": "ORTHANC",
+        "RemoteAccessAllowed": false,
+        "AuthenticationEnabled": false,
+        "DicomCheckCalledAet": false,
+        "Plugins": [DICOMWEB_PLUGIN],
+        "DicomWeb": { "Enable": true, "Root": "/dicom-web/" },
+    });
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    std::fs::write(dir.join("config/orthanc.json"), config.to_string()).unwrap();
+    let mut cmd = Command::new("Orthanc");
+    cmd.arg(format!("{}/", dir.join("config").display()));
+    let proc = spawn(&mut cmd, env.path(&format!("{name}.log")));
+    wait_listening(http);
+    wait_listening(dicom);
+    Some(Orthanc {
+        _proc: proc,
+        http,
+        dicom,
+    })
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    let text = ureq::get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Every instance in an Orthanc, as its simplified tags.
+fn orthanc_instances(o: &Orthanc) -> Vec<serde_json::Value> {
+    let base = format!("http://127.0.0.1:{}", o.http);
+    get_json(&format!("{base}/instances"))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| {
+            get_json(&format!(
+                "{base}/instances/{}/simplified-tags",
+                id.as_str().unwrap()
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn orthanc_receives_de_identified_objects_by_c_store_and_by_stow_rs() {
+    if !dcmtk() {
+        return;
+    }
+    let env = Env::new();
+    let Some(by_dimse) = orthanc(&env, "orthanc-dimse") else {
+        return;
+    };
+    let Some(by_stow) = orthanc(&env, "orthanc-stow") else {
+        return;
+    };
+    let gw = serve(
+        &env,
+        free_port(),
+        &[
+            format!("dimse://ORTHANC@127.0.0.1:{}", by_dimse.dicom),
+            format!("dicomweb+http://127.0.0.1:{}/dicom-web", by_stow.http),
+        ],
+        &[],
+    );
+    let files = vec![
+        sample("dicom/ct_explicit_le.dcm"),
+        sample("dicom/mr_fake_phi_dicognito.dcm"),
+        sample("dicom/rtplan_implicit_le.dcm"),
+        sample("dicom/sr_comprehensive_nested.dcm"),
+        sample("dicom/mr_explicit_be.dcm"),
+    ];
+    let (log, ok) = storescu(gw.port, "MOD", &files, &[]);
+    assert_eq!(ok, files.len(), "{log}");
+    let expected = uids_of(&files, SOP_INSTANCE).len();
+    wait_for("the queues to drain", || queued(&gw.spool) == 0);
+    let mut names = BTreeSet::new();
+    let mut ids = BTreeSet::new();
+    for f in &files {
+        let o = open_file(f).unwrap();
+        names.extend(text(&o, PATIENT_NAME).filter(|s| !s.is_empty()));
+        ids.extend(text(&o, PATIENT_ID).filter(|s| !s.is_empty()));
+    }
+    let originals = uids_of(&files, SOP_INSTANCE);
+    let mut seen = Vec::new();
+    for o in [&by_dimse, &by_stow] {
+        let got = orthanc_instances(o);
+        assert_eq!(got.len(), expected, "{got:?}");
+        let mut sops = BTreeSet::new();
+        for tags in &got {
+            let name = tags["PatientName"].as_str().unwrap_or("");
+            assert!(name.is_empty() || !names.contains(name), "{tags}");
+            assert!(
+                !ids.contains(tags["PatientID"].as_str().unwrap_or("")),
+                "{tags}"
+            );
+            assert_eq!(tags["PatientIdentityRemoved"], "YES", "{tags}");
+            let sop = tags["SOPInstanceUID"].as_str().unwrap().to_string();
+            assert!(!originals.contains(&sop));
+            sops.insert(sop);
+        }
+        seen.push(sops);
+    }
+    // The same key gives the same new UIDs whichever way an object travelled.
+    assert_eq!(seen[0], seen[1]);
+    assert!(files_in(&gw.spool.join("dead")).is_empty());
 }
