@@ -9,7 +9,7 @@ use dicom_ul::ClientAssociationOptions;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -228,18 +228,17 @@ fn send_one(
             }],
         })
         .map_err(|e| format!("cannot send the command: {e}"))?;
-    {
-        let mut w = assoc.send_pdata(ctx);
-        let sent = match &converted {
-            Some(bytes) => w.write_all(bytes),
-            None => File::open(&q.path).and_then(|mut f| {
+    let sent = match &converted {
+        Some(bytes) => send_data(assoc, ctx, &mut std::io::Cursor::new(bytes)),
+        None => File::open(&q.path)
+            .and_then(|mut f| {
                 f.seek(SeekFrom::Start(q.offset))?;
-                std::io::copy(&mut f, &mut w).map(|_| ())
-            }),
-        };
-        sent.and_then(|()| w.finish())
-            .map_err(|e| format!("cannot send the object: {e}"))?;
-    }
+                Ok(f)
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|mut f| send_data(assoc, ctx, &mut f)),
+    };
+    sent.map_err(|e| format!("cannot send the object: {e}"))?;
     let rsp = receive_command(assoc)?;
     let s = rsp.status().unwrap_or(0xFFFF);
     if status::is_stored(s) || s == status::DUPLICATE_SOP_INSTANCE {
@@ -256,6 +255,47 @@ fn send_one(
         } else {
             Sent::Refused(why)
         })
+    }
+}
+
+/// Streams a data set as P-DATA PDUs no larger than the peer takes (and 256 KiB at
+/// most), the last one flagged, reading one chunk ahead to know which is last.
+/// (dicom-ul's PDataWriter fails with WriteZero when a write exactly fills its
+/// buffer, which a large object hits sooner or later.)
+fn send_data(assoc: &mut Client, ctx: u8, from: &mut dyn Read) -> Result<(), String> {
+    // PDU variable part: 4 (item length) + 2 (context, control) + data.
+    let max = assoc.acceptor_max_pdu_length();
+    let max = if max == 0 {
+        256 * 1024
+    } else {
+        max.min(256 * 1024)
+    };
+    let chunk = (max as usize).saturating_sub(6).max(1024);
+    let fill = |from: &mut dyn Read| -> Result<Vec<u8>, String> {
+        let mut buf = Vec::with_capacity(chunk);
+        from.take(chunk as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("cannot read the queued object: {e}"))?;
+        Ok(buf)
+    };
+    let mut current = fill(from)?;
+    loop {
+        let next = fill(from)?;
+        let is_last = next.is_empty();
+        assoc
+            .send(&Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: ctx,
+                    value_type: PDataValueType::Data,
+                    is_last,
+                    data: current,
+                }],
+            })
+            .map_err(|e| e.to_string())?;
+        if is_last {
+            return Ok(());
+        }
+        current = next;
     }
 }
 

@@ -922,3 +922,61 @@ fn orthanc_receives_de_identified_objects_by_c_store_and_by_stow_rs() {
     assert_eq!(seen[0], seen[1]);
     assert!(files_in(&gw.spool.join("dead")).is_empty());
 }
+
+#[test]
+fn a_large_multi_frame_object_goes_through_whole_and_byte_identical() {
+    if !dcmtk() || !crate::common::external_tools(false) {
+        return;
+    }
+    let env = Env::new();
+    // 48 MiB of pixel data: thousands of P-DATA PDUs each way.
+    let big = env.path("big.dcm");
+    let script = r#"
+import sys, pydicom
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+m = FileMetaDataset()
+m.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
+m.MediaStorageSOPInstanceUID = generate_uid()
+m.TransferSyntaxUID = ExplicitVRLittleEndian
+d = FileDataset(sys.argv[1], {}, file_meta=m, preamble=b"\0" * 128)
+d.SOPClassUID = m.MediaStorageSOPClassUID
+d.SOPInstanceUID = m.MediaStorageSOPInstanceUID
+d.StudyInstanceUID = generate_uid(); d.SeriesInstanceUID = generate_uid()
+d.PatientName = "LARGE^OBJECT"; d.PatientID = "L1"; d.Modality = "CT"
+d.Rows = 512; d.Columns = 512; d.NumberOfFrames = 96
+d.SamplesPerPixel = 1; d.PhotometricInterpretation = "MONOCHROME2"
+d.BitsAllocated = 16; d.BitsStored = 16; d.HighBit = 15; d.PixelRepresentation = 0
+d.PixelData = bytes(i * 7 % 251 for i in range(512 * 512 * 2 * 96))
+d.save_as(sys.argv[1], enforce_file_format=True)
+"#;
+    let o = Command::new("python3")
+        .args(["-c", script])
+        .arg(&big)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dest_port = free_port();
+    let (_dest, received) = storescp(&env, "received", dest_port, &["-pm", "+xa"]);
+    let gw = serve(&env, free_port(), &[dimse_dest(dest_port)], &[]);
+    let (log, ok) = storescu(gw.port, "MOD", std::slice::from_ref(&big), &[]);
+    assert_eq!(ok, 1, "{log}");
+    wait_for("the object at storescp", || {
+        files_in(&received).len() == 1 && queued(&gw.spool) == 0
+    });
+    let pixels = |p: &Path| {
+        open_file(p)
+            .unwrap()
+            .element(dicom_core::Tag(0x7FE0, 0x0010))
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+            .to_vec()
+    };
+    let got = &files_in(&received)[0];
+    assert!(pixels(got) == pixels(&big), "pixel data changed on the way");
+    assert_ne!(
+        text(&open_file(got).unwrap(), PATIENT_NAME).as_deref(),
+        Some("LARGE^OBJECT")
+    );
+}
