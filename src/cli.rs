@@ -94,6 +94,13 @@ pub struct ServeArgs {
     /// Longest retry delay in milliseconds.
     #[arg(long, default_value_t = 300_000)]
     pub retry_max_ms: u64,
+    /// DICOM TLS (PS3.15 B.1) on the listener: certificate chain, PEM (the usual
+    /// port is 2762). Every association must then use TLS.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key, PEM.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -135,6 +135,7 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 base: std::time::Duration::from_millis(a.retry_base_ms),
                 max: std::time::Duration::from_millis(a.retry_max_ms),
             },
+            tls: a.tls_cert.zip(a.tls_key),
         }),
         Command::Report(ReportCommand::Merge { reports }) => merge::merge(&reports, &mut out),
         Command::Profile(ProfileCommand::List) => {

@@ -57,6 +57,8 @@ pub struct ServeOptions {
     /// How long an association may stay silent (mid-object or between objects).
     pub idle: Duration,
     pub retry: Retry,
+    /// DICOM TLS on the listener: (certificate chain PEM, private key PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// An `--allow` rule.
@@ -246,6 +248,37 @@ fn reject_busy(mut stream: TcpStream) {
     }
 }
 
+/// A rustls server configuration from PEM files (TLS 1.2 and 1.3, ring).
+fn tls_config(cert: &Path, key: &Path) -> Result<std::sync::Arc<rustls::ServerConfig>, Error> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect())
+        .map_err(|e| Error::Usage(format!("--tls-cert {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Usage(format!(
+            "--tls-cert {}: no certificate in it",
+            cert.display()
+        )));
+    }
+    // The key's own error could quote key material: say only that it is unreadable.
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|_| {
+        Error::Usage(format!(
+            "--tls-key {}: no readable PEM private key in it",
+            key.display()
+        ))
+    })?;
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Usage(format!("TLS: {e}")))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| Error::Usage(format!("TLS certificate and key: {e}")))?;
+    Ok(std::sync::Arc::new(config))
+}
+
 /// Runs the gateway until SIGTERM or SIGINT.
 pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
     let dests: Vec<Destination> = opts
@@ -334,6 +367,10 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
         refuse_quarantined: opts.refuse_quarantined,
         counter: AtomicU64::new(0),
     };
+    let tls = match &opts.tls {
+        Some((cert, key)) => Some(tls_config(cert, key)?),
+        None => None,
+    };
     let listener = TcpListener::bind(&opts.listen)
         .map_err(io_err(format!("cannot listen on {}", opts.listen)))?;
     listener
@@ -406,7 +443,7 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
             active.fetch_add(1, Ordering::SeqCst);
             let (rules, per_ae, active, intake, serial, incoming) =
                 (&rules, &per_ae, &active, &intake, &serial, &incoming);
-            let (ae_title, artim, idle) = (&opts.ae_title, opts.artim, opts.idle);
+            let (ae_title, artim, idle, tls) = (&opts.ae_title, opts.artim, opts.idle, &tls);
             let handle = std::thread::Builder::new()
                 .stack_size(16 << 20)
                 .spawn_scoped(scope, move || {
@@ -416,7 +453,7 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
                         per_ae,
                         taken: Mutex::new(None),
                     };
-                    let options = ServerAssociationOptions::new()
+                    let mut options = ServerAssociationOptions::new()
                         .ae_access_control(gate)
                         .ae_title(ae_title.as_str())
                         .promiscuous(true)
@@ -424,36 +461,47 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
                         .max_pdu_length(256 * 1024)
                         .read_timeout(artim)
                         .write_timeout(Duration::from_secs(60));
-                    match options.establish(stream) {
-                        Ok(assoc) => {
-                            let from = dicom_ul::association::Association::peer_ae_title(&assoc)
-                                .trim()
-                                .to_string();
-                            let session = scp::Session {
-                                intake,
-                                incoming,
-                                serial,
-                                idle,
-                                stop: sessions_stop,
-                            };
-                            let t = session.serve(assoc, &from);
-                            crate::say!(
-                                "dicom-deid serve: association from `{from}` ({}) ended: {} \
-                                 objects queued, {} quarantined, {} failed, {} echoes",
-                                addr.ip(),
-                                t.queued,
-                                t.quarantined,
-                                t.failed,
-                                t.echoes
-                            );
+                    let session = scp::Session {
+                        intake,
+                        incoming,
+                        serial,
+                        idle,
+                        stop: sessions_stop,
+                    };
+                    let ip = addr.ip();
+                    let ended = |from: &str, t: scp::Tally| {
+                        crate::say!(
+                            "dicom-deid serve: association from `{from}` ({ip}{}) ended: {} \
+                             objects queued, {} quarantined, {} failed, {} echoes",
+                            if tls.is_some() { ", TLS" } else { "" },
+                            t.queued,
+                            t.quarantined,
+                            t.failed,
+                            t.echoes
+                        )
+                    };
+                    use dicom_ul::association::Association;
+                    let result = match tls {
+                        Some(config) => {
+                            options = options.tls_config(config.clone());
+                            options.establish_tls(stream).map(|assoc| {
+                                let from = assoc.peer_ae_title().trim().to_string();
+                                ended(&from, session.serve(assoc, &from));
+                            })
                         }
+                        None => options.establish(stream).map(|assoc| {
+                            let from = assoc.peer_ae_title().trim().to_string();
+                            ended(&from, session.serve(assoc, &from));
+                        }),
+                    };
+                    match result {
+                        Ok(()) => {}
                         // A connection closed before any request is a port probe
                         // (a load balancer's health check): nothing to say.
                         Err(dicom_ul::association::Error::ConnectionClosed { .. }) => {}
-                        Err(e) => crate::say!(
-                            "dicom-deid serve: association from {} refused: {e}",
-                            addr.ip()
-                        ),
+                        Err(e) => {
+                            crate::say!("dicom-deid serve: association from {ip} refused: {e}")
+                        }
                     }
                     active.fetch_sub(1, Ordering::SeqCst);
                 });

@@ -44,6 +44,24 @@ impl Drop for Receiving {
     }
 }
 
+/// The TCP socket under an association's stream, plain or TLS: the idle poll sets
+/// its read timeout.
+pub trait Socket: std::io::Read + std::io::Write + dicom_ul::association::CloseSocket {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Socket for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Socket for dicom_ul::association::server::TlsStream {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+}
+
 pub struct Session<'a> {
     pub intake: &'a Intake<'a>,
     pub incoming: &'a Path,
@@ -73,9 +91,9 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 
 impl Session<'_> {
     /// Serves an established association until release, abort or error.
-    pub fn serve(&self, mut assoc: ServerAssociation<TcpStream>, from: &str) -> Tally {
+    pub fn serve<S: Socket>(&self, mut assoc: ServerAssociation<S>, from: &str) -> Tally {
         let mut tally = Tally::default();
-        let _ = assoc.inner_stream().set_read_timeout(Some(POLL));
+        let _ = assoc.inner_stream().tcp().set_read_timeout(Some(POLL));
         let mut last_heard = Instant::now();
         let contexts: Vec<(u8, String, String)> = assoc
             .presentation_contexts()
@@ -342,8 +360,8 @@ impl Session<'_> {
     }
 }
 
-fn send_command(
-    assoc: &mut ServerAssociation<TcpStream>,
+fn send_command<S: Socket>(
+    assoc: &mut ServerAssociation<S>,
     ctx: u8,
     data: Vec<u8>,
 ) -> Result<(), dicom_ul::association::Error> {

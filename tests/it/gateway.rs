@@ -980,3 +980,60 @@ d.save_as(sys.argv[1], enforce_file_format=True)
         Some("LARGE^OBJECT")
     );
 }
+
+#[test]
+fn dicom_tls_on_the_listener_takes_storescu_tls_and_refuses_plain() {
+    if !dcmtk() {
+        return;
+    }
+    let env = Env::new();
+    let (cert, key) = (env.path("cert.pem"), env.path("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !made {
+        let required = std::env::var("CI").ok().as_deref() == Some("true")
+            || std::env::var("DICOM_DEID_EXTERNAL_CHECKS").ok().as_deref() == Some("1");
+        assert!(!required, "openssl is required here");
+        eprintln!("SKIPPED: gateway TLS test: openssl is not installed");
+        return;
+    }
+    let out = env.path("out");
+    let gw = serve(
+        &env,
+        free_port(),
+        &[out.display().to_string()],
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    // TLS without a client certificate, the server's certificate trusted explicitly.
+    let (log, ok) = storescu(
+        gw.port,
+        "MOD",
+        &[sample("dicom/ct_explicit_le.dcm")],
+        &["+tla", "+cf", cert.to_str().unwrap()],
+    );
+    assert_eq!(ok, 1, "{log}");
+    wait_for("the object in the folder", || files_in(&out).len() == 1);
+    // Plain DICOM on the TLS port is refused.
+    let (log, ok) = storescu(
+        gw.port,
+        "MOD",
+        &[sample("dicom/rtplan_implicit_le.dcm")],
+        &[],
+    );
+    assert_eq!(ok, 0, "{log}");
+    assert!(gw.proc.log().contains(", TLS) ended"), "{}", gw.proc.log());
+    assert_eq!(files_in(&out).len(), 1);
+}
