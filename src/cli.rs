@@ -48,7 +48,8 @@ pub struct ServeArgs {
     /// Spool folder: incoming objects, the queues and the dead letters.
     #[arg(long, value_name = "DIR")]
     pub spool: PathBuf,
-    /// Destination (repeatable): a folder, dimse://AE@host:port, or
+    /// Destination (repeatable): a folder, dimse://AE@host:port (dimse+tls:// for
+    /// DICOM TLS, trusting --tls-ca), or
     /// dicomweb+http(s)://host/path (STOW-RS; credentials from DICOM_DEID_STOW_TOKEN,
     /// or DICOM_DEID_STOW_USER and DICOM_DEID_STOW_PASSWORD).
     #[arg(long = "forward", value_name = "DEST", required = true)]
@@ -101,6 +102,9 @@ pub struct ServeArgs {
     /// The certificate's private key, PEM.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Certificates (PEM) trusted for dimse+tls://AE@host:port destinations.
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -136,6 +136,7 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 max: std::time::Duration::from_millis(a.retry_max_ms),
             },
             tls: a.tls_cert.zip(a.tls_key),
+            tls_ca: a.tls_ca,
         }),
         Command::Report(ReportCommand::Merge { reports }) => merge::merge(&reports, &mut out),
         Command::Profile(ProfileCommand::List) => {

@@ -10,8 +10,13 @@ use std::path::{Path, PathBuf};
 pub enum Destination {
     /// A local folder: objects land under `<Study>/<Series>/<SOP>.dcm`.
     Folder(PathBuf),
-    /// A DICOM node reached by C-STORE.
-    Dimse { ae: String, host: String, port: u16 },
+    /// A DICOM node reached by C-STORE, over DICOM TLS when `tls`.
+    Dimse {
+        ae: String,
+        host: String,
+        port: u16,
+        tls: bool,
+    },
     /// A DICOMweb store reached by STOW-RS: `base` is `http(s)://host[:port]/path`.
     Stow { base: String },
 }
@@ -29,7 +34,11 @@ impl Destination {
             dest: s.to_string(),
             why: why.to_string(),
         };
-        if let Some(rest) = s.strip_prefix("dimse://") {
+        let dimse = s
+            .strip_prefix("dimse://")
+            .map(|r| (r, false))
+            .or_else(|| s.strip_prefix("dimse+tls://").map(|r| (r, true)));
+        if let Some((rest, tls)) = dimse {
             let (ae, addr) = rest
                 .split_once('@')
                 .ok_or_else(|| err("expected dimse://AE@host:port"))?;
@@ -52,6 +61,7 @@ impl Destination {
                 ae: ae.to_string(),
                 host: host.to_string(),
                 port,
+                tls,
             });
         }
         if let Some(base) = s.strip_prefix("dicomweb+") {
@@ -73,7 +83,7 @@ impl Destination {
         }
         if s.contains("://") {
             return Err(err(
-                "unsupported scheme: use a folder, dimse://AE@host:port or \
+                "unsupported scheme: use a folder, dimse://AE@host:port, dimse+tls://... or \
                  dicomweb+http(s)://host/path (s3:// is not available in this build)",
             ));
         }
@@ -87,7 +97,12 @@ impl Destination {
                 let c = crate::io::walk::canonical_lenient(p).unwrap_or_else(|_| p.clone());
                 format!("folder-{:016x}", fnv(c.as_os_str().as_encoded_bytes()))
             }
-            Destination::Dimse { ae, host, port } => format!("dimse-{ae}-{host}-{port}"),
+            Destination::Dimse {
+                ae,
+                host,
+                port,
+                tls,
+            } => format!("dimse{}-{ae}-{host}-{port}", if *tls { "-tls" } else { "" }),
             Destination::Stow { base } => {
                 let rest = base.split_once("://").map_or(base.as_str(), |(_, r)| r);
                 format!("stow-{rest}")
@@ -109,7 +124,16 @@ impl std::fmt::Display for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Destination::Folder(p) => write!(f, "{}", p.display()),
-            Destination::Dimse { ae, host, port } => write!(f, "dimse://{ae}@{host}:{port}"),
+            Destination::Dimse {
+                ae,
+                host,
+                port,
+                tls,
+            } => write!(
+                f,
+                "dimse{}://{ae}@{host}:{port}",
+                if *tls { "+tls" } else { "" }
+            ),
             Destination::Stow { base } => write!(f, "dicomweb+{base}"),
         }
     }
@@ -183,9 +207,13 @@ mod tests {
             Destination::Dimse {
                 ae: "ARCHIVE".into(),
                 host: "127.0.0.1".into(),
-                port: 11112
+                port: 11112,
+                tls: false
             }
         );
+        let t = Destination::parse("dimse+tls://ARCHIVE@pacs:2762").unwrap();
+        assert_eq!(t.id(), "dimse-tls-ARCHIVE-pacs-2762");
+        assert_eq!(t.to_string(), "dimse+tls://ARCHIVE@pacs:2762");
         assert_eq!(d.id(), "dimse-ARCHIVE-127.0.0.1-11112");
         assert!(Destination::parse("dimse://127.0.0.1:1").is_err());
         assert!(Destination::parse("dimse://A@h:0").is_err());

@@ -59,6 +59,8 @@ pub struct ServeOptions {
     pub retry: Retry,
     /// DICOM TLS on the listener: (certificate chain PEM, private key PEM).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Certificates (PEM) trusted for `dimse+tls://` destinations.
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// An `--allow` rule.
@@ -279,6 +281,31 @@ fn tls_config(cert: &Path, key: &Path) -> Result<std::sync::Arc<rustls::ServerCo
     Ok(std::sync::Arc::new(config))
 }
 
+/// A rustls client configuration trusting the certificates of a PEM file.
+fn tls_client(ca: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>, Error> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+        .and_then(|it| it.collect())
+        .map_err(|e| Error::Usage(format!("--tls-ca {}: {e}", ca.display())))?;
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(Error::Usage(format!(
+            "--tls-ca {}: no usable certificate in it",
+            ca.display()
+        )));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Usage(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
+}
+
 /// Runs the gateway until SIGTERM or SIGINT.
 pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
     let dests: Vec<Destination> = opts
@@ -367,6 +394,18 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
         refuse_quarantined: opts.refuse_quarantined,
         counter: AtomicU64::new(0),
     };
+    let wants_tls = dests
+        .iter()
+        .any(|d| matches!(d, Destination::Dimse { tls: true, .. }));
+    let tls_out = match (&opts.tls_ca, wants_tls) {
+        (Some(ca), _) => Some(tls_client(ca)?),
+        (None, true) => {
+            return Err(Error::Usage(
+                "a dimse+tls:// destination needs --tls-ca (the certificates to trust)".into(),
+            ));
+        }
+        (None, false) => None,
+    };
     let tls = match &opts.tls {
         Some((cert, key)) => Some(tls_config(cert, key)?),
         None => None,
@@ -411,6 +450,7 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
                 retry: opts.retry,
                 calling_ae: opts.ae_title.clone(),
                 timeout: Duration::from_secs(30),
+                tls: tls_out.clone(),
                 stop: &forwarders_stop,
             };
             forwarders.push(scope.spawn(move || fwd.run()));

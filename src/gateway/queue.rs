@@ -43,6 +43,8 @@ pub struct Forwarder<'a> {
     pub retry: Retry,
     pub calling_ae: String,
     pub timeout: Duration,
+    /// Trust for `dimse+tls://` destinations.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Set at shutdown: finish the object in hand, then stop.
     pub stop: &'a AtomicBool,
 }
@@ -144,13 +146,19 @@ impl Forwarder<'_> {
                         handle(path, sent);
                     }
                 }
-                Destination::Dimse { ae, host, port } => {
+                Destination::Dimse {
+                    ae,
+                    host,
+                    port,
+                    tls,
+                } => {
                     let peer = Peer {
                         calling_ae: self.calling_ae.clone(),
                         called_ae: ae.clone(),
                         host: host.clone(),
                         port: *port,
                         timeout: self.timeout,
+                        tls: if *tls { self.tls.clone() } else { None },
                     };
                     send_batch(&peer, &batch, &mut handle);
                 }

@@ -10,7 +10,6 @@ use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultRe
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,7 +24,11 @@ fn native(ts: &str) -> bool {
     matches!(ts, EXPLICIT_LE | IMPLICIT_LE | EXPLICIT_BE | DEFLATED_LE)
 }
 
-type Client = dicom_ul::ClientAssociation<TcpStream>;
+/// The stream under a client association, plain or TLS.
+pub trait Stream: Read + std::io::Write + dicom_ul::association::CloseSocket {}
+impl<S: Read + std::io::Write + dicom_ul::association::CloseSocket> Stream for S {}
+
+type Client<S> = dicom_ul::ClientAssociation<S>;
 
 /// A DICOM node to send to.
 #[derive(Debug, Clone)]
@@ -35,6 +38,8 @@ pub struct Peer {
     pub host: String,
     pub port: u16,
     pub timeout: Duration,
+    /// DICOM TLS towards the peer, trusting these roots.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// What became of one object.
@@ -125,10 +130,32 @@ pub fn send_batch(peer: &Peer, entries: &[PathBuf], mut done: impl FnMut(&Path, 
         opts = opts.with_presentation_context(class.clone(), syntaxes);
     }
     let addr = format!("{}:{}", peer.host, peer.port);
-    let mut assoc = match opts.establish_with(&format!("{}@{addr}", peer.called_ae)) {
-        Ok(a) => a,
-        Err(dicom_ul::association::Error::NoAcceptedPresentationContexts { .. }) => {
-            for q in &queued {
+    let target = format!("{}@{addr}", peer.called_ae);
+    match &peer.tls {
+        Some(config) => {
+            let opts = opts.tls_config(config.clone()).server_name(&peer.host);
+            match opts.establish_with_tls(&target) {
+                Ok(a) => run_batch(a, &queued, &mut done),
+                Err(e) => not_associated(e, &addr, &queued, &mut done),
+            }
+        }
+        None => match opts.establish_with(&target) {
+            Ok(a) => run_batch(a, &queued, &mut done),
+            Err(e) => not_associated(e, &addr, &queued, &mut done),
+        },
+    }
+}
+
+/// Every queued object's result when no association could be made.
+fn not_associated(
+    e: dicom_ul::association::Error,
+    addr: &str,
+    queued: &[Queued],
+    done: &mut impl FnMut(&Path, Sent),
+) {
+    match e {
+        dicom_ul::association::Error::NoAcceptedPresentationContexts { .. } => {
+            for q in queued {
                 done(
                     &q.path,
                     Sent::Refused(format!(
@@ -138,16 +165,22 @@ pub fn send_batch(peer: &Peer, entries: &[PathBuf], mut done: impl FnMut(&Path, 
                     )),
                 );
             }
-            return;
         }
-        Err(e) => {
+        e => {
             let why = format!("cannot associate with {addr}: {e}");
-            for q in &queued {
+            for q in queued {
                 done(&q.path, Sent::Transient(why.clone()));
             }
-            return;
         }
-    };
+    }
+}
+
+/// Sends the batch over an established association, then releases it.
+fn run_batch<S: Stream>(
+    mut assoc: Client<S>,
+    queued: &[Queued],
+    done: &mut impl FnMut(&Path, Sent),
+) {
     // (class, syntax) -> context id, for the accepted contexts.
     let accepted: Vec<(String, String, u8)> = assoc
         .presentation_contexts()
@@ -157,7 +190,7 @@ pub fn send_batch(peer: &Peer, entries: &[PathBuf], mut done: impl FnMut(&Path, 
         .collect();
     let mut id: u16 = 1;
     let mut broken: Option<String> = None;
-    for q in &queued {
+    for q in queued {
         if let Some(why) = &broken {
             done(&q.path, Sent::Transient(why.clone()));
             continue;
@@ -201,8 +234,8 @@ pub fn send_batch(peer: &Peer, entries: &[PathBuf], mut done: impl FnMut(&Path, 
 }
 
 /// Sends one object; Err when the association is no longer usable.
-fn send_one(
-    assoc: &mut Client,
+fn send_one<S: Stream>(
+    assoc: &mut Client<S>,
     ctx: u8,
     id: u16,
     q: &Queued,
@@ -262,7 +295,7 @@ fn send_one(
 /// most), the last one flagged, reading one chunk ahead to know which is last.
 /// (dicom-ul's PDataWriter fails with WriteZero when a write exactly fills its
 /// buffer, which a large object hits sooner or later.)
-fn send_data(assoc: &mut Client, ctx: u8, from: &mut dyn Read) -> Result<(), String> {
+fn send_data<S: Stream>(assoc: &mut Client<S>, ctx: u8, from: &mut dyn Read) -> Result<(), String> {
     // PDU variable part: 4 (item length) + 2 (context, control) + data.
     let max = assoc.acceptor_max_pdu_length();
     let max = if max == 0 {
@@ -300,7 +333,7 @@ fn send_data(assoc: &mut Client, ctx: u8, from: &mut dyn Read) -> Result<(), Str
 }
 
 /// Reads PDUs until a whole command set arrived.
-fn receive_command(assoc: &mut Client) -> Result<Command, String> {
+fn receive_command<S: Stream>(assoc: &mut Client<S>) -> Result<Command, String> {
     let mut buf = Vec::new();
     loop {
         match assoc.receive() {
@@ -343,38 +376,4 @@ fn convert(path: &Path, ts: &str) -> Result<Vec<u8>, String> {
     obj.write_dataset_with_ts(&mut out, target)
         .map_err(|e| format!("cannot convert the object to {ts}: {e}"))?;
     Ok(out)
-}
-
-/// Checks that a peer answers C-ECHO (used at start-up to say whether a DICOM
-/// destination is reachable; an unreachable one only delays delivery).
-pub fn echo(peer: &Peer) -> Result<(), String> {
-    let mut assoc = ClientAssociationOptions::new()
-        .calling_ae_title(peer.calling_ae.clone())
-        .called_ae_title(peer.called_ae.clone())
-        .with_abstract_syntax(dimse::VERIFICATION)
-        .read_timeout(peer.timeout)
-        .connection_timeout(peer.timeout)
-        .establish_with(&format!("{}@{}:{}", peer.called_ae, peer.host, peer.port))
-        .map_err(|e| e.to_string())?;
-    let ctx = assoc
-        .presentation_contexts()
-        .first()
-        .map(|pc| pc.id)
-        .ok_or("no presentation context")?;
-    assoc
-        .send(&Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: ctx,
-                value_type: PDataValueType::Command,
-                is_last: true,
-                data: dimse::echo_rq(1),
-            }],
-        })
-        .map_err(|e| e.to_string())?;
-    let rsp = receive_command(&mut assoc)?;
-    let _ = assoc.release();
-    match rsp.status() {
-        Some(0) => Ok(()),
-        s => Err(format!("C-ECHO status {s:?}")),
-    }
 }

@@ -981,51 +981,123 @@ d.save_as(sys.argv[1], enforce_file_format=True)
     );
 }
 
-#[test]
-fn dicom_tls_on_the_listener_takes_storescu_tls_and_refuses_plain() {
-    if !dcmtk() {
-        return;
-    }
-    let env = Env::new();
-    let (cert, key) = (env.path("cert.pem"), env.path("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .is_ok_and(|o| o.status.success());
+/// A test CA and a certificate it signed for localhost and 127.0.0.1 (rustls takes
+/// no self-signed CA certificate as a server's own), with openssl. None (skipped
+/// loudly, or a failure under CI) when openssl is missing.
+fn tls_files(env: &Env) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let (ca, ca_key) = (env.path("ca.pem"), env.path("ca.key"));
+    let (cert, key, csr) = (
+        env.path("cert.pem"),
+        env.path("key.pem"),
+        env.path("cert.csr"),
+    );
+    let ext = env.path("ext.cnf");
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let ok = |args: &[&std::ffi::OsStr]| {
+        Command::new("openssl")
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let s = |p: &PathBuf| p.as_os_str().to_owned();
+    let made = ok(&[
+        "req".as_ref(),
+        "-x509".as_ref(),
+        "-newkey".as_ref(),
+        "rsa:2048".as_ref(),
+        "-nodes".as_ref(),
+        "-days".as_ref(),
+        "2".as_ref(),
+        "-subj".as_ref(),
+        "/CN=dicom-deid test CA".as_ref(),
+        "-keyout".as_ref(),
+        &s(&ca_key),
+        "-out".as_ref(),
+        &s(&ca),
+    ]) && ok(&[
+        "req".as_ref(),
+        "-newkey".as_ref(),
+        "rsa:2048".as_ref(),
+        "-nodes".as_ref(),
+        "-subj".as_ref(),
+        "/CN=localhost".as_ref(),
+        "-keyout".as_ref(),
+        &s(&key),
+        "-out".as_ref(),
+        &s(&csr),
+    ]) && ok(&[
+        "x509".as_ref(),
+        "-req".as_ref(),
+        "-in".as_ref(),
+        &s(&csr),
+        "-CA".as_ref(),
+        &s(&ca),
+        "-CAkey".as_ref(),
+        &s(&ca_key),
+        "-CAcreateserial".as_ref(),
+        "-days".as_ref(),
+        "2".as_ref(),
+        "-extfile".as_ref(),
+        &s(&ext),
+        "-out".as_ref(),
+        &s(&cert),
+    ]);
     if !made {
         let required = std::env::var("CI").ok().as_deref() == Some("true")
             || std::env::var("DICOM_DEID_EXTERNAL_CHECKS").ok().as_deref() == Some("1");
         assert!(!required, "openssl is required here");
         eprintln!("SKIPPED: gateway TLS test: openssl is not installed");
+        return None;
+    }
+    Some((ca, cert, key))
+}
+
+#[test]
+fn dicom_tls_in_from_storescu_and_out_to_storescp() {
+    if !dcmtk() {
         return;
     }
-    let out = env.path("out");
+    let env = Env::new();
+    let Some((ca, cert, key)) = tls_files(&env) else {
+        return;
+    };
+    let p = |x: &PathBuf| x.to_str().unwrap().to_string();
+    // The destination: storescp over TLS (it asks for no client certificate: -ic).
+    let dest_port = free_port();
+    let (_dest, received) = storescp(
+        &env,
+        "received",
+        dest_port,
+        &["+tls", &p(&key), &p(&cert), "-ic", "-pm", "+xa"],
+    );
     let gw = serve(
         &env,
         free_port(),
-        &[out.display().to_string()],
+        &[format!("dimse+tls://DEST@127.0.0.1:{dest_port}")],
         &[
             "--tls-cert",
-            cert.to_str().unwrap(),
+            &p(&cert),
             "--tls-key",
-            key.to_str().unwrap(),
+            &p(&key),
+            "--tls-ca",
+            &p(&ca),
         ],
     );
-    // TLS without a client certificate, the server's certificate trusted explicitly.
+    // TLS without a client certificate, the server's certificate checked against the CA.
     let (log, ok) = storescu(
         gw.port,
         "MOD",
         &[sample("dicom/ct_explicit_le.dcm")],
-        &["+tla", "+cf", cert.to_str().unwrap()],
+        &["+tla", "+cf", &p(&ca)],
     );
     assert_eq!(ok, 1, "{log}");
-    wait_for("the object in the folder", || files_in(&out).len() == 1);
+    wait_for("the object at the TLS storescp", || {
+        files_in(&received).len() == 1 && queued(&gw.spool) == 0
+    });
     // Plain DICOM on the TLS port is refused.
     let (log, ok) = storescu(
         gw.port,
@@ -1035,5 +1107,6 @@ fn dicom_tls_on_the_listener_takes_storescu_tls_and_refuses_plain() {
     );
     assert_eq!(ok, 0, "{log}");
     assert!(gw.proc.log().contains(", TLS) ended"), "{}", gw.proc.log());
-    assert_eq!(files_in(&out).len(), 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(files_in(&received).len(), 1);
 }
