@@ -250,6 +250,58 @@ fn reject_busy(mut stream: TcpStream) {
     }
 }
 
+/// Waits (up to `artim`) until the connection's first message is wholly in the
+/// socket's buffer, without consuming it: an A-ASSOCIATE-RQ (type 01, length from
+/// its header) or, on a TLS listener, a TLS record (5-byte header, 2-byte length).
+/// False on EOF, timeout or anything else, and the connection is simply dropped.
+///
+/// Why: with dicom-ul's `sync-tls` feature on, a connection that ends before a
+/// whole request (a port probe, a client gone during ARTIM) makes `establish` and
+/// `establish_tls` spin for ever in their TLS sniffing on an exhausted buffer. So
+/// they are only called once the request they will read is there in full.
+fn first_message_arrived(stream: &TcpStream, artim: Duration, tls: bool) -> bool {
+    let deadline = std::time::Instant::now() + artim;
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut need = if tls { 5 } else { 6 };
+    let mut buf = vec![0u8; need];
+    loop {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        match stream.peek(&mut buf) {
+            Ok(0) => return false,
+            Ok(n) if n >= need => {
+                let total = if tls {
+                    if buf[0] != 0x16 {
+                        return false;
+                    }
+                    5 + u16::from_be_bytes([buf[3], buf[4]]) as usize
+                } else {
+                    if buf[0] != 0x01 {
+                        return false;
+                    }
+                    6 + u32::from_be_bytes([buf[2], buf[3], buf[4], buf[5]]) as usize
+                };
+                if total > 1 << 20 {
+                    return false;
+                }
+                if n >= total {
+                    return true;
+                }
+                need = total;
+                buf.resize(need, 0);
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 /// A rustls server configuration from PEM files (TLS 1.2 and 1.3, ring).
 fn tls_config(cert: &Path, key: &Path) -> Result<std::sync::Arc<rustls::ServerConfig>, Error> {
     use rustls::pki_types::pem::PemObject;
@@ -521,6 +573,10 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
                         )
                     };
                     use dicom_ul::association::Association;
+                    if !first_message_arrived(&stream, artim, tls.is_some()) {
+                        active.fetch_sub(1, Ordering::SeqCst);
+                        return;
+                    }
                     let result = match tls {
                         Some(config) => {
                             options = options.tls_config(config.clone());

@@ -727,14 +727,15 @@ fn sigterm_stops_the_gateway_cleanly_and_the_queue_survives() {
         return;
     }
     let env = Env::new();
-    let dest_port = free_port();
-    let mut gw = serve(&env, free_port(), &[dimse_dest(dest_port)], &[]);
+    // Port 1: refused at once (a free port could meanwhile be taken by another
+    // test's server, and a send to it would be in flight for its full timeout).
+    let mut gw = serve(&env, free_port(), &[dimse_dest(1)], &[]);
     let (log, ok) = storescu(gw.port, "MOD", &[sample("dicom/ct_explicit_le.dcm")], &[]);
     assert_eq!(ok, 1, "{log}");
     let status = gw
         .proc
         .term(Duration::from_secs(20))
-        .expect("exits on SIGTERM");
+        .unwrap_or_else(|| panic!("no exit on SIGTERM: {}", gw.proc.log()));
     assert!(status.success());
     assert!(
         gw.proc.log().contains("1 objects stay queued"),
@@ -1109,4 +1110,52 @@ fn dicom_tls_in_from_storescu_and_out_to_storescp() {
     assert!(gw.proc.log().contains(", TLS) ended"), "{}", gw.proc.log());
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(files_in(&received).len(), 1);
+}
+
+#[test]
+fn associations_over_the_limit_are_rejected_until_one_ends() {
+    if !dcmtk() {
+        return;
+    }
+    let env = Env::new();
+    let gw = serve(
+        &env,
+        free_port(),
+        &[env.path("out").display().to_string()],
+        &["--max-associations", "1"],
+    );
+    use dicom_ul::association::client::ClientAssociationOptions;
+    // The start-up probe's connection may still hold the one slot for a moment.
+    let mut held = None;
+    wait_for("the first association", || {
+        held = ClientAssociationOptions::new()
+            .calling_ae_title("HOLDER")
+            .called_ae_title("GW")
+            .with_abstract_syntax(dimse::VERIFICATION)
+            .establish_with(&format!("GW@127.0.0.1:{}", gw.port))
+            .ok();
+        held.is_some()
+    });
+    let held = held.unwrap();
+    let echo = || {
+        Command::new("echoscu")
+            .args(["-aet", "MOD", "-aec", "GW", "127.0.0.1"])
+            .arg(gw.port.to_string())
+            .output()
+            .unwrap()
+    };
+    let busy = echo();
+    assert!(!busy.status.success());
+    let err = String::from_utf8_lossy(&busy.stderr);
+    assert!(
+        err.contains("Rejected") || err.contains("rejected"),
+        "{err}"
+    );
+    assert!(
+        gw.proc.log().contains("associations already open"),
+        "{}",
+        gw.proc.log()
+    );
+    let _ = held.release();
+    wait_for("the slot to be free again", || echo().status.success());
 }
