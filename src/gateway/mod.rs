@@ -200,16 +200,23 @@ fn lock_spool(spool: &Path) -> Result<std::fs::File, Error> {
 /// Removes what a killed gateway left half done: partial receptions (never
 /// acknowledged) and staged or half-linked objects (re-sent by their sender, who
 /// was not told success either).
-fn clean_spool(dirs: &[&Path]) -> usize {
+/// Everything in `scratch` folders goes (incoming and staging hold nothing that was
+/// acknowledged); in `queues`, only temporaries.
+fn clean_spool(scratch: &[&Path], queues: &[PathBuf]) -> usize {
     let mut removed = 0;
-    for dir in dirs {
+    let dirs = scratch
+        .iter()
+        .map(|d| (*d, true))
+        .chain(queues.iter().map(|q| (q.as_path(), false)));
+    for (dir, everything) in dirs {
         let Ok(rd) = std::fs::read_dir(dir) else {
             continue;
         };
         for e in rd.filter_map(Result::ok) {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            let partial = name.ends_with(".part")
+            let partial = everything
+                || name.ends_with(".part")
                 || name.starts_with(".link-")
                 || name.starts_with(crate::store::fs::TEMP_PREFIX);
             if partial
@@ -406,9 +413,7 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
         std::fs::create_dir_all(&q).map_err(io_err(format!("cannot create {}", q.display())))?;
         queues.push(q);
     }
-    let mut to_clean: Vec<&Path> = vec![&incoming, &staging];
-    to_clean.extend(queues.iter().map(PathBuf::as_path));
-    let removed = clean_spool(&to_clean);
+    let removed = clean_spool(&[&incoming, &staging], &queues);
     if removed > 0 {
         crate::say!(
             "dicom-deid serve: removed {removed} partial files left by an interrupted gateway \
@@ -629,6 +634,27 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restart_clears_scratch_folders_and_queue_temporaries_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (incoming, staging, queue) = (
+            dir.path().join("incoming"),
+            dir.path().join("staging"),
+            dir.path().join("queue"),
+        );
+        for d in [&incoming, &staging, &queue] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(incoming.join("1-0.part"), b"x").unwrap();
+        // A staged object whose sender was never told success.
+        std::fs::write(staging.join("1.2_1.3_1.4.dcm"), b"x").unwrap();
+        std::fs::write(queue.join(".link-1-0"), b"x").unwrap();
+        std::fs::write(queue.join("1.2_1.3_1.5.dcm"), b"acknowledged").unwrap();
+        assert_eq!(clean_spool(&[&incoming, &staging], &[queue.clone()]), 3);
+        assert!(queue.join("1.2_1.3_1.5.dcm").exists());
+        assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
+    }
 
     #[test]
     fn allow_rules_parse_with_and_without_an_address() {
