@@ -651,7 +651,10 @@ mod tests {
         std::fs::write(staging.join("1.2_1.3_1.4.dcm"), b"x").unwrap();
         std::fs::write(queue.join(".link-1-0"), b"x").unwrap();
         std::fs::write(queue.join("1.2_1.3_1.5.dcm"), b"acknowledged").unwrap();
-        assert_eq!(clean_spool(&[&incoming, &staging], &[queue.clone()]), 3);
+        assert_eq!(
+            clean_spool(&[&incoming, &staging], std::slice::from_ref(&queue)),
+            3
+        );
         assert!(queue.join("1.2_1.3_1.5.dcm").exists());
         assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
     }
