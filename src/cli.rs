@@ -48,6 +48,83 @@ pub enum Command {
     },
     /// Print the manual page (roff), e.g. `dicom-deid man | man -l -`.
     Man,
+    /// Run a DICOM gateway: receive by C-STORE, de-identify, forward through
+    /// persistent queues (stops on SIGTERM).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on, e.g. 0.0.0.0:11112.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: String,
+    /// This node's AE title (callers must use it as the called AE title).
+    #[arg(long, default_value = "DICOM-DEID")]
+    pub ae_title: String,
+    /// Calling AE title allowed in, optionally only from one address (repeatable).
+    /// Without any, every calling AE is allowed.
+    #[arg(long = "allow", value_name = "AE[@IP]")]
+    pub allow: Vec<String>,
+    /// Spool folder: incoming objects, the queues and the dead letters.
+    #[arg(long, value_name = "DIR")]
+    pub spool: PathBuf,
+    /// Destination (repeatable): a folder, dimse://AE@host:port (dimse+tls:// for
+    /// DICOM TLS, trusting --tls-ca), or
+    /// dicomweb+http(s)://host/path (STOW-RS; credentials from DICOM_DEID_STOW_TOKEN,
+    /// or DICOM_DEID_STOW_USER and DICOM_DEID_STOW_PASSWORD).
+    #[arg(long = "forward", value_name = "DEST", required = true)]
+    pub forward: Vec<String>,
+    /// Built-in profile name or YAML file.
+    #[arg(long, default_value = "basic")]
+    pub profile: String,
+    /// Project secret, as for `run`. Without it UIDs change at every restart.
+    #[arg(long, env = "DICOM_DEID_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Switch on a PS3.15 E.3 option (repeatable), as for `run`.
+    #[arg(long = "option", value_name = "NAME")]
+    pub options: Vec<String>,
+    /// Quarantine folder (default: SPOOL/quarantine): manifest.jsonl lists objects
+    /// not forwarded.
+    #[arg(long, value_name = "DIR")]
+    pub quarantine: Option<PathBuf>,
+    /// Also keep a copy of each object not forwarded in the quarantine (PHI: opt-in).
+    #[arg(long)]
+    pub quarantine_copy: bool,
+    /// Answer status 0122 (refused) instead of success for an object the profile's
+    /// quarantine stops.
+    #[arg(long)]
+    pub refuse_quarantined: bool,
+    /// Associations open at once, all callers together.
+    #[arg(long, default_value_t = 16)]
+    pub max_associations: usize,
+    /// Associations open at once per calling AE title.
+    #[arg(long, default_value_t = 4)]
+    pub max_per_ae: usize,
+    /// ARTIM timeout: seconds a new connection has to request an association.
+    #[arg(long, default_value_t = 30)]
+    pub artim_timeout: u64,
+    /// Seconds an association may stay silent, mid-object or between objects.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// Failed attempts before an object goes to the dead-letter folder.
+    #[arg(long, default_value_t = 10)]
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds (doubles per failure, up to --retry-max-ms).
+    #[arg(long, default_value_t = 1000)]
+    pub retry_base_ms: u64,
+    /// Longest retry delay in milliseconds.
+    #[arg(long, default_value_t = 300_000)]
+    pub retry_max_ms: u64,
+    /// DICOM TLS (PS3.15 B.1) on the listener: certificate chain, PEM (the usual
+    /// port is 2762). Every association must then use TLS.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key, PEM.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Certificates (PEM) trusted for dimse+tls://AE@host:port destinations.
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

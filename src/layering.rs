@@ -182,3 +182,12 @@ fn progress_and_summary_see_no_dataset() {
         );
     }
 }
+
+/// The gateway is a source and a sink around the pipeline: the pipeline, the engine
+/// and the sinks know nothing of associations or sockets.
+#[test]
+fn the_pipeline_knows_no_network() {
+    for layer in ["pipeline", "deid", "store", "io"] {
+        assert_no_use(layer, &["crate::gateway", "dicom_ul", "std::net"]);
+    }
+}

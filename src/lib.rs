@@ -8,6 +8,7 @@ pub mod commands;
 pub mod crosswalk;
 pub mod deid;
 pub mod error;
+pub mod gateway;
 pub mod io;
 #[cfg(test)]
 mod layering;
@@ -141,6 +142,30 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 })?;
             Ok(ExitStatus::Success)
         }
+        Command::Serve(a) => gateway::serve(gateway::ServeOptions {
+            listen: a.listen,
+            ae_title: a.ae_title,
+            allow: a.allow,
+            spool: a.spool,
+            forward: a.forward,
+            profile: a.profile,
+            key_file: a.key_file,
+            options: a.options,
+            quarantine: a.quarantine,
+            quarantine_copy: a.quarantine_copy,
+            refuse_quarantined: a.refuse_quarantined,
+            max_associations: a.max_associations,
+            max_per_ae: a.max_per_ae,
+            artim: std::time::Duration::from_secs(a.artim_timeout),
+            idle: std::time::Duration::from_secs(a.idle_timeout),
+            retry: gateway::Retry {
+                max_attempts: a.max_attempts.max(1),
+                base: std::time::Duration::from_millis(a.retry_base_ms),
+                max: std::time::Duration::from_millis(a.retry_max_ms),
+            },
+            tls: a.tls_cert.zip(a.tls_key),
+            tls_ca: a.tls_ca,
+        }),
         Command::Report(ReportCommand::Merge { reports }) => merge::merge(&reports, &mut out),
         Command::Report(ReportCommand::Html { report, check }) => {
             report_html::write(&report, check.as_deref(), &mut out)

@@ -535,6 +535,7 @@ mod tests {
                 source: "t".into(),
                 line: None,
                 message: e.to_string(),
+                ..Diagnostic::default()
             }]
         })?;
         let mut errors = Vec::new();

@@ -22,6 +22,9 @@ pub struct FsSink {
     /// `<prefix><run id>-`: tells this run's temporaries from other runs'.
     temp_prefix: String,
     counter: AtomicU64,
+    /// Sync each file before its rename and its directory after: for a sink whose
+    /// writes are acknowledged to someone (the gateway's queues).
+    durable: bool,
 }
 
 impl FsSink {
@@ -32,7 +35,15 @@ impl FsSink {
             root,
             temp_prefix: format!("{TEMP_PREFIX}{run_id}-"),
             counter: AtomicU64::new(0),
+            durable: false,
         }
+    }
+
+    /// The same sink, with every object synced to disk (file, then directory)
+    /// before `commit` returns.
+    pub fn durable(mut self) -> Self {
+        self.durable = true;
+        self
     }
 
     fn temp_path(&self, dir: &Path) -> PathBuf {
@@ -48,11 +59,12 @@ impl Sink for FsSink {
             .parent()
             .ok_or_else(|| StoreError::Write("output path has no parent".into()))?;
         let tmp = self.temp_path(dir);
-        match write_temp(&tmp, object) {
+        match write_temp(&tmp, object, self.durable) {
             Ok(bytes) => Ok(Box::new(FsStaged {
                 tmp: Some(tmp),
                 dest,
                 bytes,
+                durable: self.durable,
             })),
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -77,6 +89,7 @@ struct FsStaged {
     tmp: Option<PathBuf>,
     dest: PathBuf,
     bytes: u64,
+    durable: bool,
 }
 
 impl Staged for FsStaged {
@@ -88,7 +101,11 @@ impl Staged for FsStaged {
         let Some(tmp) = self.tmp.take() else {
             return Ok(self.bytes);
         };
-        match std::fs::rename(&tmp, &self.dest) {
+        let renamed = std::fs::rename(&tmp, &self.dest).and_then(|()| match self.dest.parent() {
+            Some(dir) if self.durable => File::open(dir)?.sync_all(),
+            _ => Ok(()),
+        });
+        match renamed {
             Ok(()) => Ok(self.bytes),
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -141,13 +158,16 @@ fn store_error(e: std::io::Error) -> StoreError {
     }
 }
 
-fn write_temp(tmp: &Path, object: Part10) -> Result<u64, StoreError> {
+fn write_temp(tmp: &Path, object: Part10, durable: bool) -> Result<u64, StoreError> {
     let file = create_temp(tmp).map_err(store_error)?;
     let mut w = FileWriter {
         out: BufWriter::with_capacity(256 * 1024, file),
         written: 0,
     };
     object.encode(&mut w)?;
+    if durable {
+        w.out.get_ref().sync_all().map_err(store_error)?;
+    }
     Ok(w.written)
 }
 

@@ -10,6 +10,7 @@ mod diagnostics;
 mod bytes;
 mod check;
 mod cli;
+mod gateway;
 mod judged;
 mod options;
 mod pixels;

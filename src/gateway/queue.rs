@@ -1,0 +1,243 @@
+//! The persistent queue of one destination: a folder of de-identified Part 10 files
+//! (`<spool>/queue/<dest-id>/`), each made durable before the sender was told
+//! success. A forwarder thread sends them, removes each once the destination has
+//! it, backs off exponentially while the destination fails, and after a bounded
+//! number of failed attempts (or at once, for a refusal that no retry changes)
+//! moves the file to `<spool>/dead/<dest-id>/` with a `.reason.txt` beside it.
+//!
+//! A crash between a send and the removal re-sends that object on restart: every
+//! destination treats a re-sent SOP Instance UID as the same object, so each object
+//! still ends up there once.
+
+use super::dest::{Destination, copy_to_folder, sync_dir};
+use super::scu::{Peer, Sent, send_batch};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Retry policy, shared by all destinations.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Failed attempts after which an object goes to the dead-letter folder.
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Retry {
+    /// The wait after `failures` consecutive failures: base * 2^(failures-1), capped.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(20);
+        self.base.saturating_mul(1u32 << exp).min(self.max)
+    }
+}
+
+/// Objects sent per association.
+const BATCH: usize = 64;
+
+pub struct Forwarder<'a> {
+    pub dest: Destination,
+    pub queue: PathBuf,
+    pub dead: PathBuf,
+    pub retry: Retry,
+    pub calling_ae: String,
+    pub timeout: Duration,
+    /// Trust for `dimse+tls://` destinations.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Set at shutdown: finish the object in hand, then stop.
+    pub stop: &'a AtomicBool,
+}
+
+/// The entries waiting in a queue folder (temporaries start with a dot).
+pub fn entries(queue: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(queue)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    !n.starts_with('.') && n.ends_with(".dcm")
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+impl Forwarder<'_> {
+    pub fn run(&self) {
+        let stow = match &self.dest {
+            Destination::Stow { base } => Some(super::stow::Stow::new(base, self.timeout)),
+            _ => None,
+        };
+        let mut attempts: HashMap<PathBuf, u32> = HashMap::new();
+        let mut failures = 0u32;
+        let mut wait_until = Instant::now();
+        let (mut forwarded, mut dead) = (0u64, 0u64);
+        let mut last_said = (0u64, 0u64);
+        while !self.stop.load(Ordering::Relaxed) {
+            if Instant::now() < wait_until {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            let pending = entries(&self.queue);
+            if pending.is_empty() {
+                if (forwarded, dead) != last_said {
+                    crate::say!(
+                        "dicom-deid serve: {} -> {}: {forwarded} forwarded, {dead} dead-lettered \
+                         so far; queue empty",
+                        self.dest.id(),
+                        self.dest
+                    );
+                    last_said = (forwarded, dead);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            let batch: Vec<PathBuf> = pending.into_iter().take(BATCH).collect();
+            let mut transient = None;
+            let mut handle = |path: &Path, sent: Sent| match sent {
+                Sent::Stored => {
+                    // Gone once the destination has it; a crash before this line
+                    // re-sends it, which the destination takes as the same object.
+                    let _ = std::fs::remove_file(path);
+                    attempts.remove(path);
+                    forwarded += 1;
+                }
+                Sent::Refused(why) => {
+                    self.dead_letter(path, &why);
+                    attempts.remove(path);
+                    dead += 1;
+                }
+                Sent::Transient(why) => {
+                    let n = attempts.entry(path.to_path_buf()).or_insert(0);
+                    *n += 1;
+                    if *n >= self.retry.max_attempts {
+                        self.dead_letter(
+                            path,
+                            &format!("gave up after {} attempts; last: {why}", *n),
+                        );
+                        attempts.remove(path);
+                        dead += 1;
+                    }
+                    transient.get_or_insert(why);
+                }
+            };
+            match &self.dest {
+                Destination::Folder(root) => {
+                    for path in &batch {
+                        if self.stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let name = path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        let sent = match copy_to_folder(path, &name, root) {
+                            Ok(_) => Sent::Stored,
+                            Err(e) => Sent::Transient(format!(
+                                "cannot write into {}: {e}",
+                                root.display()
+                            )),
+                        };
+                        handle(path, sent);
+                    }
+                }
+                Destination::Dimse {
+                    ae,
+                    host,
+                    port,
+                    tls,
+                } => {
+                    let peer = Peer {
+                        calling_ae: self.calling_ae.clone(),
+                        called_ae: ae.clone(),
+                        host: host.clone(),
+                        port: *port,
+                        timeout: self.timeout,
+                        tls: if *tls { self.tls.clone() } else { None },
+                    };
+                    send_batch(&peer, &batch, &mut handle);
+                }
+                Destination::Stow { .. } => {
+                    for path in &batch {
+                        if self.stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let sent = match (&stow, super::stow::instance_of(path)) {
+                            (Some(stow), Ok(instance)) => stow.send(path, &instance),
+                            (_, Err(why)) => Sent::Refused(why),
+                            (None, _) => Sent::Transient("no STOW-RS client".into()),
+                        };
+                        let transient = matches!(sent, Sent::Transient(_));
+                        handle(path, sent);
+                        if transient {
+                            break; // the destination is failing: back off
+                        }
+                    }
+                }
+            }
+            if let Some(why) = transient {
+                failures += 1;
+                let wait = self.retry.backoff(failures);
+                crate::say!(
+                    "dicom-deid serve: {} -> {}: {why}; retrying in {:.1} s",
+                    self.dest.id(),
+                    self.dest,
+                    wait.as_secs_f64()
+                );
+                wait_until = Instant::now() + wait;
+            } else {
+                failures = 0;
+            }
+        }
+    }
+
+    /// Moves a queued object to the dead-letter folder with its reason beside it.
+    fn dead_letter(&self, path: &Path, why: &str) {
+        let Some(name) = path.file_name() else { return };
+        let _ = std::fs::create_dir_all(&self.dead);
+        let dest = self.dead.join(name);
+        let reason = self
+            .dead
+            .join(format!("{}.reason.txt", name.to_string_lossy()));
+        let _ = std::fs::write(&reason, format!("{}: {why}\n", self.dest));
+        match std::fs::rename(path, &dest) {
+            Ok(()) => {
+                let _ = sync_dir(&self.dead);
+                crate::say!(
+                    "dicom-deid serve: {} -> {}: dead letter {}: {why}",
+                    self.dest.id(),
+                    self.dest,
+                    dest.display()
+                );
+            }
+            Err(e) => crate::say!(
+                "dicom-deid serve: cannot move {} to the dead-letter folder: {e}",
+                path.display()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let r = Retry {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        assert_eq!(r.backoff(1), Duration::from_millis(100));
+        assert_eq!(r.backoff(2), Duration::from_millis(200));
+        assert_eq!(r.backoff(4), Duration::from_millis(800));
+        assert_eq!(r.backoff(5), Duration::from_secs(1));
+        assert_eq!(r.backoff(60), Duration::from_secs(1));
+    }
+}
