@@ -104,7 +104,7 @@ fn a_misspelt_profile_key_is_named_with_the_right_one() {
         "\
 dicom-deid: error: invalid profile (1 problem):
 
-error: unknown field `rule`, expected one of name, description, extends, options, defaults, rules, date-shift, hipaa-ages, coarsen-times, quarantine
+error: unknown field `rule`, expected one of name, description, extends, options, defaults, rules, date-shift, hipaa-ages, coarsen-times, quarantine, pixels
  --> keys.yaml:2:1
   |
 2 | rule:

@@ -451,14 +451,17 @@ fn profile_check_reports_bad_pixel_rules_with_their_lines() {
     assert_ne!(o.status.code(), Some(0));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains(":4: pixel rule `empty`") && err.contains("empty"),
+        err.contains("pixel rule `empty`") && err.contains("p.yaml:4:"),
         "{err}"
     );
     assert!(
-        err.contains(":7: pixel rule `huge`") && err.contains("plausible"),
+        err.contains("pixel rule `huge`") && err.contains("p.yaml:7:") && err.contains("plausible"),
         "{err}"
     );
-    assert!(err.contains(":12: pixel rule `typo`"), "{err}");
+    assert!(
+        err.contains("pixel rule `typo`") && err.contains("p.yaml:12:"),
+        "{err}"
+    );
     std::fs::write(
         &prof,
         "extends: basic\npixels:\n  rules:\n    - name: a\n      when: {tag: Modality, equal: US}\n      blank: all\n",
