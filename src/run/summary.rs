@@ -60,7 +60,18 @@ fn hint(kind: &str, s: &Summary, n: u64) -> String {
                     files(burned)
                 );
             }
-            let other = n.saturating_sub(burned);
+            // A pixel rule matched but could not run (compressed or unsupported
+            // pixel data, regions outside the image): see the `pixels:` section.
+            let pixels = s.quarantined_by_rule.get("pixels").copied().unwrap_or(0);
+            if pixels > 0 {
+                let _ = write!(
+                    h,
+                    "; {pixels} {} matched by a `pixels:` rule that could not redact them \
+                     (the report says why)",
+                    files(pixels)
+                );
+            }
+            let other = n.saturating_sub(burned + pixels);
             if other > 0 {
                 let _ = write!(
                     h,
@@ -214,6 +225,20 @@ dicom-deid: 303 files: 120 written, 12 skipped (10 not DICOM), 171 failed; 4.2 s
                             see the `quarantine:` section of your profile; 158 files refused for burned-in risk; 2 files refused as documents or SOP classes not allowed
   report      run.jsonl";
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn files_a_pixel_rule_could_not_redact_get_their_own_hint() {
+        let mut s = sample();
+        s.quarantined_by_rule.insert("pixels".into(), 7);
+        *s.failed_by_kind.get_mut("quarantined").unwrap() += 7;
+        let got = hint("quarantined", &s, 167);
+        assert_eq!(
+            got,
+            "see the `quarantine:` section of your profile; 158 files refused for burned-in \
+             risk; 7 files matched by a `pixels:` rule that could not redact them (the report \
+             says why); 2 files refused as documents or SOP classes not allowed"
+        );
     }
 
     #[test]
