@@ -19,6 +19,8 @@ pub enum Destination {
     },
     /// A DICOMweb store reached by STOW-RS: `base` is `http(s)://host[:port]/path`.
     Stow { base: String },
+    /// An `s3://bucket/prefix`: objects land under `prefix/<Study>/<Series>/<SOP>.dcm`.
+    S3(crate::s3::S3Url),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,10 +83,13 @@ impl Destination {
                 base: base.trim_end_matches('/').to_string(),
             });
         }
+        if let Some(url) = crate::s3::S3Url::parse(s) {
+            return url.map(Destination::S3).map_err(|e| err(&e.to_string()));
+        }
         if s.contains("://") {
             return Err(err(
-                "unsupported scheme: use a folder, dimse://AE@host:port, dimse+tls://... or \
-                 dicomweb+http(s)://host/path (s3:// is not available in this build)",
+                "unsupported scheme: use a folder, s3://bucket/prefix, dimse://AE@host:port, \
+                 dimse+tls://... or dicomweb+http(s)://host/path",
             ));
         }
         Ok(Destination::Folder(PathBuf::from(s)))
@@ -107,6 +112,7 @@ impl Destination {
                 let rest = base.split_once("://").map_or(base.as_str(), |(_, r)| r);
                 format!("stow-{rest}")
             }
+            Destination::S3(url) => format!("s3-{}-{}", url.bucket, url.prefix),
         };
         raw.chars()
             .map(|c| {
@@ -124,6 +130,7 @@ impl std::fmt::Display for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Destination::Folder(p) => write!(f, "{}", p.display()),
+            Destination::S3(url) => write!(f, "{url}"),
             Destination::Dimse {
                 ae,
                 host,
@@ -193,6 +200,21 @@ pub fn copy_to_folder(entry: &Path, name: &str, root: &Path) -> std::io::Result<
         let _ = std::fs::remove_file(&tmp);
     }
     result.map(|()| dest)
+}
+
+/// Uploads a queued object to the bucket under the same names as a folder gets
+/// (create-only: an object already there is the same SOP Instance, sent before).
+pub fn put_to_bucket(
+    entry: &Path,
+    name: &str,
+    bucket: &crate::s3::Bucket,
+) -> Result<String, crate::s3::S3Error> {
+    let rel = unflatten(name);
+    let key = bucket.url.key(&rel.to_string_lossy());
+    match crate::s3::put_file(bucket, &key, entry) {
+        Ok(()) | Err(crate::s3::S3Error::Exists) => Ok(key),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -162,6 +162,34 @@ impl Forwarder<'_> {
                     };
                     send_batch(&peer, &batch, &mut handle);
                 }
+                Destination::S3(url) => {
+                    // Credentials and endpoint from the AWS environment, as for `run`.
+                    match crate::s3::Bucket::open(url, &crate::s3::Endpoint::default()) {
+                        Err(e) => {
+                            transient = Some(e.to_string());
+                        }
+                        Ok(bucket) => {
+                            for path in &batch {
+                                if self.stop.load(Ordering::Relaxed) {
+                                    break;
+                                }
+                                let name = path
+                                    .file_name()
+                                    .map(|n| n.to_string_lossy().into_owned())
+                                    .unwrap_or_default();
+                                let sent = match super::dest::put_to_bucket(path, &name, &bucket) {
+                                    Ok(_) => Sent::Stored,
+                                    Err(e) => Sent::Transient(e.to_string()),
+                                };
+                                let failing = matches!(sent, Sent::Transient(_));
+                                handle(path, sent);
+                                if failing {
+                                    break; // the store is failing: back off
+                                }
+                            }
+                        }
+                    }
+                }
                 Destination::Stow { .. } => {
                     for path in &batch {
                         if self.stop.load(Ordering::Relaxed) {

@@ -1159,3 +1159,75 @@ fn associations_over_the_limit_are_rejected_until_one_ends() {
     let _ = held.release();
     wait_for("the slot to be free again", || echo().status.success());
 }
+
+/// A bucket as a destination: objects arrive de-identified under the same names a
+/// folder gets; a re-sent object is harmless.
+#[test]
+fn an_s3_destination_gets_the_de_identified_objects() {
+    if !dcmtk() {
+        return;
+    }
+    let Some(weed) = crate::common::s3::server() else {
+        return;
+    };
+    let env = Env::new();
+    let port = free_port();
+    let key = env.key("gw.key", 7);
+    let mut cmd = weed.command(&env.path("state"));
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--ae-title",
+        "GW",
+    ])
+    .arg("--spool")
+    .arg(env.path("spool"))
+    .arg("--key-file")
+    .arg(&key)
+    .args(["--retry-base-ms", "200", "--retry-max-ms", "1000"])
+    .arg("--profile")
+    .arg(lenient_profile(&env))
+    .args(["--forward", "s3://out/gateway"]);
+    let _gw = spawn(&mut cmd, env.path("serve.log"));
+    wait_listening(port);
+    let files: Vec<PathBuf> = [
+        "dicom/ct_explicit_le.dcm",
+        "dicom/mr_implicit_le.dcm",
+        "dicom/rtdose_multiframe.dcm",
+    ]
+    .iter()
+    .map(|s| sample(s))
+    .collect();
+    let (log, ok) = storescu(port, "MOD", &files, &[]);
+    assert_eq!(ok, files.len(), "{log}");
+    wait_for("3 objects in the bucket", || {
+        weed.keys("out", "gateway").len() == 3
+    });
+    // Sent again: the destination already has them, nothing new appears.
+    let (log, ok) = storescu(port, "MOD", &files, &[]);
+    assert_eq!(ok, files.len(), "{log}");
+    wait_for("the queue to drain", || {
+        std::fs::read_dir(env.path("spool").join("queue"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .all(|q| std::fs::read_dir(q.path()).map_or(true, |mut e| e.next().is_none()))
+            })
+            .unwrap_or(false)
+    });
+    let got = env.path("got");
+    let names = weed.download("out", "gateway", &got);
+    assert_eq!(names.len(), 3, "{names:?}");
+    for n in names {
+        assert!(n.to_string_lossy().ends_with(".dcm"), "{}", n.display());
+        let obj = open_file(got.join(&n)).unwrap();
+        assert_eq!(text(&obj, IDENTITY_REMOVED).as_deref(), Some("YES"));
+        let id = text(&obj, PATIENT_ID).unwrap_or_default();
+        for f in &files {
+            let orig = open_file(f).unwrap();
+            let orig_id = text(&orig, PATIENT_ID).unwrap_or_default();
+            assert!(orig_id.is_empty() || orig_id != id, "patient ID kept");
+            assert_ne!(text(&orig, SOP_INSTANCE), text(&obj, SOP_INSTANCE));
+        }
+    }
+}
