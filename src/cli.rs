@@ -173,8 +173,9 @@ pub struct RunArgs {
     /// `s3://bucket/prefix` (every object under the prefix).
     #[arg(required_unless_present = "explain")]
     pub inputs: Vec<PathBuf>,
-    /// Output directory (created if needed; must not overlap an input), or
-    /// `s3://bucket/prefix`.
+    /// Output directory (created if needed; must not overlap an input),
+    /// `s3://bucket/prefix`, `dimse://AE@host:port` (C-STORE) or
+    /// `dicomweb+http(s)://host/path` (STOW-RS).
     #[arg(short, long, required_unless_present = "explain")]
     pub out: Option<PathBuf>,
     /// S3 endpoint URL for `s3://` inputs and outputs (default: AWS_ENDPOINT_URL, else

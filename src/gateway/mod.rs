@@ -15,6 +15,7 @@ pub mod intake;
 pub mod queue;
 pub mod scp;
 pub mod scu;
+pub mod sink;
 pub mod stow;
 
 use crate::deid::{Engine, Key, Pseudonymizer};

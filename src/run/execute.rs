@@ -319,6 +319,10 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         let (stale, link) = match &plan.dest {
             Destination::Dir(out) => remove_stale_temporaries(out, &super::lock::live_run_ids(out)),
             Destination::S3(_) => (0, None),
+            Destination::Network(_) => remove_stale_temporaries(
+                &plan.state_dir.join("outgoing"),
+                &super::lock::live_run_ids(&plan.state_dir),
+            ),
         };
         if let Some(link) = link {
             // Outputs are written below the output's own folders: a linked folder
@@ -391,6 +395,10 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
     let sink: Box<dyn Sink> = match &plan.dest {
         Destination::Dir(out) => Box::new(FsSink::new(out.clone(), run_id)),
         Destination::S3(bucket) => Box::new(S3Sink::new(bucket.clone(), run_id)),
+        Destination::Network(d) => Box::new(
+            crate::gateway::sink::NetSink::new(d.clone(), &plan.state_dir, run_id)
+                .map_err(|e| Error::Usage(format!("--out {d}: {e}")))?,
+        ),
     };
     let ocr = super::ocr_finder(profile)?;
     let mut pipeline = Plan::new(

@@ -28,6 +28,8 @@ pub struct RunPlan {
 pub enum Destination {
     Dir(PathBuf),
     S3(Arc<Bucket>),
+    /// A DICOM node (C-STORE) or a DICOMweb store (STOW-RS).
+    Network(crate::gateway::dest::Destination),
 }
 
 impl Destination {
@@ -36,6 +38,7 @@ impl Destination {
         match self {
             Destination::Dir(p) => p.display().to_string(),
             Destination::S3(b) => b.url.to_string(),
+            Destination::Network(d) => d.to_string(),
         }
     }
 }
@@ -68,6 +71,15 @@ fn open_buckets(opts: &RunOptions) -> Result<(Vec<Source>, Destination), Error> 
             }
             None => sources.push(Source::Local(input.clone())),
         }
+    }
+    let out = opts.out.to_string_lossy();
+    if out.starts_with("dimse://")
+        || out.starts_with("dimse+tls://")
+        || out.starts_with("dicomweb+")
+    {
+        let d = crate::gateway::dest::Destination::parse(&out)
+            .map_err(|e| Error::Usage(e.to_string().replace("--forward", "--out")))?;
+        return Ok((sources, Destination::Network(d)));
     }
     let dest = match s3_url(&opts.out) {
         Some(url) => {
@@ -145,6 +157,10 @@ impl RunPlan {
                 .state_dir
                 .clone()
                 .unwrap_or_else(|| default_state_dir(&b.url.to_string())),
+            Destination::Network(d) => opts
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| default_state_dir(&d.to_string())),
         };
         check_side_files(opts, &local_inputs, &dest)?;
         // IOD tables are parsed before the walk, not by the first file of each class.
@@ -205,7 +221,7 @@ fn check_side_files(
 ) -> Result<(), Error> {
     let out_c = match dest {
         Destination::Dir(out) => Some(resolve("--out", out)?),
-        Destination::S3(_) => None,
+        Destination::S3(_) | Destination::Network(_) => None,
     };
     let inputs: Vec<(PathBuf, &PathBuf)> = local_inputs
         .iter()

@@ -1231,3 +1231,70 @@ fn an_s3_destination_gets_the_de_identified_objects() {
         }
     }
 }
+
+/// `run --out dimse://`: the same report and resume as a folder run, objects sent
+/// by C-STORE instead of written; a second run skips what the destination
+/// confirmed.
+#[test]
+fn run_sends_to_a_dicom_node_and_resumes_by_what_it_confirmed() {
+    if !dcmtk() {
+        return;
+    }
+    let env = Env::new();
+    let port = free_port();
+    let (_dest, received) = storescp(&env, "received", port, &["-pm", "+xa"]);
+    let key = env.key("k", 3);
+    let report = env.path("r.jsonl");
+    let state = env.path("state");
+    let input = testdata("dicom");
+    let run = |report: &Path| {
+        Command::new(BIN)
+            .env_remove("DICOM_DEID_KEY_FILE")
+            .arg("run")
+            .arg(&input)
+            .arg("--out")
+            .arg(format!("dimse://DEST@127.0.0.1:{port}"))
+            .arg("--key-file")
+            .arg(&key)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--report")
+            .arg(report)
+            .output()
+            .unwrap()
+    };
+    let o = run(&report);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "only the quarantined fail: {err}");
+    let (lines, summary) = crate::common::report(&report);
+    let written = summary["written"].as_u64().unwrap();
+    assert!(written >= 8, "{summary}");
+    assert!(
+        lines
+            .iter()
+            .filter_map(|l| l["output"].as_str())
+            .all(|o| o.starts_with(&format!("dimse://DEST@127.0.0.1:{port}/"))),
+        "{lines:?}"
+    );
+    wait_for("every object at storescp", || {
+        walkdir::WalkDir::new(&received)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .count() as u64
+            == written
+    });
+    for e in walkdir::WalkDir::new(&received)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+    {
+        let obj = open_file(e.path()).unwrap();
+        assert_eq!(text(&obj, IDENTITY_REMOVED).as_deref(), Some("YES"));
+    }
+    let again = env.path("r2.jsonl");
+    run(&again);
+    let (_, s2) = crate::common::report(&again);
+    assert_eq!(s2["written"].as_u64(), Some(0), "{s2}");
+    assert_eq!(s2["skipped_unchanged"].as_u64(), Some(written), "{s2}");
+}
