@@ -97,6 +97,34 @@ pub fn process(
     }
 }
 
+/// Repeating groups 60xx (even, 6000 to 601E) that hold Overlay Data (60xx,3000).
+fn overlay_groups_with_data(header: &InMemDicomObject) -> Vec<u16> {
+    (0x6000..=0x601E)
+        .step_by(2)
+        .filter(|g| header.get(Tag(*g, 0x3000)).is_some())
+        .collect()
+}
+
+/// An overlay whose bits the profile removed (Overlay Data is `X` in Table E.1-1)
+/// leaves its rows, columns and origin behind: an Overlay Plane module without its
+/// Type 1 data, which validators (dciodvfy) reject and viewers may trip on. The
+/// plane is gone, so its description goes too: every element of that group.
+fn remove_overlays_without_data(header: &mut InMemDicomObject, had_data: &[u16]) -> u64 {
+    let mut removed = 0;
+    for &g in had_data {
+        if header.get(Tag(g, 0x3000)).is_some() {
+            continue;
+        }
+        let tags: Vec<Tag> = header.tags().filter(|t| t.group() == g).collect();
+        for t in tags {
+            if header.remove_element(t) {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 /// De-identifies a source that was read already.
 pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, PipelineError> {
     let Source {
@@ -208,12 +236,14 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
             _ => notes.push(format!("warning: {}", finding.reason)),
         }
     }
+    let overlays_with_data = overlay_groups_with_data(&header);
     let (result, explain) = if plan.explain {
         plan.engine.explain(&mut header)?
     } else {
         (plan.engine.apply(&mut header)?, Vec::new())
     };
     let mut counts = result.counts;
+    counts.removed += remove_overlays_without_data(&mut header, &overlays_with_data);
     let trailing = match trailing {
         Some(mut t) => {
             counts.add(&plan.engine.apply_trailing(&mut t)?.counts);

@@ -150,8 +150,15 @@ fn check_item(orig: &InMemDicomObject, out: &InMemDicomObject, path: &str, bad: 
                         || text(g) == orig_text
                         || g.vr() != e.vr()
                 });
+                // An overlay plane whose data (60xx,3000) the table removes goes whole:
+                // its other elements would leave an invalid Overlay Plane module.
+                let overlay_gone = (0x6000..=0x601E).contains(&tag.0)
+                    && tag.0 % 2 == 0
+                    && out.get(Tag(tag.0, 0x3000)).is_none();
                 // Kept public elements are unchanged (markers we write are exempt).
-                if tag.0 != 0x0012
+                if overlay_gone {
+                    need(got.is_none(), "removed with its overlay plane", bad);
+                } else if tag.0 != 0x0012
                     && tag != Tag(0x0028, 0x0303)
                     && tag != Tag(0x0008, 0x0016)
                     && tag != Tag(0x0008, 0x0018)
