@@ -20,3 +20,4 @@ mod reliability;
 mod report_html;
 mod s3;
 mod ux;
+mod validate;
