@@ -219,6 +219,13 @@ impl Bucket {
         // rustls needs one process-wide crypto provider, before the first client;
         // `ring` is the one built in.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // `--s3-endpoint`, else the environment's: derived once, used for the
+        // clients and for the requests object_store does not make.
+        let explicit = endpoint
+            .url
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .or_else(|| std::env::var("AWS_ENDPOINT").ok());
         let build = |anonymous: bool| {
             let mut b = AmazonS3Builder::from_env()
                 .with_bucket_name(&url.bucket)
@@ -233,14 +240,12 @@ impl Bucket {
             if let Some((id, secret)) = &endpoint.credentials {
                 b = b.with_access_key_id(id).with_secret_access_key(secret);
             }
-            let ep = endpoint
-                .url
-                .clone()
-                .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-                .or_else(|| std::env::var("AWS_ENDPOINT").ok());
             // An explicit http:// endpoint (a store on the LAN, a test server) works
             // without a further switch.
-            if ep.as_deref().is_some_and(|e| e.starts_with("http://")) {
+            if explicit
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://"))
+            {
                 b = b.with_allow_http(true);
             }
             if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
@@ -265,12 +270,7 @@ impl Bucket {
         let region = build(false)
             .get_config_value(&object_store::aws::AmazonS3ConfigKey::Region)
             .unwrap_or_else(|| "us-east-1".into());
-        let endpoint = endpoint
-            .url
-            .clone()
-            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-            .or_else(|| std::env::var("AWS_ENDPOINT").ok())
-            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let endpoint = explicit.unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
         Ok(Bucket {
             url: url.clone(),
             store: Arc::new(store),
