@@ -18,7 +18,7 @@ use crate::report::{FileOutcome, Reporter, Status, Summary, Verbosity, WriteFail
 use crate::s3::input::S3Input;
 use crate::store::fs::{FsSink, remove_stale_temporaries};
 use crate::store::s3::S3Sink;
-use crate::store::{Sink, Staged};
+use crate::store::{NotNew, Sink, Staged};
 use rayon::prelude::*;
 use std::fs::File;
 use std::io::IsTerminal;
@@ -106,38 +106,133 @@ impl Owners {
     }
 
     /// Decides whether `f` owns its output name: if so, returns its staged object
-    /// for the caller to commit; if not, drops the object and turns the outcome into
-    /// a duplicate. `drain` makes every earlier commit visible first (the stored
-    /// object is compared with this one).
-    fn settle(&mut self, f: &mut Finished, drain: impl FnOnce()) -> Option<Box<dyn Staged>> {
+    /// for the caller to commit, and whether it may replace what is stored under the
+    /// name (only its own earlier output, by the ledger); if not, drops the object and
+    /// turns the outcome into a duplicate. `drain` makes every earlier commit visible
+    /// first (the stored object is compared with this one).
+    fn settle(
+        &mut self,
+        f: &mut Finished,
+        drain: impl FnOnce(),
+    ) -> Option<(Box<dyn Staged>, bool)> {
         let claim = f.claim?;
         match self.by_name.get(&claim.name) {
             Some(owner) if *owner != claim.owner => {
                 drain();
                 let identical = f.staged.as_ref().is_some_and(|s| s.same_as_stored());
                 f.staged = None; // dropped: its temporary goes
-                let (status, reason) = if identical {
-                    (
-                        Status::Skipped,
-                        "another input with the same SOP Instance UID gave a byte-identical \
-                         output, which is kept",
-                    )
-                } else {
-                    (
-                        Status::Failed,
-                        "another input maps to the same output (same SOP Instance UID) with \
-                         different contents; the first one's output is kept",
-                    )
-                };
+                let (status, reason) = duplicate_reason(identical);
                 f.outcome
                     .not_written(status, Kind::Duplicate, reason.into());
                 None
             }
-            _ => {
+            Some(_) => f.staged.take().map(|s| (s, true)),
+            None => {
                 self.by_name.insert(claim.name, claim.owner);
-                f.staged.take()
+                f.staged.take().map(|s| (s, false))
             }
         }
+    }
+}
+
+/// What other runs writing into the same folder claim: the ledgers of the other
+/// shards (and of earlier sharded or unsharded runs) next to this run's own. A
+/// create-only commit that finds the name taken asks them who took it: another
+/// input's output is never replaced (this input is then a duplicate), while a file
+/// no ledger claims (an interrupted run's, or one made with another profile) is.
+struct Claims {
+    dir: PathBuf,
+    own: PathBuf,
+    /// This shard's ledger, for claim lines written before each create-only commit,
+    /// so that a shard racing for the same name always finds the winner's claim.
+    announce: Option<File>,
+}
+
+#[derive(serde::Deserialize)]
+struct ClaimLine {
+    id: Option<String>,
+    output: Option<PathBuf>,
+    claim: Option<PathBuf>,
+}
+
+impl Claims {
+    fn announce(&self, r: &ledger::Record) {
+        use std::io::Write;
+        if let Some(mut f) = self.announce.as_ref() {
+            let line = serde_json::json!({ "claim": r.output, "id": r.id });
+            // One write per line: O_APPEND keeps it whole beside the ledger's own lines.
+            let _ = f.write_all(format!("{line}\n").as_bytes());
+        }
+    }
+
+    /// Whether a ledger other than this run's names another input for `output`.
+    fn claimed_by_other(&self, output: &Path, id: &str) -> bool {
+        use std::io::BufRead;
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return false;
+        };
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with(".dicom-deid-ledger") && name.ends_with(".jsonl"))
+                || e.path() == self.own
+            {
+                return false;
+            }
+            let Ok(file) = File::open(e.path()) else {
+                return false;
+            };
+            std::io::BufReader::new(file)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| serde_json::from_str::<ClaimLine>(&l).ok())
+                .any(|l| {
+                    l.id.is_some_and(|other| other != id)
+                        && (l.output.as_deref() == Some(output)
+                            || l.claim.as_deref() == Some(output))
+                })
+        })
+    }
+
+    /// Settles a create-only commit that found the name taken.
+    fn resolve(&self, staged: Box<dyn Staged>, f: &Finished) -> Result<u64, Taken> {
+        let other = f
+            .outcome
+            .ledger
+            .as_ref()
+            .is_some_and(|r| self.claimed_by_other(&r.output, &r.id));
+        let identical = staged.same_as_stored();
+        match (identical, other) {
+            (_, true) => Err(Taken::Duplicate { identical }),
+            // This run's own output (a crash came between rename and ledger line).
+            (true, false) => Ok(staged.bytes()),
+            (false, false) => staged.commit().map_err(Taken::Failed),
+        }
+    }
+}
+
+/// Why a committed output did not become visible under its name.
+enum Taken {
+    /// Another input owns the name.
+    Duplicate {
+        identical: bool,
+    },
+    Failed(crate::store::StoreError),
+}
+
+fn duplicate_reason(identical: bool) -> (Status, &'static str) {
+    if identical {
+        (
+            Status::Skipped,
+            "another input with the same SOP Instance UID gave a byte-identical \
+             output, which is kept",
+        )
+    } else {
+        (
+            Status::Failed,
+            "another input maps to the same output (same SOP Instance UID) with \
+             different contents; the first one's output is kept",
+        )
     }
 }
 
@@ -152,8 +247,18 @@ struct Committer {
     waiting: std::collections::VecDeque<(Finished, Option<mpsc::Receiver<CommitResult>>)>,
 }
 
-type CommitResult = Result<u64, crate::store::StoreError>;
-type CommitJob = (Box<dyn Staged>, mpsc::Sender<CommitResult>);
+type CommitResult = Result<u64, NotNew>;
+/// An object, whether it may replace what is stored under its name, and where the
+/// result goes.
+type CommitJob = (Box<dyn Staged>, bool, mpsc::Sender<CommitResult>);
+
+fn commit(staged: Box<dyn Staged>, replace: bool) -> CommitResult {
+    if replace {
+        staged.commit().map_err(NotNew::Failed)
+    } else {
+        staged.commit_new()
+    }
+}
 
 /// Commits in flight at most (each may hold its object in memory).
 const MAX_COMMITS_IN_FLIGHT: usize = 64;
@@ -174,8 +279,10 @@ impl Committer {
                 std::thread::spawn(move || {
                     loop {
                         let job = rx.lock().map(|r| r.recv());
-                        let Ok(Ok((staged, reply))) = job else { break };
-                        let _ = reply.send(staged.commit());
+                        let Ok(Ok((staged, replace, reply))) = job else {
+                            break;
+                        };
+                        let _ = reply.send(commit(staged, replace));
                     }
                 })
             })
@@ -191,24 +298,24 @@ impl Committer {
     fn push(
         &mut self,
         mut f: Finished,
-        staged: Option<Box<dyn Staged>>,
+        staged: Option<(Box<dyn Staged>, bool)>,
         done: &mut impl FnMut(Finished, Option<CommitResult>),
     ) {
         match (staged, &self.pool) {
             (None, _) => self.waiting.push_back((f, None)),
-            (Some(s), None) => {
+            (Some((s, replace)), None) => {
                 if self.waiting.is_empty() {
-                    let r = s.commit();
+                    let r = commit(s, replace);
                     return done(f, Some(r));
                 }
                 let (tx, rx) = mpsc::channel();
-                let _ = tx.send(s.commit());
+                let _ = tx.send(commit(s, replace));
                 self.waiting.push_back((f, Some(rx)));
             }
-            (Some(s), Some((pool, _))) => {
+            (Some((s, replace)), Some((pool, _))) => {
                 let (tx, rx) = mpsc::channel();
-                if let Err(mpsc::SendError((s, _))) = pool.send((s, tx)) {
-                    let r = s.commit();
+                if let Err(mpsc::SendError((s, replace, _))) = pool.send((s, replace, tx)) {
+                    let r = commit(s, replace);
                     f.staged = None;
                     return done(f, Some(r));
                 }
@@ -225,16 +332,16 @@ impl Committer {
             let result = match rx {
                 None => None,
                 Some(rx) if wait => Some(rx.recv().unwrap_or_else(|_| {
-                    Err(crate::store::StoreError::Write(
+                    Err(NotNew::Failed(crate::store::StoreError::Write(
                         "commit thread ended".into(),
-                    ))
+                    )))
                 })),
                 Some(rx) => match rx.try_recv() {
                     Ok(r) => Some(r),
                     Err(mpsc::TryRecvError::Empty) => return,
-                    Err(mpsc::TryRecvError::Disconnected) => Some(Err(
+                    Err(mpsc::TryRecvError::Disconnected) => Some(Err(NotNew::Failed(
                         crate::store::StoreError::Write("commit thread ended".into()),
-                    )),
+                    ))),
                 },
             };
             let (f, _) = self.waiting.pop_front().expect("front exists");
@@ -440,6 +547,19 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
     let verbosity = opts.verbosity;
 
     let mut owners = Owners::from_ledger(&worker.ledger);
+    let claims = Claims {
+        dir: plan.state_dir.clone(),
+        own: ledger_file.clone(),
+        // Only shards race with each other for a name; one run settles its own
+        // inputs in walk order before committing.
+        announce: match (&plan.dest, opts.shard, opts.dry_run) {
+            (Destination::Dir(_), Some(_), false) => {
+                crate::side_files::open(&ledger_file, crate::side_files::Mode::Append, false).ok()
+            }
+            _ => None,
+        },
+    };
+    let claims = &claims;
     let commit_threads = sink.commit_threads();
     let stop = &worker.stop;
     let out_dir = plan.state_dir.clone();
@@ -455,13 +575,26 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
                 .with_display(progress, verbosity);
             let mut committer = Committer::new(commit_threads);
             let mut done = |mut f: Finished, commit: Option<CommitResult>| {
-                if let Some(Err(e)) = commit {
-                    let e = FileError::Store(e);
-                    if e.is_output_full() {
-                        stop.store(true, Ordering::Relaxed);
+                let result = commit.map(|r| match r {
+                    Ok(n) => Ok(n),
+                    Err(NotNew::Failed(e)) => Err(Taken::Failed(e)),
+                    Err(NotNew::Exists(s)) => claims.resolve(s, &f),
+                });
+                match result {
+                    Some(Err(Taken::Failed(e))) => {
+                        let e = FileError::Store(e);
+                        if e.is_output_full() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        f.outcome
+                            .not_written(Status::Failed, e.kind(), e.to_string());
                     }
-                    f.outcome
-                        .not_written(Status::Failed, e.kind(), e.to_string());
+                    Some(Err(Taken::Duplicate { identical })) => {
+                        let (status, reason) = duplicate_reason(identical);
+                        f.outcome
+                            .not_written(status, Kind::Duplicate, reason.into());
+                    }
+                    _ => {}
                 }
                 if let Some(c) = crosswalk.as_mut() {
                     c.write(&f.crosswalk);
@@ -474,6 +607,9 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
                     let d = &mut done;
                     owners.settle(&mut f, || c.flush(true, d))
                 };
+                if let (Some((_, false)), Some(r)) = (&staged, &f.outcome.ledger) {
+                    claims.announce(r);
+                }
                 committer.push(f, staged, &mut done);
             };
             // Outcomes arrive in the order workers finish; they are settled in walk

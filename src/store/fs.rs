@@ -4,7 +4,7 @@
 //! `copy_file_range(2)`, which keeps it out of user space (and lets file systems
 //! that can share extents do so).
 
-use super::{Sink, Staged, StoreError};
+use super::{NotNew, Sink, Staged, StoreError};
 use crate::io::encode::{ObjectWriter, Part10, buffered_copy};
 use crate::io::error::{EncodeError, is_full};
 use crate::io::source::Input;
@@ -120,6 +120,65 @@ impl Staged for FsStaged {
         };
         same_bytes(tmp, &self.dest).unwrap_or(false)
     }
+
+    fn commit_new(mut self: Box<Self>) -> Result<u64, NotNew> {
+        let Some(tmp) = self.tmp.take() else {
+            return Ok(self.bytes);
+        };
+        let renamed = rename_noreplace(&tmp, &self.dest).and_then(|()| match self.dest.parent() {
+            Some(dir) if self.durable => File::open(dir)?.sync_all(),
+            _ => Ok(()),
+        });
+        match renamed {
+            Ok(()) => Ok(self.bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                self.tmp = Some(tmp);
+                Err(NotNew::Exists(self))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(NotNew::Failed(store_error(e)))
+            }
+        }
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists (then `AlreadyExists`), atomically:
+/// two shards writing one name never both succeed. `renameat2(RENAME_NOREPLACE)`
+/// where the file system has it (ext4, XFS, Btrfs, tmpfs), else a hard link, which
+/// fails the same way on an existing name, and removing the temporary.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| {
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+        };
+        let (f, t) = (c(from)?, c(to)?);
+        // SAFETY: both are valid NUL-terminated paths, relative to the working
+        // directory only if they are relative; the call reads them and nothing else.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                f.as_ptr(),
+                libc::AT_FDCWD,
+                t.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {}
+            _ => return Err(e),
+        }
+    }
+    std::fs::hard_link(from, to)?;
+    std::fs::remove_file(from)
 }
 
 impl Drop for FsStaged {

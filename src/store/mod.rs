@@ -47,6 +47,27 @@ pub trait Staged: Send {
     fn commit(self: Box<Self>) -> Result<u64, StoreError>;
     /// Whether the object already stored under the name holds exactly these bytes.
     fn same_as_stored(&self) -> bool;
+    /// Makes the object visible under its name only if nothing is stored there yet.
+    /// A sink that never overwrites anyway (an object store's create-only PUT) keeps
+    /// this default.
+    fn commit_new(self: Box<Self>) -> Result<u64, NotNew> {
+        self.commit().map_err(NotNew::Failed)
+    }
+}
+
+/// Why a create-only commit left the object invisible.
+pub enum NotNew {
+    /// Something is stored under the name already. The staged object comes back:
+    /// the run compares it with what is stored, asks who owns the name, and then
+    /// commits it over the old one or drops it.
+    Exists(Box<dyn Staged>),
+    Failed(StoreError),
+}
+
+impl From<StoreError> for NotNew {
+    fn from(e: StoreError) -> Self {
+        NotNew::Failed(e)
+    }
 }
 
 /// A destination for de-identified objects, shared by all workers.

@@ -1453,3 +1453,133 @@ fn inputs_sharing_a_sop_instance_uid_keep_the_output_the_report_names() {
     assert_eq!(summary["written"], 1);
     assert_eq!(summary["skipped_duplicate"], 1);
 }
+
+/// Item C.10 across shards: each shard settles its own inputs, but two shards could
+/// both rename onto one name, the last rename won, and both reports said `ok`. A
+/// shard now commits create-only; when the name is taken it asks the other shards'
+/// ledgers who took it: another input's output is never replaced, and this input is
+/// reported `duplicate` (skipped when byte-identical, failed otherwise). So the one
+/// file on disk is always the one the only `ok` line names, whichever shard ran
+/// first, concurrently or not, and a resume of every shard keeps the decision and
+/// rewrites nothing.
+#[test]
+fn shards_never_overwrite_each_others_outputs_for_one_sop_instance_uid() {
+    use dicom_core::Tag;
+    use dicom_deid::io::walk::in_shard;
+    let env = Env::new();
+    let key = env.key("k", 12);
+    let sop = "1.2.826.0.1.3680043.2.1125.78";
+    // Two inputs with one SOP Instance UID and different contents, in different
+    // shards of two.
+    let shard_of = |rel: &str| u64::from(!in_shard(Path::new(rel), Some((0, 2))));
+    let first = "a0/x.dcm";
+    let second = (0..64)
+        .map(|i| format!("c{i}/x.dcm"))
+        .find(|r| shard_of(r) != shard_of(first))
+        .expect("a name in the other shard");
+    for (case, order) in ["sequential", "reversed", "concurrent"].iter().enumerate() {
+        let input = env.path(&format!("in{case}"));
+        for (rel, version) in [(first, b'A'), (second.as_str(), b'B')] {
+            let p = input.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, versioned_file(version, sop)).unwrap();
+        }
+        let out = env.path(&format!("out{case}"));
+        let shard_run = |i: u64, pass: usize| {
+            let rep = env.path(&format!("r{case}-{i}-{pass}.jsonl"));
+            let shard = format!("{i}/2");
+            let mut c = Command::new(env!("CARGO_BIN_EXE_dicom-deid"));
+            c.args(["run", "--shard", &shard, "--report"])
+                .arg(&rep)
+                .arg(&input)
+                .arg("--out")
+                .arg(&out)
+                .arg("--key-file")
+                .arg(&key)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            (c, rep)
+        };
+        let mut codes = Vec::new();
+        let mut reps = Vec::new();
+        let shards: Vec<u64> = match *order {
+            "reversed" => vec![1, 0],
+            _ => vec![0, 1],
+        };
+        if *order == "concurrent" {
+            let children: Vec<_> = shards
+                .iter()
+                .map(|&i| {
+                    let (mut c, rep) = shard_run(i, 0);
+                    reps.push(rep);
+                    c.spawn().unwrap()
+                })
+                .collect();
+            for ch in children {
+                codes.push(ch.wait_with_output().unwrap().status.code());
+            }
+        } else {
+            for &i in &shards {
+                let (mut c, rep) = shard_run(i, 0);
+                reps.push(rep);
+                codes.push(c.output().unwrap().status.code());
+            }
+        }
+        let lines: Vec<serde_json::Value> = reps.iter().flat_map(|r| report(r).0).collect();
+        let ok: Vec<_> = lines.iter().filter(|l| l["status"] == "ok").collect();
+        assert_eq!(
+            ok.len(),
+            1,
+            "{order}: exactly one input owns the name: {lines:?}"
+        );
+        assert_eq!(count_dcm(&out), 1, "{order}");
+        let owner = ok[0]["input"].as_str().unwrap().to_string();
+        let output = PathBuf::from(ok[0]["output"].as_str().unwrap());
+        let maker = text(open(&output).element(Tag(0x0008, 0x0070)).unwrap());
+        let expected = if owner.ends_with(first) {
+            "VERSION-A"
+        } else {
+            "VERSION-B"
+        };
+        assert_eq!(
+            maker, expected,
+            "{order}: the file on disk came from {owner}"
+        );
+        let dup: Vec<_> = lines.iter().filter(|l| l["kind"] == "duplicate").collect();
+        assert_eq!(dup.len(), 1, "{order}: {lines:?}");
+        assert_eq!(dup[0]["status"], "failed", "different contents fail");
+        assert_ne!(dup[0]["input"], ok[0]["input"]);
+        codes.sort();
+        assert_eq!(
+            codes,
+            [Some(0), Some(1)],
+            "{order}: the losing shard exits 1"
+        );
+        if *order == "sequential" {
+            assert!(
+                owner.ends_with(first),
+                "the shard that ran first keeps the name"
+            );
+        }
+        // A resume of both shards keeps the decision and rewrites nothing.
+        let before = std::fs::read(&output).unwrap();
+        let mtime = std::fs::metadata(&output).unwrap().modified().unwrap();
+        for i in [1, 0] {
+            let (mut c, rep) = shard_run(i, 1);
+            c.output().unwrap();
+            for l in report(&rep).0 {
+                if l["input"].as_str() == Some(owner.as_str()) {
+                    assert_eq!(l["kind"], "unchanged", "{order}: {l}");
+                } else {
+                    assert_eq!(l["kind"], "duplicate", "{order}: {l}");
+                }
+            }
+        }
+        assert_eq!(std::fs::read(&output).unwrap(), before, "{order}");
+        assert_eq!(
+            std::fs::metadata(&output).unwrap().modified().unwrap(),
+            mtime
+        );
+        assert_eq!(count_dcm(&out), 1);
+    }
+}
