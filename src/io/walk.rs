@@ -106,7 +106,7 @@ pub fn walk_sources(sources: &[Source], follow: bool) -> impl Iterator<Item = Wa
                             let rel = listed.key.strip_prefix(&dir).unwrap_or(&listed.key);
                             Walked::File(Entry {
                                 path: PathBuf::from(url.url_of(&listed.key)),
-                                rel: prefix.join(rel),
+                                rel: prefix.join(key_path(rel)),
                                 remote: Some(Remote { source: i, listed }),
                             })
                         }
@@ -119,6 +119,22 @@ pub fn walk_sources(sources: &[Source], follow: bool) -> impl Iterator<Item = Wa
             }
         },
     )
+}
+
+/// An object key as a relative path that stays below the folder it is joined to.
+/// A key is any string: `a//b`, `/abs`, `../../etc/x` would make `Path::join`
+/// climb out of (or replace) the output and quarantine folders under the mirror
+/// layout. Empty segments go; `.` and `..` are spelled `%2E` and `%2E%2E`, so
+/// nothing is lost and no name leaves its root.
+pub fn key_path(key: &str) -> PathBuf {
+    key.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| match s {
+            "." => "%2E",
+            ".." => "%2E%2E",
+            s => s,
+        })
+        .collect()
 }
 
 fn root_prefix(several: bool, root: &Path, i: usize) -> PathBuf {
@@ -208,4 +224,29 @@ pub fn canonical_lenient(p: &Path) -> std::io::Result<PathBuf> {
         out.push(name);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_keys_never_climb_out_of_their_root() {
+        assert_eq!(key_path("a/b.dcm"), PathBuf::from("a/b.dcm"));
+        assert_eq!(key_path("/abs//x.dcm"), PathBuf::from("abs/x.dcm"));
+        assert_eq!(
+            key_path("../../etc/x"),
+            PathBuf::from("%2E%2E/%2E%2E/etc/x")
+        );
+        assert_eq!(key_path("a/./b"), PathBuf::from("a/%2E/b"));
+        for k in ["../x", "/x", "a/../../x", "//", ".."] {
+            let p = Path::new("/out").join(key_path(k));
+            assert!(p.starts_with("/out"), "{k}");
+            assert!(
+                p.components()
+                    .all(|c| !matches!(c, std::path::Component::ParentDir)),
+                "{k}"
+            );
+        }
+    }
 }

@@ -817,7 +817,14 @@ impl Worker<'_> {
                     if e.is_output_full() {
                         self.stop.store(true, Ordering::Relaxed);
                     }
-                    failed(entry, e, stamp.size).into()
+                    let mut o = failed(entry, e, stamp.size);
+                    if let Some(dir) = &self.quarantine_copy {
+                        // Read again with If-Match on the listed ETag: the copy is the
+                        // version that failed, or no copy at all.
+                        let (mut again, _) = S3Input::open(bucket, remote.listed.clone());
+                        o.quarantine_copy = copy_to_quarantine(&mut again, &dir.join(&entry.rel));
+                    }
+                    o.into()
                 }
             };
         }
@@ -842,8 +849,11 @@ impl Worker<'_> {
                     self.stop.store(true, Ordering::Relaxed);
                 }
                 let mut o = failed(entry, e, stamp.size);
-                if let (Some(dir), Some(f)) = (&self.quarantine_copy, keep) {
-                    o.quarantine_copy = copy_to_quarantine(f, &dir.join(&entry.rel));
+                if let (Some(dir), Some(mut f)) = (&self.quarantine_copy, keep) {
+                    use std::io::{Seek, SeekFrom};
+                    if f.seek(SeekFrom::Start(0)).is_ok() {
+                        o.quarantine_copy = copy_to_quarantine(&mut f, &dir.join(&entry.rel));
+                    }
                 }
                 o.into()
             }
@@ -1008,13 +1018,22 @@ fn failed(entry: &Entry, e: FileError, bytes_in: u64) -> FileOutcome {
 
 /// Copies a failed input, from the descriptor opened for it, to `dest` (it is PHI:
 /// opt-in only). Returns where it went.
-fn copy_to_quarantine(mut from: File, dest: &Path) -> Option<PathBuf> {
-    use std::io::{Seek, SeekFrom};
+/// Copies a failed input whole into the quarantine folder, through a temporary
+/// renamed into place: a copy cut short (a full disk, an object that changed) leaves
+/// nothing, and the manifest then names no copy.
+fn copy_to_quarantine(from: &mut dyn std::io::Read, dest: &Path) -> Option<PathBuf> {
     let dir = dest.parent()?;
     std::fs::create_dir_all(dir).ok()?;
-    from.seek(SeekFrom::Start(0)).ok()?;
-    let mut to = File::create(dest).ok()?;
-    std::io::copy(&mut from, &mut to).ok()?;
+    let mut name = dest.file_name()?.to_os_string();
+    name.push(format!(".dicom-deid-copy-{}", std::process::id()));
+    let tmp = dir.join(name);
+    let copied = File::create_new(&tmp)
+        .and_then(|mut to| std::io::copy(from, &mut to))
+        .and_then(|_| std::fs::rename(&tmp, dest));
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return None;
+    }
     Some(dest.to_path_buf())
 }
 

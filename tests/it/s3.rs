@@ -709,3 +709,104 @@ fn check_reads_a_bucket_as_it_reads_a_folder() {
         "original identifiers are found"
     );
 }
+
+/// An object key is any string. `prefix//x`, `prefix/../x` and `prefix/a/../../x`
+/// were joined to the output and quarantine folders as paths: under the mirror
+/// layout a bucket's keys could write (or copy a failed original) outside them.
+/// Keys now map to paths that stay below their root (`..` spelled `%2E%2E`; the
+/// unit test `object_keys_never_climb_out_of_their_root` covers the keys this
+/// server refuses to store), and a failed object's `--quarantine-copy` (local
+/// inputs only before) is the listed version, copied whole.
+#[test]
+fn object_keys_with_dot_dot_or_double_slashes_stay_inside_the_output() {
+    let Some(weed) = s3::server() else { return };
+    let env = Env::new();
+    let key = env.key("k", 3);
+    let ct = testdata("dicom/ct_explicit_le.dcm");
+    let bad = testdata("bad/mr_truncated.dcm");
+    // AWS S3 stores such keys as they are; SeaweedFS refuses `..` segments
+    // (InvalidRequest) and may fold `//`, so each is tried and what it kept is listed.
+    let put = |file: &Path, k: &str| {
+        weed.py(&format!(
+            "s3.upload_file({f:?}, 'src', {k:?})",
+            f = file.display().to_string()
+        ))
+        .status
+        .success()
+    };
+    let (mut cts, mut bads) = (0, 0);
+    for (file, k) in [
+        (&ct, "esc/../up.dcm"),
+        (&ct, "esc//abs.dcm"),
+        (&bad, "esc/a/../../q.dcm"),
+        (&bad, "esc//q.dcm"),
+    ] {
+        if put(file, k) {
+            *(if file == &ct { &mut cts } else { &mut bads }) += 1;
+        }
+    }
+    assert!(
+        cts >= 1 && bads >= 1,
+        "the server keeps some of the odd keys"
+    );
+    let listed = weed.keys("src", "esc");
+    let root = env.path("root");
+    let out = root.join("out");
+    let q = root.join("q");
+    let report = env.path("r.jsonl");
+    let o = run_s3(
+        weed,
+        &env,
+        &[
+            &"s3://src/esc",
+            &"--out",
+            &out,
+            &"--key-file",
+            &key,
+            &"--layout",
+            &"mirror",
+            &"--quarantine",
+            &q,
+            &"--quarantine-copy",
+            &"--report",
+            &report,
+        ],
+    );
+    ok(&o);
+    assert_eq!(o.status.code(), Some(1), "the truncated MR fails");
+    // Nothing lands beside the output and quarantine folders.
+    let mut top: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["out", "q"], "keys listed: {listed:?}");
+    let written: Vec<_> = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path().strip_prefix(&out).unwrap().to_path_buf())
+        .collect();
+    assert_eq!(written.len(), cts, "{written:?} from {listed:?}");
+    for w in &written {
+        assert!(
+            w.components()
+                .all(|c| matches!(c, std::path::Component::Normal(_))),
+            "{w:?}"
+        );
+    }
+    // The failed object's original is copied whole, inside the quarantine folder.
+    let copies: Vec<_> = walkdir::WalkDir::new(q.join("files"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().to_path_buf())
+        .collect();
+    assert_eq!(copies.len(), bads, "{copies:?}");
+    assert_eq!(
+        std::fs::read(&copies[0]).unwrap(),
+        std::fs::read(&bad).unwrap()
+    );
+    let manifest = std::fs::read_to_string(q.join("manifest.jsonl")).unwrap();
+    assert!(manifest.contains("\"copy\":"), "{manifest}");
+}
