@@ -360,7 +360,6 @@ impl Bucket {
 /// object already. Files over one part go up in 8 MiB parts, read from disk one at
 /// a time; the object appears only when complete, and a failed upload is aborted.
 pub fn put_file(bucket: &Bucket, key: &str, file: &std::path::Path) -> Result<(), S3Error> {
-    use object_store::multipart::MultipartStore;
     use object_store::{PutMode, PutOptions, PutPayload};
     use std::io::Read;
     const PART: u64 = 8 * 1024 * 1024;
@@ -389,32 +388,16 @@ pub fn put_file(bucket: &Bucket, key: &str, file: &std::path::Path) -> Result<()
     if block_on(async move { s.head(&p).await }).is_ok() {
         return Err(S3Error::Exists);
     }
-    let p = path.clone();
-    let s = store.clone();
-    let id = block_on(async move { s.create_multipart(&p).await }).map_err(|e| bucket.err(e))?;
-    let mut parts = Vec::new();
-    let result = (|| {
-        loop {
-            let mut chunk = Vec::with_capacity(PART as usize);
-            (&mut f).take(PART).read_to_end(&mut chunk).map_err(io)?;
-            if chunk.is_empty() {
-                break;
-            }
-            let (s, p, i, n) = (store.clone(), path.clone(), id.clone(), parts.len());
-            let part =
-                block_on(async move { s.put_part(&p, &i, n, PutPayload::from(chunk)).await })
-                    .map_err(|e| bucket.err(e))?;
-            parts.push(part);
+    let mut upload = uploads::Multipart::start(bucket, key)?;
+    loop {
+        let mut chunk = Vec::with_capacity(PART as usize);
+        (&mut f).take(PART).read_to_end(&mut chunk).map_err(io)?;
+        if chunk.is_empty() {
+            break;
         }
-        let (s, p, i) = (store.clone(), path.clone(), id.clone());
-        block_on(async move { s.complete_multipart(&p, &i, parts).await })
-            .map(|_| ())
-            .map_err(|e| bucket.err(e))
-    })();
-    if result.is_err() {
-        let _ = block_on(async move { store.abort_multipart(&path, &id).await });
+        upload.put(chunk)?;
     }
-    result
+    upload.complete().map(|_| ())
 }
 
 #[cfg(test)]

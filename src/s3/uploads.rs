@@ -228,6 +228,73 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// One multipart upload, from `create_multipart` to `complete_multipart`. Dropped
+/// before [`Multipart::complete`] (an encode that failed, an input that changed, a
+/// read error), it aborts the upload: no part stays billed or visible.
+pub struct Multipart<'a> {
+    bucket: &'a super::Bucket,
+    key: object_store::path::Path,
+    id: String,
+    parts: Vec<object_store::multipart::PartId>,
+    done: bool,
+}
+
+impl<'a> Multipart<'a> {
+    pub fn start(bucket: &'a super::Bucket, key: &str) -> Result<Self, super::S3Error> {
+        use object_store::multipart::MultipartStore;
+        let key = object_store::path::Path::from(key);
+        let (s, k) = (bucket.store.clone(), key.clone());
+        let id = super::block_on(async move { s.create_multipart(&k).await })
+            .map_err(|e| bucket.err(e))?;
+        Ok(Multipart {
+            bucket,
+            key,
+            id,
+            parts: Vec::new(),
+            done: false,
+        })
+    }
+
+    /// Uploads the next part (every part but the last must be at least 5 MiB).
+    pub fn put(&mut self, data: Vec<u8>) -> Result<(), super::S3Error> {
+        use object_store::multipart::MultipartStore;
+        let (s, k, id, n) = (
+            self.bucket.store.clone(),
+            self.key.clone(),
+            self.id.clone(),
+            self.parts.len(),
+        );
+        let part = super::block_on(async move {
+            s.put_part(&k, &id, n, object_store::PutPayload::from(data))
+                .await
+        })
+        .map_err(|e| self.bucket.err(e))?;
+        self.parts.push(part);
+        Ok(())
+    }
+
+    /// Makes the object visible under its key; returns the key.
+    pub fn complete(mut self) -> Result<String, super::S3Error> {
+        use object_store::multipart::MultipartStore;
+        let (s, k, id) = (self.bucket.store.clone(), self.key.clone(), self.id.clone());
+        let parts = std::mem::take(&mut self.parts);
+        super::block_on(async move { s.complete_multipart(&k, &id, parts).await })
+            .map_err(|e| self.bucket.err(e))?;
+        self.done = true;
+        Ok(self.key.to_string())
+    }
+}
+
+impl Drop for Multipart<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            use object_store::multipart::MultipartStore;
+            let (s, k, id) = (self.bucket.store.clone(), self.key.clone(), self.id.clone());
+            let _ = super::block_on(async move { s.abort_multipart(&k, &id).await });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

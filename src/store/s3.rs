@@ -15,7 +15,6 @@ use super::{Sink, Staged, StoreError};
 use crate::io::encode::{ObjectWriter, Part10};
 use crate::s3::{Bucket, S3Error, block_on, uploads};
 use bytes::Bytes;
-use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use std::io::Write;
@@ -152,19 +151,11 @@ impl Sink for S3Sink {
     }
 }
 
-/// A multipart upload in progress at a temporary key.
-struct Multipart {
-    key: Key,
-    id: String,
-    parts: Vec<PartId>,
-    done: bool,
-}
-
-/// Encodes into memory, switching to a multipart upload when the object outgrows
-/// one part.
+/// Encodes into memory, switching to a multipart upload at a temporary key when the
+/// object outgrows one part.
 struct Uploader<'a, F: Fn() -> String> {
     bucket: &'a Bucket,
-    temp: Option<Multipart>,
+    temp: Option<uploads::Multipart<'a>>,
     make_temp: F,
     buf: Vec<u8>,
     written: u64,
@@ -172,30 +163,10 @@ struct Uploader<'a, F: Fn() -> String> {
 
 impl<F: Fn() -> String> Uploader<'_, F> {
     fn put_part(&mut self, data: Vec<u8>) -> Result<(), S3Error> {
-        let store = self.bucket.store.clone();
         if self.temp.is_none() {
-            let key = Key::from((self.make_temp)());
-            let k = key.clone();
-            let s = store.clone();
-            let id = block_on(async move { s.create_multipart(&k).await })
-                .map_err(|e| self.bucket.err(e))?;
-            self.temp = Some(Multipart {
-                key,
-                id,
-                parts: Vec::new(),
-                done: false,
-            });
+            self.temp = Some(uploads::Multipart::start(self.bucket, &(self.make_temp)())?);
         }
-        let m = self.temp.as_mut().expect("created above");
-        let (k, id, idx) = (m.key.clone(), m.id.clone(), m.parts.len());
-        let part = block_on(async move {
-            store
-                .put_part(&k, &id, idx, PutPayload::from(Bytes::from(data)))
-                .await
-        })
-        .map_err(|e| self.bucket.err(e))?;
-        m.parts.push(part);
-        Ok(())
+        self.temp.as_mut().expect("started above").put(data)
     }
 
     /// Ends the object: `None` when it is in memory (`buf`), else its temporary key.
@@ -207,25 +178,8 @@ impl<F: Fn() -> String> Uploader<'_, F> {
             let last = std::mem::take(&mut self.buf);
             self.put_part(last)?;
         }
-        let m = self.temp.as_mut().expect("checked above");
-        let (k, id, parts) = (m.key.clone(), m.id.clone(), m.parts.clone());
-        let store = self.bucket.store.clone();
-        block_on(async move { store.complete_multipart(&k, &id, parts).await })
-            .map_err(|e| self.bucket.err(e))?;
-        m.done = true;
-        Ok(Some(m.key.to_string()))
-    }
-}
-
-impl<F: Fn() -> String> Drop for Uploader<'_, F> {
-    fn drop(&mut self) {
-        if let Some(m) = self.temp.take()
-            && !m.done
-        {
-            // The encode failed (or the input changed): nothing may stay behind.
-            let store = self.bucket.store.clone();
-            let _ = block_on(async move { store.abort_multipart(&m.key, &m.id).await });
-        }
+        let m = self.temp.take().expect("checked above");
+        m.complete().map(Some)
     }
 }
 
