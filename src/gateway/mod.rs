@@ -9,6 +9,7 @@
 //! - `dead/<dest-id>/`: what it will not receive, each with `<name>.reason.txt`;
 //! - `quarantine/manifest.jsonl`: objects not forwarded, as `run` lists them.
 
+pub mod config;
 pub mod dest;
 pub mod dimse;
 pub mod intake;
@@ -44,7 +45,7 @@ pub struct ServeOptions {
     /// `AE` or `AE@IP`; empty lets any calling AE in.
     pub allow: Vec<String>,
     pub spool: PathBuf,
-    pub forward: Vec<String>,
+    pub forward: Vec<Forward>,
     pub profile: String,
     pub key_file: Option<PathBuf>,
     pub options: Vec<String>,
@@ -62,6 +63,12 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Certificates (PEM) trusted for `dimse+tls://` destinations.
     pub tls_ca: Option<PathBuf>,
+}
+
+/// One `--forward` destination and the settings that apply to it alone.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub dest: String,
 }
 
 /// An `--allow` rule.
@@ -366,12 +373,22 @@ fn tls_client(ca: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>, Error> 
     Ok(std::sync::Arc::new(config))
 }
 
-/// Runs the gateway until SIGTERM or SIGINT.
-pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
+/// What serve checks before it touches the spool or the network: every setting
+/// parsed, the profile compiled, the key read, the TLS files loaded.
+struct Checked {
+    dests: Vec<Destination>,
+    rules: Vec<Allow>,
+    profile: crate::profile::compiled::CompiledProfile,
+    key: Key,
+    tls_in: Option<std::sync::Arc<rustls::ServerConfig>>,
+    tls_out: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+fn check_options(opts: &ServeOptions) -> Result<Checked, Error> {
     let dests: Vec<Destination> = opts
         .forward
         .iter()
-        .map(|f| Destination::parse(f).map_err(|e| Error::Usage(e.to_string())))
+        .map(|f| Destination::parse(&f.dest).map_err(|e| Error::Usage(e.to_string())))
         .collect::<Result<_, _>>()?;
     if dests.is_empty() {
         return Err(Error::Usage("serve needs at least one --forward".into()));
@@ -395,6 +412,75 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
             Key::random()?
         }
     };
+    let wants_tls = dests
+        .iter()
+        .any(|d| matches!(d, Destination::Dimse { tls: true, .. }));
+    let tls_out = match (&opts.tls_ca, wants_tls) {
+        (Some(ca), _) => Some(tls_client(ca)?),
+        (None, true) => {
+            return Err(Error::Usage(
+                "a dimse+tls:// destination needs --tls-ca (the certificates to trust)".into(),
+            ));
+        }
+        (None, false) => None,
+    };
+    let tls_in = match &opts.tls {
+        Some((cert, key)) => Some(tls_config(cert, key)?),
+        None => None,
+    };
+    use std::net::ToSocketAddrs;
+    if opts.listen.to_socket_addrs().is_err() {
+        return Err(Error::Usage(format!(
+            "--listen {}: expected HOST:PORT",
+            opts.listen
+        )));
+    }
+    Ok(Checked {
+        dests,
+        rules,
+        profile,
+        key,
+        tls_in,
+        tls_out,
+    })
+}
+
+/// `serve --check`: everything serve checks at start, then exit 0 without
+/// listening or touching the spool.
+pub fn check(opts: ServeOptions) -> Result<ExitStatus, Error> {
+    let c = check_options(&opts)?;
+    crate::say!(
+        "dicom-deid serve: configuration OK: would listen on {} as `{}`{}; profile {}, key {}; \
+         spool {}; forwarding to {}",
+        opts.listen,
+        opts.ae_title,
+        if c.tls_in.is_some() {
+            " (DICOM TLS)"
+        } else {
+            ""
+        },
+        c.profile.name,
+        c.key.fingerprint(),
+        opts.spool.display(),
+        c.dests
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(ExitStatus::Success)
+}
+
+/// Runs the gateway until SIGTERM or SIGINT.
+pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
+    let Checked {
+        dests,
+        rules,
+        profile,
+        key,
+        tls_in: tls,
+        tls_out,
+    } = check_options(&opts)?;
     crate::profile::iod::preload();
 
     let spool = &opts.spool;
@@ -451,22 +537,6 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
         quarantine_copy: opts.quarantine_copy.then(|| quarantine.join("files")),
         refuse_quarantined: opts.refuse_quarantined,
         counter: AtomicU64::new(0),
-    };
-    let wants_tls = dests
-        .iter()
-        .any(|d| matches!(d, Destination::Dimse { tls: true, .. }));
-    let tls_out = match (&opts.tls_ca, wants_tls) {
-        (Some(ca), _) => Some(tls_client(ca)?),
-        (None, true) => {
-            return Err(Error::Usage(
-                "a dimse+tls:// destination needs --tls-ca (the certificates to trust)".into(),
-            ));
-        }
-        (None, false) => None,
-    };
-    let tls = match &opts.tls {
-        Some((cert, key)) => Some(tls_config(cert, key)?),
-        None => None,
     };
     let listener = TcpListener::bind(&opts.listen)
         .map_err(io_err(format!("cannot listen on {}", opts.listen)))?;
