@@ -8,13 +8,18 @@
 //! A crash between a send and the removal re-sends that object on restart: every
 //! destination treats a re-sent SOP Instance UID as the same object, so each object
 //! still ends up there once.
+//!
+//! An object's failed attempts and the time of its next one live beside it, in
+//! `<name>.retry` (written to `<name>.retry.part`, synced, renamed), so a restart
+//! neither resets the count (a destination that always fails still dead-letters
+//! after `max_attempts`) nor sends early.
 
 use super::dest::{Destination, copy_to_folder, sync_dir};
 use super::scu::{Peer, Sent, send_batch};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Retry policy, shared by all destinations.
 #[derive(Debug, Clone, Copy)]
@@ -67,13 +72,117 @@ pub fn entries(queue: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// An object's retry state: failed attempts so far, and when the next may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempts {
+    pub failed: u32,
+    pub next: SystemTime,
+}
+
+const RETRY_SUFFIX: &str = ".retry";
+
+/// The sidecar of a queued file.
+fn sidecar(entry: &Path) -> PathBuf {
+    let mut s = entry.as_os_str().to_owned();
+    s.push(RETRY_SUFFIX);
+    PathBuf::from(s)
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Writes the retry state of `entry` atomically and durably.
+fn save_attempts(entry: &Path, a: Attempts) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = sidecar(entry);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".part");
+    let tmp = PathBuf::from(tmp);
+    let r = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        writeln!(
+            f,
+            "failed-attempts {}\nnext-attempt-unix-ms {}",
+            a.failed,
+            unix_ms(a.next)
+        )?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        match path.parent() {
+            Some(dir) => sync_dir(dir),
+            None => Ok(()),
+        }
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+fn parse_attempts(text: &str) -> Option<Attempts> {
+    let mut failed = None;
+    let mut next = None;
+    for line in text.lines() {
+        match line.split_once(' ') {
+            Some(("failed-attempts", n)) => failed = n.trim().parse::<u32>().ok(),
+            Some(("next-attempt-unix-ms", n)) => next = n.trim().parse::<u64>().ok(),
+            _ => {}
+        }
+    }
+    Some(Attempts {
+        failed: failed?,
+        next: UNIX_EPOCH + Duration::from_millis(next?),
+    })
+}
+
+/// The retry states of a queue's objects, from their sidecars. A sidecar whose
+/// object is gone (sent or dead-lettered just before a crash) is removed.
+pub fn load_attempts(queue: &Path) -> HashMap<PathBuf, Attempts> {
+    let mut out = HashMap::new();
+    let Ok(rd) = std::fs::read_dir(queue) else {
+        return out;
+    };
+    for e in rd.filter_map(Result::ok) {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let Some(entry) = name.strip_suffix(RETRY_SUFFIX) else {
+            continue;
+        };
+        let entry = queue.join(entry);
+        let state = std::fs::read_to_string(e.path())
+            .ok()
+            .and_then(|t| parse_attempts(&t));
+        match state {
+            Some(a) if entry.exists() => {
+                out.insert(entry, a);
+            }
+            _ => {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    out
+}
+
 impl Forwarder<'_> {
     pub fn run(&self) {
         let stow = match &self.dest {
             Destination::Stow { base } => Some(super::stow::Stow::new(base, self.timeout)),
             _ => None,
         };
-        let mut attempts: HashMap<PathBuf, u32> = HashMap::new();
+        // Mirrors the sidecars; every change is written through before it counts.
+        let mut attempts = load_attempts(&self.queue);
+        if !attempts.is_empty() {
+            crate::say!(
+                "dicom-deid serve: {} -> {}: {} queued objects had failed attempts before \
+                 this start; their counts and next-attempt times are kept",
+                self.dest.id(),
+                self.dest,
+                attempts.len()
+            );
+        }
         let mut failures = 0u32;
         let mut wait_until = Instant::now();
         let (mut forwarded, mut dead) = (0u64, 0u64);
@@ -83,7 +192,18 @@ impl Forwarder<'_> {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
-            let pending = entries(&self.queue);
+            let now = SystemTime::now();
+            let all = entries(&self.queue);
+            let waiting = all.len();
+            let pending: Vec<PathBuf> = all
+                .into_iter()
+                .filter(|p| attempts.get(p).is_none_or(|a| a.next <= now))
+                .collect();
+            if pending.is_empty() && waiting > 0 {
+                // Everything queued waits for its own next attempt.
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             if pending.is_empty() {
                 if (forwarded, dead) != last_said {
                     crate::say!(
@@ -104,24 +224,43 @@ impl Forwarder<'_> {
                     // Gone once the destination has it; a crash before this line
                     // re-sends it, which the destination takes as the same object.
                     let _ = std::fs::remove_file(path);
-                    attempts.remove(path);
+                    if attempts.remove(path).is_some() {
+                        let _ = std::fs::remove_file(sidecar(path));
+                    }
                     forwarded += 1;
                 }
                 Sent::Refused(why) => {
                     self.dead_letter(path, &why);
-                    attempts.remove(path);
+                    if attempts.remove(path).is_some() {
+                        let _ = std::fs::remove_file(sidecar(path));
+                    }
                     dead += 1;
                 }
                 Sent::Transient(why) => {
-                    let n = attempts.entry(path.to_path_buf()).or_insert(0);
-                    *n += 1;
-                    if *n >= self.retry.max_attempts {
+                    let failed = attempts.get(path).map_or(0, |a| a.failed) + 1;
+                    if failed >= self.retry.max_attempts {
                         self.dead_letter(
                             path,
-                            &format!("gave up after {} attempts; last: {why}", *n),
+                            &format!("gave up after {failed} attempts; last: {why}"),
                         );
-                        attempts.remove(path);
+                        if attempts.remove(path).is_some() {
+                            let _ = std::fs::remove_file(sidecar(path));
+                        }
                         dead += 1;
+                    } else {
+                        let a = Attempts {
+                            failed,
+                            next: SystemTime::now() + self.retry.backoff(failed),
+                        };
+                        // Not durable (a full disk): the count still holds in
+                        // memory for this process.
+                        if let Err(e) = save_attempts(path, a) {
+                            crate::say!(
+                                "dicom-deid serve: cannot record the attempts of {}: {e}",
+                                path.display()
+                            );
+                        }
+                        attempts.insert(path.to_path_buf(), a);
                     }
                     transient.get_or_insert(why);
                 }
@@ -267,5 +406,26 @@ mod tests {
         assert_eq!(r.backoff(4), Duration::from_millis(800));
         assert_eq!(r.backoff(5), Duration::from_secs(1));
         assert_eq!(r.backoff(60), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn attempts_persist_beside_the_object_and_orphans_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = dir.path();
+        let entry = q.join("1.2_1.3_1.4.dcm");
+        std::fs::write(&entry, b"x").unwrap();
+        let a = Attempts {
+            failed: 2,
+            next: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+        };
+        save_attempts(&entry, a).unwrap();
+        // Sidecars are not queue entries.
+        assert_eq!(entries(q), vec![entry.clone()]);
+        // An orphan (its object sent before a crash) is dropped at load.
+        std::fs::write(q.join("9.9_9.9_9.9.dcm.retry"), "failed-attempts 1\n").unwrap();
+        let loaded = load_attempts(q);
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[&entry], a);
+        assert!(!q.join("9.9_9.9_9.9.dcm.retry").exists());
     }
 }

@@ -106,3 +106,105 @@ fn serve_from_a_yaml_config_receives_and_forwards() {
     assert!(err.contains("`max-atempts`"), "{err}");
     assert!(err.contains("did you mean `max-attempts`?"), "{err}");
 }
+
+/// The failed attempts of a queued object, from its sidecar (None before the first).
+fn failed_attempts(queue: &std::path::Path) -> Option<u32> {
+    files_in(queue)
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".dcm.retry"))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("failed-attempts "))
+                .and_then(|n| n.trim().parse().ok())
+        })
+}
+
+/// A destination that never answers, `--max-attempts 3`: two attempts fail, the
+/// gateway is killed (-9) and started again, and the object is dead-lettered after
+/// one more attempt, not three, and not before the next-attempt time the first
+/// process recorded.
+#[test]
+fn retry_counts_survive_kill_9_and_a_failing_destination_still_dead_letters() {
+    if !dcmtk() {
+        return;
+    }
+    let env = Env::new();
+    let dest_port = free_port(); // nothing listens there
+    let dest = format!("dimse://DEST@127.0.0.1:{dest_port}");
+    let key = env.key("gw.key", 7);
+    let spool = env.path("spool");
+    let start = |n: u32, port: u16| {
+        let mut c = Command::new(BIN);
+        c.env_remove("DICOM_DEID_KEY_FILE")
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--ae-title", "GW", "--forward", &dest])
+            .arg("--spool")
+            .arg(&spool)
+            .arg("--key-file")
+            .arg(&key)
+            .arg("--profile")
+            .arg(lenient_profile(&env))
+            // Attempt 2 comes 1.5 s after the first, attempt 3 3 s after the second:
+            // time enough to kill between them.
+            .args(["--max-attempts", "3", "--retry-base-ms", "1500"])
+            .args(["--retry-max-ms", "60000"]);
+        let p = spawn(&mut c, env.path(&format!("serve-{n}.log")));
+        wait_listening(port);
+        p
+    };
+    let port = free_port();
+    let mut first = start(1, port);
+    let (log, ok) = storescu(port, "MOD", &[sample("dicom/ct_explicit_le.dcm")], &[]);
+    assert_eq!(ok, 1, "{log}");
+    let queue = spool
+        .join("queue")
+        .join(format!("dimse-DEST-127.0.0.1-{dest_port}"));
+    wait_for("two failed attempts recorded", || {
+        failed_attempts(&queue) == Some(2)
+    });
+    let second_failed = std::time::Instant::now();
+    first.kill9();
+    assert_eq!(queued(&spool), 1);
+
+    let port = free_port();
+    let second = start(2, port);
+    let dead = spool
+        .join("dead")
+        .join(format!("dimse-DEST-127.0.0.1-{dest_port}"));
+    let is_dead = || {
+        files_in(&dead)
+            .iter()
+            .any(|p| p.extension().is_some_and(|x| x == "dcm"))
+    };
+    wait_for("the dead letter after the restart", is_dead);
+    // Not before the next attempt's time (3 s after the second failure).
+    assert!(
+        second_failed.elapsed() >= std::time::Duration::from_millis(2800),
+        "sent {:?} after the second failure",
+        second_failed.elapsed()
+    );
+    let reason: String = files_in(&dead)
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(".reason.txt"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(reason.contains("gave up after 3 attempts"), "{reason}");
+    let log = second.log();
+    assert!(
+        log.contains("had failed attempts before this start"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("retrying in").count(),
+        1,
+        "the restarted gateway tried more than once: {log}"
+    );
+    assert_eq!(queued(&spool), 0);
+    assert!(
+        !files_in(&queue)
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".retry")),
+        "a sidecar outlived its object"
+    );
+}
