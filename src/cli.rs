@@ -138,6 +138,11 @@ pub struct ServeArgs {
     /// Certificates (PEM) trusted for dimse+tls://AE@host:port destinations.
     #[arg(long, value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
+    /// Forward a series only once none of its objects arrived for SECS seconds,
+    /// then all of it in arrival order (like Orthanc's StableAge). In --config it
+    /// can also be set per destination: `forward: [{to: DEST, stable-age: 60}]`.
+    #[arg(long, value_name = "SECS")]
+    pub stable_age: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]

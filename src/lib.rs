@@ -155,7 +155,10 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 spool: a.spool,
                 forward: list(a.forward).map(|v| {
                     v.into_iter()
-                        .map(|to| gateway::config::ForwardSpec { to })
+                        .map(|to| gateway::config::ForwardSpec {
+                            to,
+                            stable_age: None,
+                        })
                         .collect()
                 }),
                 profile: a.profile,
@@ -174,6 +177,7 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 tls_cert: a.tls_cert,
                 tls_key: a.tls_key,
                 tls_ca: a.tls_ca,
+                stable_age: a.stable_age,
             };
             let opts = file.overridden_by(flags).into_options()?;
             if a.check {

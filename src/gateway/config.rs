@@ -41,6 +41,9 @@ pub struct Settings {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_ca: Option<PathBuf>,
+    /// Seconds a series must go without a new object before it is forwarded, for
+    /// every destination without its own `stable-age`.
+    pub stable_age: Option<u64>,
 }
 
 /// One destination: a bare `DEST` string, or a map with `to:` and the settings that
@@ -48,6 +51,8 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardSpec {
     pub to: String,
+    /// This destination's `stable-age` (seconds), over the global one.
+    pub stable_age: Option<u64>,
 }
 
 impl<'de> Deserialize<'de> for ForwardSpec {
@@ -57,6 +62,7 @@ impl<'de> Deserialize<'de> for ForwardSpec {
         #[serde(deny_unknown_fields, rename_all = "kebab-case")]
         struct Full {
             to: String,
+            stable_age: Option<u64>,
         }
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
@@ -65,14 +71,20 @@ impl<'de> Deserialize<'de> for ForwardSpec {
                 f.write_str("a destination, or a map with `to:`")
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ForwardSpec, E> {
-                Ok(ForwardSpec { to: s.to_string() })
+                Ok(ForwardSpec {
+                    to: s.to_string(),
+                    stable_age: None,
+                })
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 m: A,
             ) -> Result<ForwardSpec, A::Error> {
                 let full = Full::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
-                Ok(ForwardSpec { to: full.to })
+                Ok(ForwardSpec {
+                    to: full.to,
+                    stable_age: full.stable_age,
+                })
             }
         }
         d.deserialize_any(V)
@@ -198,6 +210,7 @@ impl Settings {
             tls_cert: over.tls_cert.or(self.tls_cert),
             tls_key: over.tls_key.or(self.tls_key),
             tls_ca: over.tls_ca.or(self.tls_ca),
+            stable_age: over.stable_age.or(self.stable_age),
         }
     }
 
@@ -231,7 +244,10 @@ impl Settings {
             spool: self.spool.ok_or_else(|| need("--spool"))?,
             forward: forward
                 .into_iter()
-                .map(|f| Forward { dest: f.to })
+                .map(|f| Forward {
+                    dest: f.to,
+                    stable_age: Duration::from_secs(f.stable_age.or(self.stable_age).unwrap_or(0)),
+                })
                 .collect(),
             profile: self.profile.unwrap_or_else(|| "basic".into()),
             key_file: self.key_file,
@@ -278,10 +294,24 @@ mod tests {
             ..Settings::default()
         };
         let o = s.overridden_by(flags).into_options().unwrap();
+        assert_eq!(o.forward[0].stable_age, Duration::ZERO);
         assert_eq!(o.retry.max_attempts, 7);
         assert_eq!(o.ae_title, "DEID-GW");
         assert_eq!(o.max_per_ae, 4);
         assert!(o.tls.is_some());
+    }
+
+    #[test]
+    fn stable_age_is_global_or_per_destination() {
+        let s = parse(
+            "s.yaml",
+            "listen: a:1\nspool: s\nstable-age: 30\n\
+             forward:\n  - out\n  - {to: dimse://A@h:1, stable-age: 5}\n",
+        )
+        .unwrap();
+        let o = s.into_options().unwrap();
+        assert_eq!(o.forward[0].stable_age, Duration::from_secs(30));
+        assert_eq!(o.forward[1].stable_age, Duration::from_secs(5));
     }
 
     #[test]

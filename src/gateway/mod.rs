@@ -69,6 +69,8 @@ pub struct ServeOptions {
 #[derive(Debug, Clone)]
 pub struct Forward {
     pub dest: String,
+    /// Series held until stable this long (zero: off).
+    pub stable_age: Duration,
 }
 
 /// An `--allow` rule.
@@ -555,7 +557,15 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
         key.fingerprint(),
         dests
             .iter()
-            .map(|d| d.to_string())
+            .zip(&opts.forward)
+            .map(|(d, f)| if f.stable_age.is_zero() {
+                d.to_string()
+            } else {
+                format!(
+                    "{d} (each series once stable for {} s)",
+                    f.stable_age.as_secs()
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -570,7 +580,11 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
     let sessions_stop = &STOP;
     std::thread::scope(|scope| {
         let mut forwarders = Vec::new();
-        for (d, q) in dests.iter().zip(&queues) {
+        for ((d, q), stable_age) in dests
+            .iter()
+            .zip(&queues)
+            .zip(opts.forward.iter().map(|f| &f.stable_age))
+        {
             let fwd = queue::Forwarder {
                 dest: d.clone(),
                 queue: q.clone(),
@@ -580,6 +594,7 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
                 timeout: Duration::from_secs(30),
                 tls: tls_out.clone(),
                 stop: &forwarders_stop,
+                stable_age: *stable_age,
             };
             forwarders.push(scope.spawn(move || fwd.run()));
         }

@@ -52,6 +52,9 @@ pub struct Forwarder<'a> {
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Set at shutdown: finish the object in hand, then stop.
     pub stop: &'a AtomicBool,
+    /// Hold a series until none of its objects arrived for this long, then send it
+    /// whole in arrival order (zero: send each object as it comes).
+    pub stable_age: Duration,
 }
 
 /// The entries waiting in a queue folder (temporaries start with a dot).
@@ -70,6 +73,45 @@ pub fn entries(queue: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// The series a queue entry belongs to: its name is `<Study>_<Series>_<SOP>.dcm`,
+/// so everything before the last `_`. A name without one is a series of its own.
+fn series_of(entry: &Path) -> String {
+    let name = entry
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.rsplit_once('_') {
+        Some((series, _)) => series.to_string(),
+        None => name,
+    }
+}
+
+/// Of the queued `all`, those whose series is stable (no object of it arrived for
+/// `age`), in arrival order. Arrival is the queue file's modification time: set
+/// when the object was queued and kept on disk, so a restart changes nothing.
+pub fn stable(all: &[PathBuf], age: Duration, now: SystemTime) -> Vec<PathBuf> {
+    let mut arrived: Vec<(SystemTime, &PathBuf, String)> = all
+        .iter()
+        .filter_map(|p| {
+            let t = std::fs::metadata(p).and_then(|m| m.modified()).ok()?;
+            Some((t, p, series_of(p)))
+        })
+        .collect();
+    let mut latest: HashMap<&str, SystemTime> = HashMap::new();
+    for (t, _, series) in &arrived {
+        let l = latest.entry(series.as_str()).or_insert(*t);
+        *l = (*l).max(*t);
+    }
+    let ready: std::collections::HashSet<String> = latest
+        .into_iter()
+        .filter(|(_, t)| now.duration_since(*t).is_ok_and(|d| d >= age))
+        .map(|(s, _)| s.to_string())
+        .collect();
+    arrived.retain(|(_, _, series)| ready.contains(series));
+    arrived.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    arrived.into_iter().map(|(_, p, _)| p.clone()).collect()
 }
 
 /// An object's retry state: failed attempts so far, and when the next may start.
@@ -195,12 +237,18 @@ impl Forwarder<'_> {
             let now = SystemTime::now();
             let all = entries(&self.queue);
             let waiting = all.len();
-            let pending: Vec<PathBuf> = all
+            let released = if self.stable_age.is_zero() {
+                all
+            } else {
+                stable(&all, self.stable_age, now)
+            };
+            let pending: Vec<PathBuf> = released
                 .into_iter()
                 .filter(|p| attempts.get(p).is_none_or(|a| a.next <= now))
                 .collect();
             if pending.is_empty() && waiting > 0 {
-                // Everything queued waits for its own next attempt.
+                // Everything queued waits: for its series to be stable, or for its
+                // own next attempt.
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
@@ -406,6 +454,31 @@ mod tests {
         assert_eq!(r.backoff(4), Duration::from_millis(800));
         assert_eq!(r.backoff(5), Duration::from_secs(1));
         assert_eq!(r.backoff(60), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_series_is_released_whole_in_arrival_order_once_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = dir.path();
+        let now = SystemTime::now();
+        let at = |name: &str, secs_ago: u64| {
+            let p = q.join(name);
+            let f = std::fs::File::create(&p).unwrap();
+            f.set_modified(now - Duration::from_secs(secs_ago)).unwrap();
+            p
+        };
+        let a2 = at("1.1_2.1_3.2.dcm", 12);
+        let a1 = at("1.1_2.1_3.9.dcm", 15);
+        let b1 = at("1.1_2.2_3.1.dcm", 20);
+        let b2 = at("1.1_2.2_3.5.dcm", 2); // series 2.2 is still arriving
+        let all = entries(q);
+        let age = Duration::from_secs(10);
+        assert_eq!(stable(&all, age, now), vec![a1.clone(), a2.clone()]);
+        assert_eq!(
+            stable(&all, age, now + Duration::from_secs(8)),
+            vec![b1, a1, a2, b2]
+        );
+        assert!(stable(&all, Duration::from_secs(30), now).is_empty());
     }
 
     #[test]

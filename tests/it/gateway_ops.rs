@@ -9,6 +9,7 @@ use crate::gateway::{
 };
 use dicom_object::open_file;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// `serve --config serve.yaml` with every setting in the file, started from another
 /// folder (relative paths are the file's): `--check` passes without listening or
@@ -163,7 +164,7 @@ fn retry_counts_survive_kill_9_and_a_failing_destination_still_dead_letters() {
     wait_for("two failed attempts recorded", || {
         failed_attempts(&queue) == Some(2)
     });
-    let second_failed = std::time::Instant::now();
+    let second_failed = Instant::now();
     first.kill9();
     assert_eq!(queued(&spool), 1);
 
@@ -180,7 +181,7 @@ fn retry_counts_survive_kill_9_and_a_failing_destination_still_dead_letters() {
     wait_for("the dead letter after the restart", is_dead);
     // Not before the next attempt's time (3 s after the second failure).
     assert!(
-        second_failed.elapsed() >= std::time::Duration::from_millis(2800),
+        second_failed.elapsed() >= Duration::from_millis(2800),
         "sent {:?} after the second failure",
         second_failed.elapsed()
     );
@@ -207,4 +208,163 @@ fn retry_counts_survive_kill_9_and_a_failing_destination_still_dead_letters() {
             .any(|p| p.to_string_lossy().ends_with(".retry")),
         "a sidecar outlived its object"
     );
+}
+
+/// `n` copies of the CT sample in one new series of its own (new Series and SOP
+/// Instance UIDs, by dcmodify).
+fn series(env: &Env, name: &str, n: usize) -> Vec<std::path::PathBuf> {
+    let dir = env.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let files: Vec<_> = (0..n)
+        .map(|i| {
+            let p = dir.join(format!("{i}.dcm"));
+            std::fs::copy(sample("dicom/ct_explicit_le.dcm"), &p).unwrap();
+            p
+        })
+        .collect();
+    // One new series UID for all, then a new instance UID each.
+    let o = Command::new("dcmodify")
+        .args(["-nb", "-gse"])
+        .arg(&files[0])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in &files[1..] {
+        std::fs::copy(&files[0], f).unwrap();
+    }
+    let o = Command::new("dcmodify")
+        .args(["-nb", "-gin"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    files
+}
+
+/// The Series Instance UIDs of what arrived, with how many objects each.
+fn arrived_series(dir: &std::path::Path) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for f in files_in(dir) {
+        // storescp writes in place: a file still being written may not parse yet.
+        if let Ok(obj) = open_file(&f)
+            && let Some(s) = text(&obj, dicom_core::Tag(0x0020, 0x000E))
+        {
+            *m.entry(s).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// Polls (every 20 ms, at most 30 s) until `cond`; returns when it became true.
+fn when(what: &str, mut cond: impl FnMut() -> bool) -> Instant {
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        if cond() {
+            return Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// `--stable-age 3` towards storescp: nothing of a series arrives while objects of
+/// it keep coming; all of it arrives 3 s after its last object; a second series
+/// sent later is held on its own clock. The clock is the queue's arrival times on
+/// disk: after `kill -9` and a restart, a held series is released 3 s after it
+/// arrived, not 3 s after the restart.
+#[test]
+fn stable_age_holds_each_series_until_it_is_quiet_even_across_a_restart() {
+    if !dcmtk() {
+        return;
+    }
+    let env = Env::new();
+    let dest_port = free_port();
+    let (_dest, received) = storescp(&env, "received", dest_port, &["-pm", "+xa"]);
+    let a = series(&env, "a", 3);
+    let b = series(&env, "b", 1);
+    let c = series(&env, "c", 2);
+    let key = env.key("gw.key", 7);
+    let spool = env.path("spool");
+    let start = |n: u32, port: u16| {
+        let mut cmd = Command::new(BIN);
+        cmd.env_remove("DICOM_DEID_KEY_FILE")
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--ae-title", "GW", "--stable-age", "3"])
+            .arg("--forward")
+            .arg(format!("dimse://DEST@127.0.0.1:{dest_port}"))
+            .arg("--spool")
+            .arg(&spool)
+            .arg("--key-file")
+            .arg(&key)
+            .arg("--profile")
+            .arg(lenient_profile(&env));
+        let p = spawn(&mut cmd, env.path(&format!("serve-{n}.log")));
+        wait_listening(port);
+        p
+    };
+    let port = free_port();
+    let mut gw = start(1, port);
+    let send = |files: &[std::path::PathBuf]| {
+        let (log, ok) = storescu(port, "MOD", files, &[]);
+        assert_eq!(ok, files.len(), "{log}");
+    };
+    send(&a[..2]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(files_in(&received).is_empty(), "series A left before 3 s");
+    // A third object of A 1.5 s later: the clock starts again.
+    let a_last = Instant::now();
+    send(&a[2..]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let b_sent = Instant::now();
+    send(&b);
+    let a_arrived = when("series A at storescp", || {
+        arrived_series(&received).values().sum::<usize>() >= 3
+    });
+    assert!(
+        a_arrived - a_last >= Duration::from_secs(3),
+        "series A arrived {:?} after its last object",
+        a_arrived - a_last
+    );
+    let got = arrived_series(&received);
+    assert_eq!(got.len(), 1, "series B came with A: {got:?}");
+    assert_eq!(got.values().copied().collect::<Vec<_>>(), vec![3]);
+    let b_arrived = when("series B at storescp", || {
+        arrived_series(&received).len() == 2
+    });
+    assert!(
+        b_arrived - b_sent >= Duration::from_secs(3),
+        "series B arrived {:?} after it was sent",
+        b_arrived - b_sent
+    );
+
+    // Series C is queued, the gateway killed at once and restarted 2 s after C
+    // arrived: C leaves at 3 s after its arrival, not 3 s after the restart.
+    let c_sent = Instant::now();
+    send(&c);
+    gw.kill9();
+    assert_eq!(queued(&spool), 2);
+    std::thread::sleep(Duration::from_millis(2000).saturating_sub(c_sent.elapsed()));
+    let restarted = Instant::now();
+    let _gw = start(2, free_port());
+    let c_arrived = when("series C at storescp", || {
+        arrived_series(&received).values().sum::<usize>() == 6
+    });
+    assert!(
+        c_arrived - c_sent >= Duration::from_secs(3),
+        "series C arrived {:?} after it was sent",
+        c_arrived - c_sent
+    );
+    assert!(
+        c_arrived - restarted < Duration::from_secs(3),
+        "series C waited {:?} after the restart: the clock was reset",
+        c_arrived - restarted
+    );
+    let got = arrived_series(&received);
+    assert_eq!(got.len(), 3, "{got:?}");
+    for obj in files_in(&received) {
+        assert_eq!(
+            text(&open_file(&obj).unwrap(), IDENTITY_REMOVED).as_deref(),
+            Some("YES")
+        );
+    }
 }
