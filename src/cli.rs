@@ -138,6 +138,18 @@ pub struct ServeArgs {
     /// Certificates (PEM) trusted for dimse+tls://AE@host:port destinations.
     #[arg(long, value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
+    /// Require every caller on the TLS listener to present a client certificate
+    /// that chains to these certificates (PEM): mutual TLS, e.g. `storescu +tls
+    /// client.key client.pem`.
+    #[arg(long, value_name = "PEM")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) presented to dimse+tls:// destinations that
+    /// ask for one (dcmtk's storescp does by default). Needs --tls-client-key.
+    #[arg(long, value_name = "PEM")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The client certificate's private key, PEM.
+    #[arg(long, value_name = "PEM")]
+    pub tls_client_key: Option<PathBuf>,
     /// Forward a series only once none of its objects arrived for SECS seconds,
     /// then all of it in arrival order (like Orthanc's StableAge). In --config it
     /// can also be set per destination: `forward: [{to: DEST, stable-age: 60}]`.

@@ -177,6 +177,9 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 tls_cert: a.tls_cert,
                 tls_key: a.tls_key,
                 tls_ca: a.tls_ca,
+                tls_client_ca: a.tls_client_ca,
+                tls_client_cert: a.tls_client_cert,
+                tls_client_key: a.tls_client_key,
                 stable_age: a.stable_age,
             };
             let opts = file.overridden_by(flags).into_options()?;

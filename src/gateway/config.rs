@@ -41,6 +41,9 @@ pub struct Settings {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_ca: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub tls_client_cert: Option<PathBuf>,
+    pub tls_client_key: Option<PathBuf>,
     /// Seconds a series must go without a new object before it is forwarded, for
     /// every destination without its own `stable-age`.
     pub stable_age: Option<u64>,
@@ -167,6 +170,9 @@ impl Settings {
             &mut self.tls_cert,
             &mut self.tls_key,
             &mut self.tls_ca,
+            &mut self.tls_client_ca,
+            &mut self.tls_client_cert,
+            &mut self.tls_client_key,
         ]
         .into_iter()
         .flatten()
@@ -210,6 +216,9 @@ impl Settings {
             tls_cert: over.tls_cert.or(self.tls_cert),
             tls_key: over.tls_key.or(self.tls_key),
             tls_ca: over.tls_ca.or(self.tls_ca),
+            tls_client_ca: over.tls_client_ca.or(self.tls_client_ca),
+            tls_client_cert: over.tls_client_cert.or(self.tls_client_cert),
+            tls_client_key: over.tls_client_key.or(self.tls_client_key),
             stable_age: over.stable_age.or(self.stable_age),
         }
     }
@@ -233,6 +242,17 @@ impl Settings {
             _ => {
                 return Err(Error::Usage(
                     "--tls-cert and --tls-key go together (the listener's certificate and its key)"
+                        .into(),
+                ));
+            }
+        };
+        let tls_client = match (self.tls_client_cert, self.tls_client_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Usage(
+                    "--tls-client-cert and --tls-client-key go together (the certificate \
+                     presented to destinations and its key)"
                         .into(),
                 ));
             }
@@ -266,6 +286,8 @@ impl Settings {
             },
             tls,
             tls_ca: self.tls_ca,
+            tls_client_ca: self.tls_client_ca,
+            tls_client,
         })
     }
 }

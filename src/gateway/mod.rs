@@ -63,6 +63,11 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Certificates (PEM) trusted for `dimse+tls://` destinations.
     pub tls_ca: Option<PathBuf>,
+    /// Require a client certificate chaining to these (PEM) on the listener.
+    pub tls_client_ca: Option<PathBuf>,
+    /// (certificate chain PEM, private key PEM) presented to `dimse+tls://`
+    /// destinations that ask for a client certificate.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
 }
 
 /// One `--forward` destination and the settings that apply to it alone.
@@ -319,59 +324,107 @@ fn first_message_arrived(stream: &TcpStream, artim: Duration, tls: bool) -> bool
     }
 }
 
-/// A rustls server configuration from PEM files (TLS 1.2 and 1.3, ring).
-fn tls_config(cert: &Path, key: &Path) -> Result<std::sync::Arc<rustls::ServerConfig>, Error> {
+/// The certificates of a PEM file, at least one; `flag` names it in errors.
+fn pem_certs(
+    flag: &str,
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Error> {
+    use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect())
-        .map_err(|e| Error::Usage(format!("--tls-cert {}: {e}", cert.display())))?;
+        .map_err(|e| Error::Usage(format!("{flag} {}: {e}", path.display())))?;
     if certs.is_empty() {
         return Err(Error::Usage(format!(
-            "--tls-cert {}: no certificate in it",
-            cert.display()
+            "{flag} {}: no certificate in it",
+            path.display()
         )));
     }
-    // The key's own error could quote key material: say only that it is unreadable.
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|_| {
+    Ok(certs)
+}
+
+/// The private key of a PEM file. Its parse error could quote key material: only
+/// the file is named.
+fn pem_key(flag: &str, path: &Path) -> Result<rustls::pki_types::PrivateKeyDer<'static>, Error> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    PrivateKeyDer::from_pem_file(path).map_err(|_| {
         Error::Usage(format!(
-            "--tls-key {}: no readable PEM private key in it",
-            key.display()
+            "{flag} {}: no readable PEM private key in it",
+            path.display()
         ))
-    })?;
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Usage(format!("TLS: {e}")))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| Error::Usage(format!("TLS certificate and key: {e}")))?;
+    })
+}
+
+/// Roots to trust, from a PEM file of certificates.
+fn pem_roots(flag: &str, path: &Path) -> Result<rustls::RootCertStore, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(pem_certs(flag, path)?);
+    if added == 0 {
+        return Err(Error::Usage(format!(
+            "{flag} {}: no usable certificate in it",
+            path.display()
+        )));
+    }
+    Ok(roots)
+}
+
+fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A rustls server configuration from PEM files (TLS 1.2 and 1.3, ring). With
+/// `client_ca`, every client must present a certificate that chains to it (mutual
+/// TLS); without, none is asked for.
+fn tls_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<std::sync::Arc<rustls::ServerConfig>, Error> {
+    let certs = pem_certs("--tls-cert", cert)?;
+    let key = pem_key("--tls-key", key)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Usage(format!("TLS: {e}")))?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let roots = pem_roots("--tls-client-ca", ca)?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .map_err(|e| Error::Usage(format!("--tls-client-ca {}: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Usage(format!("TLS certificate and key: {e}")))?;
     Ok(std::sync::Arc::new(config))
 }
 
-/// A rustls client configuration trusting the certificates of a PEM file.
-fn tls_client(ca: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>, Error> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
-        .and_then(|it| it.collect())
-        .map_err(|e| Error::Usage(format!("--tls-ca {}: {e}", ca.display())))?;
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(Error::Usage(format!(
-            "--tls-ca {}: no usable certificate in it",
-            ca.display()
-        )));
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Usage(format!("TLS: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+/// A rustls client configuration trusting the certificates of a PEM file, and
+/// presenting a client certificate when `identity` (certificate, key) is given.
+fn tls_client(
+    ca: &Path,
+    identity: Option<&(PathBuf, PathBuf)>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, Error> {
+    let roots = pem_roots("--tls-ca", ca)?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Usage(format!("TLS: {e}")))?
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                pem_certs("--tls-client-cert", cert)?,
+                pem_key("--tls-client-key", key)?,
+            )
+            .map_err(|e| Error::Usage(format!("TLS client certificate and key: {e}")))?,
+        None => builder.with_no_client_auth(),
+    };
     Ok(std::sync::Arc::new(config))
 }
 
@@ -418,7 +471,7 @@ fn check_options(opts: &ServeOptions) -> Result<Checked, Error> {
         .iter()
         .any(|d| matches!(d, Destination::Dimse { tls: true, .. }));
     let tls_out = match (&opts.tls_ca, wants_tls) {
-        (Some(ca), _) => Some(tls_client(ca)?),
+        (Some(ca), _) => Some(tls_client(ca, opts.tls_client.as_ref())?),
         (None, true) => {
             return Err(Error::Usage(
                 "a dimse+tls:// destination needs --tls-ca (the certificates to trust)".into(),
@@ -426,8 +479,22 @@ fn check_options(opts: &ServeOptions) -> Result<Checked, Error> {
         }
         (None, false) => None,
     };
+    if opts.tls_client.is_some() && tls_out.is_none() {
+        return Err(Error::Usage(
+            "--tls-client-cert is presented to dimse+tls:// destinations, trusted by --tls-ca: \
+             give --tls-ca too"
+                .into(),
+        ));
+    }
     let tls_in = match &opts.tls {
-        Some((cert, key)) => Some(tls_config(cert, key)?),
+        Some((cert, key)) => Some(tls_config(cert, key, opts.tls_client_ca.as_deref())?),
+        None if opts.tls_client_ca.is_some() => {
+            return Err(Error::Usage(
+                "--tls-client-ca asks callers for certificates over DICOM TLS: give --tls-cert \
+                 and --tls-key too"
+                    .into(),
+            ));
+        }
         None => None,
     };
     use std::net::ToSocketAddrs;

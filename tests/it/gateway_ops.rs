@@ -368,3 +368,162 @@ fn stable_age_holds_each_series_until_it_is_quiet_even_across_a_restart() {
         );
     }
 }
+
+/// A client certificate (and key) for `cn`, signed by the CA at `ca`/`ca_key`, or
+/// self-signed when `ca` is None (a stranger's).
+fn client_cert(
+    env: &Env,
+    cn: &str,
+    ca: Option<(&std::path::Path, &std::path::Path)>,
+) -> (String, String) {
+    let (cert, key, csr, ext) = (
+        env.path(&format!("{cn}.pem")),
+        env.path(&format!("{cn}.key")),
+        env.path(&format!("{cn}.csr")),
+        env.path(&format!("{cn}.cnf")),
+    );
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n",
+    )
+    .unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = Command::new("openssl").args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let subj = format!("/CN={cn}");
+    run(&[
+        "req".as_ref(),
+        "-newkey".as_ref(),
+        "rsa:2048".as_ref(),
+        "-nodes".as_ref(),
+        "-subj".as_ref(),
+        subj.as_ref(),
+        "-keyout".as_ref(),
+        key.as_os_str(),
+        "-out".as_ref(),
+        csr.as_os_str(),
+    ]);
+    let mut sign: Vec<&std::ffi::OsStr> = vec![
+        "x509".as_ref(),
+        "-req".as_ref(),
+        "-in".as_ref(),
+        csr.as_os_str(),
+        "-days".as_ref(),
+        "2".as_ref(),
+        "-extfile".as_ref(),
+        ext.as_os_str(),
+        "-out".as_ref(),
+        cert.as_os_str(),
+    ];
+    match ca {
+        Some((ca, ca_key)) => sign.extend([
+            "-CA".as_ref(),
+            ca.as_os_str(),
+            "-CAkey".as_ref(),
+            ca_key.as_os_str(),
+            "-CAcreateserial".as_ref(),
+        ]),
+        None => sign.extend(["-signkey".as_ref(), key.as_os_str()]),
+    }
+    run(&sign);
+    (
+        cert.to_str().unwrap().to_string(),
+        key.to_str().unwrap().to_string(),
+    )
+}
+
+/// Mutual TLS. In: with `--tls-client-ca`, storescu presenting a certificate the CA
+/// signed gets in; storescu with no certificate, or with one the CA did not sign,
+/// is rejected. Out: storescp requiring a client certificate (its default) gets the
+/// objects of a gateway that presents one (`--tls-client-cert`), and nothing from
+/// a gateway that presents none.
+#[test]
+fn tls_client_certificates_are_required_in_and_presented_out() {
+    if !dcmtk() {
+        return;
+    }
+    let env = Env::new();
+    let Some((ca, cert, key)) = crate::gateway::tls_files(&env) else {
+        return;
+    };
+    let ca_key = env.path("ca.key");
+    let p = |x: &std::path::PathBuf| x.to_str().unwrap().to_string();
+    let (mod_cert, mod_key) = client_cert(&env, "modality", Some((&ca, &ca_key)));
+    let (gw_cert, gw_key) = client_cert(&env, "gateway", Some((&ca, &ca_key)));
+    let (rogue_cert, rogue_key) = client_cert(&env, "rogue", None);
+
+    // storescp over TLS, requiring a client certificate the CA signed (dcmtk's
+    // default, -rc).
+    let dest_port = free_port();
+    let (_dest, received) = storescp(
+        &env,
+        "received",
+        dest_port,
+        &["+tls", &p(&key), &p(&cert), "+cf", &p(&ca), "-pm", "+xa"],
+    );
+    let dest = format!("dimse+tls://DEST@127.0.0.1:{dest_port}");
+    let key_file = env.key("gw.key", 7);
+    let gateway = |name: &str, port: u16, client: bool| {
+        let mut c = Command::new(BIN);
+        c.env_remove("DICOM_DEID_KEY_FILE")
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--ae-title", "GW", "--forward", &dest])
+            .arg("--spool")
+            .arg(env.path(&format!("spool-{name}")))
+            .arg("--key-file")
+            .arg(&key_file)
+            .arg("--profile")
+            .arg(lenient_profile(&env))
+            .args(["--retry-base-ms", "200", "--retry-max-ms", "1000"])
+            .args(["--tls-cert", &p(&cert), "--tls-key", &p(&key)])
+            .args(["--tls-client-ca", &p(&ca), "--tls-ca", &p(&ca)]);
+        if client {
+            c.args(["--tls-client-cert", &gw_cert, "--tls-client-key", &gw_key]);
+        }
+        let proc = spawn(&mut c, env.path(&format!("serve-{name}.log")));
+        wait_listening(port);
+        proc
+    };
+    let port = free_port();
+    let gw = gateway("mtls", port, true);
+    let ct = [sample("dicom/ct_explicit_le.dcm")];
+    let (log, ok) = storescu(
+        port,
+        "MOD",
+        &ct,
+        &["+tls", &mod_key, &mod_cert, "+cf", &p(&ca)],
+    );
+    assert_eq!(ok, 1, "a certificate the CA signed was refused: {log}");
+    let (log, ok) = storescu(port, "MOD", &ct, &["+tla", "+cf", &p(&ca)]);
+    assert_eq!(ok, 0, "no client certificate, yet accepted: {log}");
+    let (log, ok) = storescu(
+        port,
+        "MOD",
+        &ct,
+        &["+tls", &rogue_key, &rogue_cert, "+cf", &p(&ca)],
+    );
+    assert_eq!(ok, 0, "a stranger's certificate was accepted: {log}");
+    let spool = env.path("spool-mtls");
+    wait_for(
+        "the object at the storescp that requires a client certificate",
+        || files_in(&received).len() == 1 && queued(&spool) == 0,
+    );
+    let log = gw.log();
+    assert_eq!(log.matches(", TLS) ended").count(), 1, "{log}");
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+
+    // A gateway presenting no certificate: storescp refuses it, the object waits.
+    let port = free_port();
+    let bare = gateway("bare", port, false);
+    let (log, ok) = storescu(
+        port,
+        "MOD",
+        &[sample("dicom/mr_implicit_le.dcm")],
+        &["+tls", &mod_key, &mod_cert, "+cf", &p(&ca)],
+    );
+    assert_eq!(ok, 1, "{log}");
+    wait_for("a failed forward", || bare.log().contains("retrying in"));
+    assert_eq!(queued(&env.path("spool-bare")), 1);
+    assert_eq!(files_in(&received).len(), 1);
+}
