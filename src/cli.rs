@@ -204,7 +204,8 @@ pub struct RunArgs {
     #[arg(required_unless_present = "explain")]
     pub inputs: Vec<PathBuf>,
     /// Output directory (created if needed; must not overlap an input),
-    /// `s3://bucket/prefix`, `dimse://AE@host:port` (C-STORE) or
+    /// `s3://bucket/prefix`, `dimse://AE@host:port` (C-STORE; `dimse+tls://` with
+    /// --tls-ca for DICOM TLS) or
     /// `dicomweb+http(s)://host/path` (STOW-RS).
     #[arg(short, long, required_unless_present = "explain")]
     pub out: Option<PathBuf>,
@@ -220,6 +221,17 @@ pub struct RunArgs {
     /// Refuse to write to an `s3://` output that can be read without credentials.
     #[arg(long)]
     pub require_private: bool,
+    /// Certificates (PEM) trusted for a `dimse+tls://AE@host:port` output (DICOM
+    /// TLS, as for `serve --forward`).
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) presented to a `dimse+tls://` output that asks
+    /// for one.
+    #[arg(long, value_name = "PEM", requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The client certificate's private key, PEM.
+    #[arg(long, value_name = "PEM", requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
     /// Built-in profile name or YAML file.
     #[arg(long, default_value = "basic")]
     pub profile: String,

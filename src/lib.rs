@@ -110,6 +110,8 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 s3_endpoint: a.s3_endpoint,
                 state_dir: a.state_dir,
                 require_private: a.require_private,
+                tls_ca: a.tls_ca,
+                tls_client: a.tls_client_cert.zip(a.tls_client_key),
             })?;
             let resume = summary
                 .interrupted

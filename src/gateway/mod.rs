@@ -407,7 +407,7 @@ fn tls_config(
 
 /// A rustls client configuration trusting the certificates of a PEM file, and
 /// presenting a client certificate when `identity` (certificate, key) is given.
-fn tls_client(
+pub(crate) fn tls_client(
     ca: &Path,
     identity: Option<&(PathBuf, PathBuf)>,
 ) -> Result<std::sync::Arc<rustls::ClientConfig>, Error> {

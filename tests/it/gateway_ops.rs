@@ -527,3 +527,91 @@ fn tls_client_certificates_are_required_in_and_presented_out() {
     assert_eq!(queued(&env.path("spool-bare")), 1);
     assert_eq!(files_in(&received).len(), 1);
 }
+
+/// `run --out dimse+tls://`: the form `serve --forward` takes, checked against
+/// `--tls-ca`, with a client certificate for a storescp that requires one; every
+/// object arrives de-identified, and a second run skips what storescp confirmed.
+/// Without `--tls-ca` the run stops before any file (exit 2).
+#[test]
+fn run_sends_over_dicom_tls_with_a_client_certificate() {
+    if !dcmtk() {
+        return;
+    }
+    let env = Env::new();
+    let Some((ca, cert, key)) = crate::gateway::tls_files(&env) else {
+        return;
+    };
+    let p = |x: &std::path::PathBuf| x.to_str().unwrap().to_string();
+    let (client, client_key) = client_cert(&env, "runner", Some((&ca, &env.path("ca.key"))));
+    let port = free_port();
+    let (_dest, received) = storescp(
+        &env,
+        "received",
+        port,
+        &["+tls", &p(&key), &p(&cert), "+cf", &p(&ca), "-pm", "+xa"],
+    );
+    let input = env.inputs(&[
+        "dicom/ct_explicit_le.dcm",
+        "dicom/mr_implicit_le.dcm",
+        "dicom/rtplan_implicit_le.dcm",
+    ]);
+    let run_key = env.key("k", 3);
+    let out = format!("dimse+tls://DEST@127.0.0.1:{port}");
+    let run = |report: &std::path::Path, tls: bool| {
+        let mut c = Command::new(BIN);
+        c.env_remove("DICOM_DEID_KEY_FILE")
+            .arg("run")
+            .arg(&input)
+            .args(["--out", &out])
+            .arg("--key-file")
+            .arg(&run_key)
+            .arg("--state-dir")
+            .arg(env.path("state"))
+            .arg("--report")
+            .arg(report)
+            .arg("--profile")
+            .arg(lenient_profile(&env));
+        if tls {
+            c.args(["--tls-ca", &p(&ca)]).args([
+                "--tls-client-cert",
+                &client,
+                "--tls-client-key",
+                &client_key,
+            ]);
+        }
+        c.output().unwrap()
+    };
+    let o = run(&env.path("none.jsonl"), false);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--tls-ca"), "{err}");
+    assert!(files_in(&received).is_empty());
+
+    let report = env.path("r.jsonl");
+    let o = run(&report, true);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let (lines, summary) = crate::common::report(&report);
+    assert_eq!(summary["written"].as_u64(), Some(3), "{summary}");
+    assert!(
+        lines
+            .iter()
+            .filter_map(|l| l["output"].as_str())
+            .all(|o| o.starts_with(&format!("{out}/"))),
+        "{lines:?}"
+    );
+    wait_for("3 objects at the TLS storescp", || {
+        files_in(&received).len() == 3
+    });
+    for f in files_in(&received) {
+        assert_eq!(
+            text(&open_file(&f).unwrap(), IDENTITY_REMOVED).as_deref(),
+            Some("YES")
+        );
+    }
+    let again = env.path("r2.jsonl");
+    let o = run(&again, true);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, s2) = crate::common::report(&again);
+    assert_eq!(s2["skipped_unchanged"].as_u64(), Some(3), "{s2}");
+}
