@@ -248,8 +248,9 @@ impl Forwarder<'_> {
                 .collect();
             if pending.is_empty() && waiting > 0 {
                 // Everything queued waits: for its series to be stable, or for its
-                // own next attempt.
-                std::thread::sleep(Duration::from_millis(50));
+                // own next attempt. Both are counted in seconds; a slower poll spares
+                // the stat of every queued file.
+                std::thread::sleep(Duration::from_millis(200));
                 continue;
             }
             if pending.is_empty() {
