@@ -514,6 +514,14 @@ fn check_options(opts: &ServeOptions) -> Result<Checked, Error> {
     })
 }
 
+fn tls_note(tls: bool, client_certs: bool) -> &'static str {
+    match (tls, client_certs) {
+        (true, true) => " (DICOM TLS, client certificates required)",
+        (true, false) => " (DICOM TLS)",
+        _ => "",
+    }
+}
+
 /// `serve --check`: everything serve checks at start, then exit 0 without
 /// listening or touching the spool.
 pub fn check(opts: ServeOptions) -> Result<ExitStatus, Error> {
@@ -523,11 +531,7 @@ pub fn check(opts: ServeOptions) -> Result<ExitStatus, Error> {
          spool {}; forwarding to {}",
         opts.listen,
         opts.ae_title,
-        if c.tls_in.is_some() {
-            " (DICOM TLS)"
-        } else {
-            ""
-        },
+        tls_note(c.tls_in.is_some(), opts.tls_client_ca.is_some()),
         c.profile.name,
         c.key.fingerprint(),
         opts.spool.display(),
@@ -614,11 +618,12 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
         .map_err(io_err("cannot set up the listener".into()))?;
     install_signals();
     crate::say!(
-        "dicom-deid serve: listening on {} as `{}`; profile {}, key {}; forwarding to {}",
+        "dicom-deid serve: listening on {}{} as `{}`; profile {}, key {}; forwarding to {}",
         listener
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default(),
+        tls_note(tls.is_some(), opts.tls_client_ca.is_some()),
         opts.ae_title,
         profile.name,
         key.fingerprint(),
@@ -754,7 +759,16 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
                         // (a load balancer's health check): nothing to say.
                         Err(dicom_ul::association::Error::ConnectionClosed { .. }) => {}
                         Err(e) => {
-                            crate::say!("dicom-deid serve: association from {ip} refused: {e}")
+                            // The cause (a TLS handshake refused for want of a client
+                            // certificate, say) is deeper in the chain than dicom-ul's
+                            // "failed to receive pdu".
+                            let mut why = e.to_string();
+                            let mut cur = std::error::Error::source(&e);
+                            while let Some(inner) = cur {
+                                why.push_str(&format!(": {inner}"));
+                                cur = inner.source();
+                            }
+                            crate::say!("dicom-deid serve: association from {ip} refused: {why}")
                         }
                     }
                     active.fetch_sub(1, Ordering::SeqCst);

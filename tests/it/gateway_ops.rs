@@ -510,7 +510,14 @@ fn tls_client_certificates_are_required_in_and_presented_out() {
         || files_in(&received).len() == 1 && queued(&spool) == 0,
     );
     let log = gw.log();
+    assert!(
+        log.contains("(DICOM TLS, client certificates required)"),
+        "{log}"
+    );
     assert_eq!(log.matches(", TLS) ended").count(), 1, "{log}");
+    // The refusals say why, from rustls under dicom-ul's error.
+    assert!(log.contains("peer sent no certificates"), "{log}");
+    assert!(log.contains("UnknownIssuer"), "{log}");
     assert!(!log.contains("PRIVATE KEY"), "{log}");
 
     // A gateway presenting no certificate: storescp refuses it, the object waits.
