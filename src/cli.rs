@@ -55,28 +55,38 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// A YAML file holding any of the settings below, each under its flag's name
+    /// (`listen:`, `max-attempts:`, `forward:` as a list ...). Flags given here win
+    /// over the file; relative paths in it are taken from its folder.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Check the settings (config, profile, key, destinations, TLS files) and exit 0
+    /// without listening or touching the spool.
+    #[arg(long)]
+    pub check: bool,
     /// Address and port to listen on, e.g. 0.0.0.0:11112.
     #[arg(long, value_name = "HOST:PORT")]
-    pub listen: String,
-    /// This node's AE title (callers must use it as the called AE title).
-    #[arg(long, default_value = "DICOM-DEID")]
-    pub ae_title: String,
+    pub listen: Option<String>,
+    /// This node's AE title (callers must use it as the called AE title)
+    /// [default: DICOM-DEID].
+    #[arg(long)]
+    pub ae_title: Option<String>,
     /// Calling AE title allowed in, optionally only from one address (repeatable).
     /// Without any, every calling AE is allowed.
     #[arg(long = "allow", value_name = "AE[@IP]")]
     pub allow: Vec<String>,
     /// Spool folder: incoming objects, the queues and the dead letters.
     #[arg(long, value_name = "DIR")]
-    pub spool: PathBuf,
+    pub spool: Option<PathBuf>,
     /// Destination (repeatable): a folder, dimse://AE@host:port (dimse+tls:// for
     /// DICOM TLS, trusting --tls-ca), or
     /// dicomweb+http(s)://host/path (STOW-RS; credentials from DICOM_DEID_STOW_TOKEN,
     /// or DICOM_DEID_STOW_USER and DICOM_DEID_STOW_PASSWORD).
-    #[arg(long = "forward", value_name = "DEST", required = true)]
+    #[arg(long = "forward", value_name = "DEST")]
     pub forward: Vec<String>,
-    /// Built-in profile name or YAML file.
-    #[arg(long, default_value = "basic")]
-    pub profile: String,
+    /// Built-in profile name or YAML file [default: basic].
+    #[arg(long)]
+    pub profile: Option<String>,
     /// Project secret, as for `run`. Without it UIDs change at every restart.
     #[arg(long, env = "DICOM_DEID_KEY_FILE")]
     pub key_file: Option<PathBuf>,
@@ -94,37 +104,57 @@ pub struct ServeArgs {
     /// quarantine stops.
     #[arg(long)]
     pub refuse_quarantined: bool,
-    /// Associations open at once, all callers together.
-    #[arg(long, default_value_t = 16)]
-    pub max_associations: usize,
-    /// Associations open at once per calling AE title.
-    #[arg(long, default_value_t = 4)]
-    pub max_per_ae: usize,
-    /// ARTIM timeout: seconds a new connection has to request an association.
-    #[arg(long, default_value_t = 30)]
-    pub artim_timeout: u64,
-    /// Seconds an association may stay silent, mid-object or between objects.
-    #[arg(long, default_value_t = 60)]
-    pub idle_timeout: u64,
-    /// Failed attempts before an object goes to the dead-letter folder.
-    #[arg(long, default_value_t = 10)]
-    pub max_attempts: u32,
-    /// First retry delay in milliseconds (doubles per failure, up to --retry-max-ms).
-    #[arg(long, default_value_t = 1000)]
-    pub retry_base_ms: u64,
-    /// Longest retry delay in milliseconds.
-    #[arg(long, default_value_t = 300_000)]
-    pub retry_max_ms: u64,
+    /// Associations open at once, all callers together [default: 16].
+    #[arg(long)]
+    pub max_associations: Option<usize>,
+    /// Associations open at once per calling AE title [default: 4].
+    #[arg(long)]
+    pub max_per_ae: Option<usize>,
+    /// ARTIM timeout: seconds a new connection has to request an association
+    /// [default: 30].
+    #[arg(long)]
+    pub artim_timeout: Option<u64>,
+    /// Seconds an association may stay silent, mid-object or between objects
+    /// [default: 60].
+    #[arg(long)]
+    pub idle_timeout: Option<u64>,
+    /// Failed attempts before an object goes to the dead-letter folder [default: 10].
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// First retry delay in milliseconds (doubles per failure, up to --retry-max-ms)
+    /// [default: 1000].
+    #[arg(long)]
+    pub retry_base_ms: Option<u64>,
+    /// Longest retry delay in milliseconds [default: 300000].
+    #[arg(long)]
+    pub retry_max_ms: Option<u64>,
     /// DICOM TLS (PS3.15 B.1) on the listener: certificate chain, PEM (the usual
-    /// port is 2762). Every association must then use TLS.
-    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    /// port is 2762). Every association must then use TLS. Needs --tls-key.
+    #[arg(long, value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
     /// The certificate's private key, PEM.
-    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    #[arg(long, value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
     /// Certificates (PEM) trusted for dimse+tls://AE@host:port destinations.
     #[arg(long, value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
+    /// Require every caller on the TLS listener to present a client certificate
+    /// that chains to these certificates (PEM): mutual TLS, e.g. `storescu +tls
+    /// client.key client.pem`.
+    #[arg(long, value_name = "PEM")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) presented to dimse+tls:// destinations that
+    /// ask for one (dcmtk's storescp does by default). Needs --tls-client-key.
+    #[arg(long, value_name = "PEM")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The client certificate's private key, PEM.
+    #[arg(long, value_name = "PEM")]
+    pub tls_client_key: Option<PathBuf>,
+    /// Forward a series only once none of its objects arrived for SECS seconds,
+    /// then all of it in arrival order (like Orthanc's StableAge). In --config it
+    /// can also be set per destination: `forward: [{to: DEST, stable-age: 60}]`.
+    #[arg(long, value_name = "SECS")]
+    pub stable_age: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,7 +204,8 @@ pub struct RunArgs {
     #[arg(required_unless_present = "explain")]
     pub inputs: Vec<PathBuf>,
     /// Output directory (created if needed; must not overlap an input),
-    /// `s3://bucket/prefix`, `dimse://AE@host:port` (C-STORE) or
+    /// `s3://bucket/prefix`, `dimse://AE@host:port` (C-STORE; `dimse+tls://` with
+    /// --tls-ca for DICOM TLS) or
     /// `dicomweb+http(s)://host/path` (STOW-RS).
     #[arg(short, long, required_unless_present = "explain")]
     pub out: Option<PathBuf>,
@@ -190,6 +221,17 @@ pub struct RunArgs {
     /// Refuse to write to an `s3://` output that can be read without credentials.
     #[arg(long)]
     pub require_private: bool,
+    /// Certificates (PEM) trusted for a `dimse+tls://AE@host:port` output (DICOM
+    /// TLS, as for `serve --forward`).
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) presented to a `dimse+tls://` output that asks
+    /// for one.
+    #[arg(long, value_name = "PEM", requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The client certificate's private key, PEM.
+    #[arg(long, value_name = "PEM", requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
     /// Built-in profile name or YAML file.
     #[arg(long, default_value = "basic")]
     pub profile: String,

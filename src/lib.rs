@@ -110,6 +110,8 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 s3_endpoint: a.s3_endpoint,
                 state_dir: a.state_dir,
                 require_private: a.require_private,
+                tls_ca: a.tls_ca,
+                tls_client: a.tls_client_cert.zip(a.tls_client_key),
             })?;
             let resume = summary
                 .interrupted
@@ -142,30 +144,53 @@ pub fn run_cli(cli: Cli) -> Result<ExitStatus, Error> {
                 })?;
             Ok(ExitStatus::Success)
         }
-        Command::Serve(a) => gateway::serve(gateway::ServeOptions {
-            listen: a.listen,
-            ae_title: a.ae_title,
-            allow: a.allow,
-            spool: a.spool,
-            forward: a.forward,
-            profile: a.profile,
-            key_file: a.key_file,
-            options: a.options,
-            quarantine: a.quarantine,
-            quarantine_copy: a.quarantine_copy,
-            refuse_quarantined: a.refuse_quarantined,
-            max_associations: a.max_associations,
-            max_per_ae: a.max_per_ae,
-            artim: std::time::Duration::from_secs(a.artim_timeout),
-            idle: std::time::Duration::from_secs(a.idle_timeout),
-            retry: gateway::Retry {
-                max_attempts: a.max_attempts.max(1),
-                base: std::time::Duration::from_millis(a.retry_base_ms),
-                max: std::time::Duration::from_millis(a.retry_max_ms),
-            },
-            tls: a.tls_cert.zip(a.tls_key),
-            tls_ca: a.tls_ca,
-        }),
+        Command::Serve(a) => {
+            let file = match &a.config {
+                Some(path) => gateway::config::load(path)?,
+                None => gateway::config::Settings::default(),
+            };
+            let list = |v: Vec<String>| (!v.is_empty()).then_some(v);
+            let flags = gateway::config::Settings {
+                listen: a.listen,
+                ae_title: a.ae_title,
+                allow: list(a.allow),
+                spool: a.spool,
+                forward: list(a.forward).map(|v| {
+                    v.into_iter()
+                        .map(|to| gateway::config::ForwardSpec {
+                            to,
+                            stable_age: None,
+                        })
+                        .collect()
+                }),
+                profile: a.profile,
+                key_file: a.key_file,
+                option: list(a.options),
+                quarantine: a.quarantine,
+                quarantine_copy: a.quarantine_copy.then_some(true),
+                refuse_quarantined: a.refuse_quarantined.then_some(true),
+                max_associations: a.max_associations,
+                max_per_ae: a.max_per_ae,
+                artim_timeout: a.artim_timeout,
+                idle_timeout: a.idle_timeout,
+                max_attempts: a.max_attempts,
+                retry_base_ms: a.retry_base_ms,
+                retry_max_ms: a.retry_max_ms,
+                tls_cert: a.tls_cert,
+                tls_key: a.tls_key,
+                tls_ca: a.tls_ca,
+                tls_client_ca: a.tls_client_ca,
+                tls_client_cert: a.tls_client_cert,
+                tls_client_key: a.tls_client_key,
+                stable_age: a.stable_age,
+            };
+            let opts = file.overridden_by(flags).into_options()?;
+            if a.check {
+                gateway::check(opts)
+            } else {
+                gateway::serve(opts)
+            }
+        }
         Command::Report(ReportCommand::Merge { reports }) => merge::merge(&reports, &mut out),
         Command::Report(ReportCommand::Html { report, check }) => {
             report_html::write(&report, check.as_deref(), &mut out)

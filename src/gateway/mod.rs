@@ -9,6 +9,7 @@
 //! - `dead/<dest-id>/`: what it will not receive, each with `<name>.reason.txt`;
 //! - `quarantine/manifest.jsonl`: objects not forwarded, as `run` lists them.
 
+pub mod config;
 pub mod dest;
 pub mod dimse;
 pub mod intake;
@@ -44,7 +45,7 @@ pub struct ServeOptions {
     /// `AE` or `AE@IP`; empty lets any calling AE in.
     pub allow: Vec<String>,
     pub spool: PathBuf,
-    pub forward: Vec<String>,
+    pub forward: Vec<Forward>,
     pub profile: String,
     pub key_file: Option<PathBuf>,
     pub options: Vec<String>,
@@ -62,6 +63,19 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Certificates (PEM) trusted for `dimse+tls://` destinations.
     pub tls_ca: Option<PathBuf>,
+    /// Require a client certificate chaining to these (PEM) on the listener.
+    pub tls_client_ca: Option<PathBuf>,
+    /// (certificate chain PEM, private key PEM) presented to `dimse+tls://`
+    /// destinations that ask for a client certificate.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+}
+
+/// One `--forward` destination and the settings that apply to it alone.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub dest: String,
+    /// Series held until stable this long (zero: off).
+    pub stable_age: Duration,
 }
 
 /// An `--allow` rule.
@@ -310,68 +324,126 @@ fn first_message_arrived(stream: &TcpStream, artim: Duration, tls: bool) -> bool
     }
 }
 
-/// A rustls server configuration from PEM files (TLS 1.2 and 1.3, ring).
-fn tls_config(cert: &Path, key: &Path) -> Result<std::sync::Arc<rustls::ServerConfig>, Error> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect())
-        .map_err(|e| Error::Usage(format!("--tls-cert {}: {e}", cert.display())))?;
-    if certs.is_empty() {
-        return Err(Error::Usage(format!(
-            "--tls-cert {}: no certificate in it",
-            cert.display()
-        )));
-    }
-    // The key's own error could quote key material: say only that it is unreadable.
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|_| {
-        Error::Usage(format!(
-            "--tls-key {}: no readable PEM private key in it",
-            key.display()
-        ))
-    })?;
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Usage(format!("TLS: {e}")))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| Error::Usage(format!("TLS certificate and key: {e}")))?;
-    Ok(std::sync::Arc::new(config))
-}
-
-/// A rustls client configuration trusting the certificates of a PEM file.
-fn tls_client(ca: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>, Error> {
+/// The certificates of a PEM file, at least one; `flag` names it in errors.
+fn pem_certs(
+    flag: &str,
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Error> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect())
-        .map_err(|e| Error::Usage(format!("--tls-ca {}: {e}", ca.display())))?;
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
+        .map_err(|e| Error::Usage(format!("{flag} {}: {e}", path.display())))?;
+    if certs.is_empty() {
         return Err(Error::Usage(format!(
-            "--tls-ca {}: no usable certificate in it",
-            ca.display()
+            "{flag} {}: no certificate in it",
+            path.display()
         )));
     }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Usage(format!("TLS: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    Ok(certs)
+}
+
+/// The private key of a PEM file. Its parse error could quote key material: only
+/// the file is named.
+fn pem_key(flag: &str, path: &Path) -> Result<rustls::pki_types::PrivateKeyDer<'static>, Error> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    PrivateKeyDer::from_pem_file(path).map_err(|_| {
+        Error::Usage(format!(
+            "{flag} {}: no readable PEM private key in it",
+            path.display()
+        ))
+    })
+}
+
+/// Roots to trust, from a PEM file of certificates.
+fn pem_roots(flag: &str, path: &Path) -> Result<rustls::RootCertStore, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(pem_certs(flag, path)?);
+    if added == 0 {
+        return Err(Error::Usage(format!(
+            "{flag} {}: no usable certificate in it",
+            path.display()
+        )));
+    }
+    Ok(roots)
+}
+
+fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A rustls server configuration from PEM files (TLS 1.2 and 1.3, ring). With
+/// `client_ca`, every client must present a certificate that chains to it (mutual
+/// TLS); without, none is asked for.
+fn tls_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<std::sync::Arc<rustls::ServerConfig>, Error> {
+    let certs = pem_certs("--tls-cert", cert)?;
+    let key = pem_key("--tls-key", key)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Usage(format!("TLS: {e}")))?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let roots = pem_roots("--tls-client-ca", ca)?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .map_err(|e| Error::Usage(format!("--tls-client-ca {}: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Usage(format!("TLS certificate and key: {e}")))?;
     Ok(std::sync::Arc::new(config))
 }
 
-/// Runs the gateway until SIGTERM or SIGINT.
-pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
+/// A rustls client configuration trusting the certificates of a PEM file, and
+/// presenting a client certificate when `identity` (certificate, key) is given.
+pub(crate) fn tls_client(
+    ca: &Path,
+    identity: Option<&(PathBuf, PathBuf)>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, Error> {
+    let roots = pem_roots("--tls-ca", ca)?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Usage(format!("TLS: {e}")))?
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                pem_certs("--tls-client-cert", cert)?,
+                pem_key("--tls-client-key", key)?,
+            )
+            .map_err(|e| Error::Usage(format!("TLS client certificate and key: {e}")))?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(std::sync::Arc::new(config))
+}
+
+/// What serve checks before it touches the spool or the network: every setting
+/// parsed, the profile compiled, the key read, the TLS files loaded.
+struct Checked {
+    dests: Vec<Destination>,
+    rules: Vec<Allow>,
+    profile: crate::profile::compiled::CompiledProfile,
+    key: Key,
+    tls_in: Option<std::sync::Arc<rustls::ServerConfig>>,
+    tls_out: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+fn check_options(opts: &ServeOptions) -> Result<Checked, Error> {
     let dests: Vec<Destination> = opts
         .forward
         .iter()
-        .map(|f| Destination::parse(f).map_err(|e| Error::Usage(e.to_string())))
+        .map(|f| Destination::parse(&f.dest).map_err(|e| Error::Usage(e.to_string())))
         .collect::<Result<_, _>>()?;
     if dests.is_empty() {
         return Err(Error::Usage("serve needs at least one --forward".into()));
@@ -395,6 +467,93 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
             Key::random()?
         }
     };
+    let wants_tls = dests
+        .iter()
+        .any(|d| matches!(d, Destination::Dimse { tls: true, .. }));
+    let tls_out = match (&opts.tls_ca, wants_tls) {
+        (Some(ca), _) => Some(tls_client(ca, opts.tls_client.as_ref())?),
+        (None, true) => {
+            return Err(Error::Usage(
+                "a dimse+tls:// destination needs --tls-ca (the certificates to trust)".into(),
+            ));
+        }
+        (None, false) => None,
+    };
+    if opts.tls_client.is_some() && tls_out.is_none() {
+        return Err(Error::Usage(
+            "--tls-client-cert is presented to dimse+tls:// destinations, trusted by --tls-ca: \
+             give --tls-ca too"
+                .into(),
+        ));
+    }
+    let tls_in = match &opts.tls {
+        Some((cert, key)) => Some(tls_config(cert, key, opts.tls_client_ca.as_deref())?),
+        None if opts.tls_client_ca.is_some() => {
+            return Err(Error::Usage(
+                "--tls-client-ca asks callers for certificates over DICOM TLS: give --tls-cert \
+                 and --tls-key too"
+                    .into(),
+            ));
+        }
+        None => None,
+    };
+    use std::net::ToSocketAddrs;
+    if opts.listen.to_socket_addrs().is_err() {
+        return Err(Error::Usage(format!(
+            "--listen {}: expected HOST:PORT",
+            opts.listen
+        )));
+    }
+    Ok(Checked {
+        dests,
+        rules,
+        profile,
+        key,
+        tls_in,
+        tls_out,
+    })
+}
+
+fn tls_note(tls: bool, client_certs: bool) -> &'static str {
+    match (tls, client_certs) {
+        (true, true) => " (DICOM TLS, client certificates required)",
+        (true, false) => " (DICOM TLS)",
+        _ => "",
+    }
+}
+
+/// `serve --check`: everything serve checks at start, then exit 0 without
+/// listening or touching the spool.
+pub fn check(opts: ServeOptions) -> Result<ExitStatus, Error> {
+    let c = check_options(&opts)?;
+    crate::say!(
+        "dicom-deid serve: configuration OK: would listen on {} as `{}`{}; profile {}, key {}; \
+         spool {}; forwarding to {}",
+        opts.listen,
+        opts.ae_title,
+        tls_note(c.tls_in.is_some(), opts.tls_client_ca.is_some()),
+        c.profile.name,
+        c.key.fingerprint(),
+        opts.spool.display(),
+        c.dests
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(ExitStatus::Success)
+}
+
+/// Runs the gateway until SIGTERM or SIGINT.
+pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
+    let Checked {
+        dests,
+        rules,
+        profile,
+        key,
+        tls_in: tls,
+        tls_out,
+    } = check_options(&opts)?;
     crate::profile::iod::preload();
 
     let spool = &opts.spool;
@@ -452,22 +611,6 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
         refuse_quarantined: opts.refuse_quarantined,
         counter: AtomicU64::new(0),
     };
-    let wants_tls = dests
-        .iter()
-        .any(|d| matches!(d, Destination::Dimse { tls: true, .. }));
-    let tls_out = match (&opts.tls_ca, wants_tls) {
-        (Some(ca), _) => Some(tls_client(ca)?),
-        (None, true) => {
-            return Err(Error::Usage(
-                "a dimse+tls:// destination needs --tls-ca (the certificates to trust)".into(),
-            ));
-        }
-        (None, false) => None,
-    };
-    let tls = match &opts.tls {
-        Some((cert, key)) => Some(tls_config(cert, key)?),
-        None => None,
-    };
     let listener = TcpListener::bind(&opts.listen)
         .map_err(io_err(format!("cannot listen on {}", opts.listen)))?;
     listener
@@ -475,17 +618,26 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
         .map_err(io_err("cannot set up the listener".into()))?;
     install_signals();
     crate::say!(
-        "dicom-deid serve: listening on {} as `{}`; profile {}, key {}; forwarding to {}",
+        "dicom-deid serve: listening on {}{} as `{}`; profile {}, key {}; forwarding to {}",
         listener
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default(),
+        tls_note(tls.is_some(), opts.tls_client_ca.is_some()),
         opts.ae_title,
         profile.name,
         key.fingerprint(),
         dests
             .iter()
-            .map(|d| d.to_string())
+            .zip(&opts.forward)
+            .map(|(d, f)| if f.stable_age.is_zero() {
+                d.to_string()
+            } else {
+                format!(
+                    "{d} (each series once stable for {} s)",
+                    f.stable_age.as_secs()
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -500,7 +652,11 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
     let sessions_stop = &STOP;
     std::thread::scope(|scope| {
         let mut forwarders = Vec::new();
-        for (d, q) in dests.iter().zip(&queues) {
+        for ((d, q), stable_age) in dests
+            .iter()
+            .zip(&queues)
+            .zip(opts.forward.iter().map(|f| &f.stable_age))
+        {
             let fwd = queue::Forwarder {
                 dest: d.clone(),
                 queue: q.clone(),
@@ -510,6 +666,7 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
                 timeout: Duration::from_secs(30),
                 tls: tls_out.clone(),
                 stop: &forwarders_stop,
+                stable_age: *stable_age,
             };
             forwarders.push(scope.spawn(move || fwd.run()));
         }
@@ -602,7 +759,16 @@ pub fn serve(opts: ServeOptions) -> Result<ExitStatus, Error> {
                         // (a load balancer's health check): nothing to say.
                         Err(dicom_ul::association::Error::ConnectionClosed { .. }) => {}
                         Err(e) => {
-                            crate::say!("dicom-deid serve: association from {ip} refused: {e}")
+                            // The cause (a TLS handshake refused for want of a client
+                            // certificate, say) is deeper in the chain than dicom-ul's
+                            // "failed to receive pdu".
+                            let mut why = e.to_string();
+                            let mut cur = std::error::Error::source(&e);
+                            while let Some(inner) = cur {
+                                why.push_str(&format!(": {inner}"));
+                                cur = inner.source();
+                            }
+                            crate::say!("dicom-deid serve: association from {ip} refused: {why}")
                         }
                     }
                     active.fetch_sub(1, Ordering::SeqCst);

@@ -31,8 +31,16 @@ struct Shared {
 }
 
 impl NetSink {
-    /// `state`: the run's state directory; `run_id` marks its temporaries.
-    pub fn new(dest: Destination, state: &Path, run_id: &str) -> Result<NetSink, String> {
+    /// `state`: the run's state directory; `run_id` marks its temporaries. A
+    /// `dimse+tls://` destination is checked against `tls_ca`, and is presented
+    /// `tls_client` (certificate, key) when it asks for a client certificate.
+    pub fn new(
+        dest: Destination,
+        state: &Path,
+        run_id: &str,
+        tls_ca: Option<&Path>,
+        tls_client: Option<&(PathBuf, PathBuf)>,
+    ) -> Result<NetSink, String> {
         let timeout = Duration::from_secs(60);
         let (peer, stow) = match &dest {
             Destination::Dimse {
@@ -41,16 +49,24 @@ impl NetSink {
                 port,
                 tls,
             } => {
-                if *tls {
-                    return Err("dimse+tls:// is available in `serve` only".into());
-                }
+                let tls = match (tls, tls_ca) {
+                    (false, _) => None,
+                    (true, Some(ca)) => {
+                        Some(super::tls_client(ca, tls_client).map_err(|e| e.to_string())?)
+                    }
+                    (true, None) => {
+                        return Err(
+                            "dimse+tls:// needs --tls-ca (the certificates to trust)".into()
+                        );
+                    }
+                };
                 let peer = Peer {
                     calling_ae: "DICOM-DEID".into(),
                     called_ae: ae.clone(),
                     host: host.clone(),
                     port: *port,
                     timeout,
-                    tls: None,
+                    tls,
                 };
                 (Some(peer), None)
             }

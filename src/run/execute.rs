@@ -503,8 +503,14 @@ pub fn execute(plan: &RunPlan, opts: &RunOptions) -> Result<(ExitStatus, Summary
         Destination::Dir(out) => Box::new(FsSink::new(out.clone(), run_id)),
         Destination::S3(bucket) => Box::new(S3Sink::new(bucket.clone(), run_id)),
         Destination::Network(d) => Box::new(
-            crate::gateway::sink::NetSink::new(d.clone(), &plan.state_dir, run_id)
-                .map_err(|e| Error::Usage(format!("--out {d}: {e}")))?,
+            crate::gateway::sink::NetSink::new(
+                d.clone(),
+                &plan.state_dir,
+                run_id,
+                opts.tls_ca.as_deref(),
+                opts.tls_client.as_ref(),
+            )
+            .map_err(|e| Error::Usage(format!("--out {d}: {e}")))?,
         ),
     };
     let ocr = super::ocr_finder(profile)?;

@@ -48,6 +48,10 @@ pub struct RunOptions {
     pub state_dir: Option<PathBuf>,
     /// Refuse to write to an output that anyone can read without credentials.
     pub require_private: bool,
+    /// Trust for a `dimse+tls://` output.
+    pub tls_ca: Option<PathBuf>,
+    /// (certificate, key) presented to a `dimse+tls://` output.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
 }
 
 /// Compiles the plan, then runs it. From here on SIGINT and SIGTERM stop the run

@@ -12,13 +12,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A started process, killed and reaped on drop.
-struct Proc {
+pub(crate) struct Proc {
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Proc {
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -26,7 +26,7 @@ impl Proc {
     }
 
     /// SIGTERM, then wait for the exit (at most `within`).
-    fn term(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+    pub(crate) fn term(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
         // SAFETY: kill(2) on the pid of a child we have not reaped yet.
         unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
@@ -42,7 +42,7 @@ impl Proc {
         None
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -53,7 +53,7 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
+pub(crate) fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
     let out = std::fs::File::create(&log).unwrap();
     let err = out.try_clone().unwrap();
     let child = cmd
@@ -68,7 +68,7 @@ fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -76,7 +76,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_listening(port: u16) {
+pub(crate) fn wait_listening(port: u16) {
     let end = Instant::now() + Duration::from_secs(20);
     while Instant::now() < end {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -87,7 +87,7 @@ fn wait_listening(port: u16) {
     panic!("nothing listens on port {port}");
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(60);
     while Instant::now() < end {
         if cond() {
@@ -100,7 +100,7 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Whether dcmtk's network tools are here. Required (a failure, not a skip) under
 /// CI=true or DICOM_DEID_EXTERNAL_CHECKS=1.
-fn dcmtk() -> bool {
+pub(crate) fn dcmtk() -> bool {
     let have = ["storescu", "storescp", "echoscu", "dcmodify"]
         .iter()
         .all(|t| {
@@ -121,7 +121,7 @@ fn dcmtk() -> bool {
     have
 }
 
-fn storescp(env: &Env, name: &str, port: u16, extra: &[&str]) -> (Proc, PathBuf) {
+pub(crate) fn storescp(env: &Env, name: &str, port: u16, extra: &[&str]) -> (Proc, PathBuf) {
     let dir = env.path(name);
     std::fs::create_dir_all(&dir).unwrap();
     let mut cmd = Command::new("storescp");
@@ -134,13 +134,13 @@ fn storescp(env: &Env, name: &str, port: u16, extra: &[&str]) -> (Proc, PathBuf)
     (p, dir)
 }
 
-struct Gateway {
-    proc: Proc,
-    port: u16,
-    spool: PathBuf,
+pub(crate) struct Gateway {
+    pub(crate) proc: Proc,
+    pub(crate) port: u16,
+    pub(crate) spool: PathBuf,
 }
 
-fn serve(env: &Env, port: u16, forward: &[String], extra: &[&str]) -> Gateway {
+pub(crate) fn serve(env: &Env, port: u16, forward: &[String], extra: &[&str]) -> Gateway {
     let spool = env.path("spool");
     let key = env.path("gw.key");
     if !key.exists() {
@@ -175,13 +175,18 @@ fn serve(env: &Env, port: u16, forward: &[String], extra: &[&str]) -> Gateway {
     Gateway { proc, port, spool }
 }
 
-fn dimse_dest(port: u16) -> String {
+pub(crate) fn dimse_dest(port: u16) -> String {
     format!("dimse://DEST@127.0.0.1:{port}")
 }
 
 /// storescu's log and its count of success responses (with `-nh` it exits 0 even
 /// when a store failed, so the responses are what counts).
-fn storescu(port: u16, calling: &str, files: &[PathBuf], extra: &[&str]) -> (String, usize) {
+pub(crate) fn storescu(
+    port: u16,
+    calling: &str,
+    files: &[PathBuf],
+    extra: &[&str],
+) -> (String, usize) {
     let o = Command::new("storescu")
         .args(["-v", "-nh", "-aet", calling, "-aec", "GW"])
         .args(extra)
@@ -241,24 +246,24 @@ fn ultrasound(env: &Env) -> PathBuf {
     p
 }
 
-fn sample(p: &str) -> PathBuf {
+pub(crate) fn sample(p: &str) -> PathBuf {
     testdata(p)
 }
 
-fn text(obj: &dicom_object::DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
+pub(crate) fn text(obj: &dicom_object::DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
     obj.element(tag)
         .ok()
         .and_then(|e| e.to_str().ok())
         .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
 }
 
-const PATIENT_NAME: dicom_core::Tag = dicom_core::Tag(0x0010, 0x0010);
-const PATIENT_ID: dicom_core::Tag = dicom_core::Tag(0x0010, 0x0020);
-const IDENTITY_REMOVED: dicom_core::Tag = dicom_core::Tag(0x0012, 0x0062);
-const SOP_INSTANCE: dicom_core::Tag = dicom_core::Tag(0x0008, 0x0018);
-const STUDY: dicom_core::Tag = dicom_core::Tag(0x0020, 0x000D);
+pub(crate) const PATIENT_NAME: dicom_core::Tag = dicom_core::Tag(0x0010, 0x0010);
+pub(crate) const PATIENT_ID: dicom_core::Tag = dicom_core::Tag(0x0010, 0x0020);
+pub(crate) const IDENTITY_REMOVED: dicom_core::Tag = dicom_core::Tag(0x0012, 0x0062);
+pub(crate) const SOP_INSTANCE: dicom_core::Tag = dicom_core::Tag(0x0008, 0x0018);
+pub(crate) const STUDY: dicom_core::Tag = dicom_core::Tag(0x0020, 0x000D);
 
-fn files_in(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_in(dir: &Path) -> Vec<PathBuf> {
     walkdir::WalkDir::new(dir)
         .into_iter()
         .filter_map(Result::ok)
@@ -267,7 +272,7 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn queued(spool: &Path) -> usize {
+pub(crate) fn queued(spool: &Path) -> usize {
     files_in(&spool.join("queue"))
         .iter()
         .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
@@ -379,7 +384,7 @@ fn echo_and_a_mixed_folder_arrive_de_identified_at_storescp() {
     }
 }
 
-fn uids_of(files: &[PathBuf], tag: dicom_core::Tag) -> BTreeSet<String> {
+pub(crate) fn uids_of(files: &[PathBuf], tag: dicom_core::Tag) -> BTreeSet<String> {
     files
         .iter()
         .filter_map(|f| text(&open_file(f).unwrap(), tag))
@@ -488,7 +493,7 @@ fn a_refused_sop_class_and_an_unconvertible_syntax_go_to_the_dead_letters() {
 }
 
 /// Distinct copies of the CT sample (new SOP Instance UIDs), made by dcmodify.
-fn copies(env: &Env, n: usize) -> Vec<PathBuf> {
+pub(crate) fn copies(env: &Env, n: usize) -> Vec<PathBuf> {
     let dir = env.path("copies");
     std::fs::create_dir_all(&dir).unwrap();
     let files: Vec<PathBuf> = (0..n)
@@ -985,7 +990,7 @@ d.save_as(sys.argv[1], enforce_file_format=True)
 /// A test CA and a certificate it signed for localhost and 127.0.0.1 (rustls takes
 /// no self-signed CA certificate as a server's own), with openssl. None (skipped
 /// loudly, or a failure under CI) when openssl is missing.
-fn tls_files(env: &Env) -> Option<(PathBuf, PathBuf, PathBuf)> {
+pub(crate) fn tls_files(env: &Env) -> Option<(PathBuf, PathBuf, PathBuf)> {
     let (ca, ca_key) = (env.path("ca.pem"), env.path("ca.key"));
     let (cert, key, csr) = (
         env.path("cert.pem"),

@@ -11,6 +11,7 @@ mod bytes;
 mod check;
 mod cli;
 mod gateway;
+mod gateway_ops;
 mod judged;
 mod options;
 mod pixels;

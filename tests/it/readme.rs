@@ -41,11 +41,51 @@ fn every_yaml_example_in_the_readme_loads() {
                 .unwrap_or_else(|e| panic!("README.md:{line}: not YAML: {e}"));
             continue;
         }
+        if text.lines().any(|l| l.starts_with("listen:")) {
+            // A serve config: checked by the binary itself below.
+            continue;
+        }
         dicom_deid::profile::load::compile_str(&format!("README.md:{line}"), &text)
             .unwrap_or_else(|e| panic!("README.md:{line}: the example does not compile:\n{e}"));
         profiles += 1;
     }
     assert!(profiles >= 2);
+}
+
+/// Every serve config in the README is what `serve --config F --check` accepts: the
+/// keys exist, the destinations, allow rules and profile are valid. Only the key
+/// file (a path on the admin's machine) is replaced by a test key.
+#[test]
+fn every_serve_config_in_the_readme_passes_serve_check() {
+    let md = read("README.md");
+    let env = crate::common::Env::new();
+    let key = env.key("k", 1);
+    let mut configs = 0;
+    for (line, text) in fenced(&md, "yaml") {
+        if !text.lines().any(|l| l.starts_with("listen:")) {
+            continue;
+        }
+        let f = env.path(&format!("serve-{line}.yaml"));
+        std::fs::write(&f, &text).unwrap();
+        let o = std::process::Command::new(crate::common::BIN)
+            .env_remove("DICOM_DEID_KEY_FILE")
+            .arg("serve")
+            .arg("--config")
+            .arg(&f)
+            .arg("--key-file")
+            .arg(&key)
+            .arg("--check")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.success(),
+            "README.md:{line}: serve --check refuses the config:\n{err}"
+        );
+        assert!(err.contains("configuration OK"), "{err}");
+        configs += 1;
+    }
+    assert!(configs >= 1, "the README shows a serve config");
 }
 
 #[test]
