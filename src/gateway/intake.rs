@@ -190,10 +190,21 @@ impl Intake<'_> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // The sender may be told success for a quarantined object: its copy is made
+        // durable (temporary, sync, rename, folder sync) before the answer goes out,
+        // and a copy cut short leaves nothing.
         let copy = self.quarantine_copy.as_ref().and_then(|dir| {
             std::fs::create_dir_all(dir).ok()?;
             let dest = dir.join(format!("{file_name}.dcm"));
-            std::fs::copy(spool, &dest).ok()?;
+            let tmp = dir.join(format!(".{file_name}.dcm.tmp"));
+            let copied = std::fs::copy(spool, &tmp)
+                .and_then(|_| File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &dest))
+                .and_then(|()| sync_dir(dir));
+            if copied.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+                return None;
+            }
             Some(dest.display().to_string())
         });
         let input = format!("dimse://{from}/{file_name}");
