@@ -7,17 +7,21 @@
 //! is given, and Pixel Data stays a range of that same handle until a sink copies it.
 
 use crate::deid::{Counts, CrosswalkEntry, DeidError, Engine, ExplainLine};
+use crate::io::encap::{FrameTable, FramesEdit};
 use crate::io::encode::{Part10, PixelCopy, PixelEdit, build_meta};
 use crate::io::error::ReadError;
 use crate::io::read::{Classified, Source, read_input};
 use crate::io::source::{Input, Stamp};
 use crate::pixels::Redaction;
+use crate::pixels::encap::{Codec, Transcoder};
 use crate::profile::compile::Severity;
 use crate::profile::pixels::{Regions, Unmatched};
 use crate::profile::{Action, CompiledProfile};
 use dicom_core::value::{DataSetSequence, Value};
 use dicom_core::{DataElement, Length, PrimitiveValue, Tag, VR};
+use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::{FileMetaTable, InMemDicomObject};
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 const PIXEL_DATA: u32 = 0x7FE0_0010;
 
@@ -129,7 +133,7 @@ fn remove_overlays_without_data(header: &mut InMemDicomObject, had_data: &[u16])
 pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, PipelineError> {
     let Source {
         meta: input_meta,
-        ts,
+        mut ts,
         mut header,
         pixel,
         trailing,
@@ -186,6 +190,16 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
             plan.text_finder,
         );
     }
+    if let (PixelJob::Frames(_, _), Some(range)) = (&pixel_job, &pixel) {
+        pixel_job = frames_job(
+            pixel_job,
+            &header,
+            range,
+            implicit_vr_repaired.is_some_and(|h| h.is_some()),
+            contents.as_deref(),
+            &mut *input,
+        );
+    }
     let mut fail = |rule: &'static str, reason: String| -> Result<(), PipelineError> {
         if plan.explain {
             // Explaining goes on, to show what would happen to every element.
@@ -199,7 +213,12 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
     let mut suppress_burned_in = false;
     let redaction = match pixel_job {
         PixelJob::None => None,
-        PixelJob::Redact(r, what) => Some((r, what)),
+        PixelJob::Redact(r, what) => Some((Planned::Native(r), what)),
+        PixelJob::Decode(d, what) => Some((Planned::Frames(d), what)),
+        PixelJob::Frames(..) => {
+            fail("pixels", "compressed frames were not located".into())?;
+            None
+        }
         PixelJob::Refuse(reason) => {
             fail("pixels", reason)?;
             None
@@ -261,8 +280,13 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
     ));
     let had_pixel_data = pixel.is_some();
     let mut edit = None;
-    if let Some((r, what)) = redaction {
+    let mut frames_edit = None;
+    if let Some((planned, what)) = redaction {
         mark_pixels_clean(&mut header);
+        let r = match &planned {
+            Planned::Native(r) => r,
+            Planned::Frames(d) => d.0.redaction(),
+        };
         // Counts and places, never what the pixels showed.
         let note = format!(
             "pixels: {what}; {} pixel(s) blanked in each of {} frame(s)",
@@ -271,9 +295,35 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
         );
         notes.push(note.clone());
         pixel_note = Some(note);
-        edit = Some(r);
+        match planned {
+            Planned::Native(r) => edit = Some(r),
+            Planned::Frames(d) => {
+                let (t, table) = *d;
+                t.rewrite_header(&mut header, table.compressed_bytes());
+                if let Some(out) = t
+                    .output_syntax()
+                    .and_then(|u| TransferSyntaxRegistry.get(u))
+                {
+                    ts = out;
+                }
+                frames_edit = Some(FramesEdit {
+                    table,
+                    codec: Box::new(t),
+                });
+            }
+        }
     }
     let pixel = match pixel {
+        Some(range) if keeps_pixels && frames_edit.is_some() => {
+            counts.kept += 1;
+            Some(PixelCopy {
+                range,
+                contents,
+                header: None,
+                edit: None,
+                frames: frames_edit,
+            })
+        }
         Some(range) if keeps_pixels => {
             counts.kept += 1;
             // A dataset read as implicit VR under an explicit VR syntax is written in
@@ -288,6 +338,7 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
                     range: range.start + 8..range.end,
                     contents,
                     header: Some(h),
+                    frames: None,
                 },
                 _ => PixelCopy {
                     edit: edit.map(|r| PixelEdit {
@@ -297,6 +348,7 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
                     range,
                     contents,
                     header: None,
+                    frames: None,
                 },
             })
         }
@@ -340,6 +392,10 @@ enum PixelJob {
     None,
     /// Blanked as planned; the text says by what (for the report).
     Redact(Redaction, String),
+    /// Compressed frames to decode, blank and encode, once they are located.
+    Frames(Box<Transcoder>, String),
+    /// Compressed frames located: decoded, blanked and encoded as they are written.
+    Decode(Box<(Transcoder, FrameTable)>, String),
     /// A rule matched but cannot be carried out: quarantined with this reason.
     Refuse(String),
     /// A built-in rule matched a file not at risk but cannot be carried out: copied
@@ -426,10 +482,23 @@ fn plan_pixels(
         }
     };
     if ts.is_encapsulated_pixel_data() {
-        return refuse(format!(
-            "pixel rule `{name}` matches but the pixel data is compressed ({}): redaction of encapsulated pixel data is not supported",
-            ts.name()
-        ));
+        let Some(codec) = Codec::of(ts.uid()) else {
+            return refuse(format!(
+                "pixel rule `{name}` matches but the pixel data is compressed in {} ({}), which this build cannot decode for redaction",
+                ts.name(),
+                ts.uid().trim_end_matches('\0')
+            ));
+        };
+        return match Transcoder::plan(header, codec, name, regions, frames) {
+            Ok(t) => {
+                let how = match t.output_syntax() {
+                    Some(_) => format!("decompressed {} -> Explicit VR Little Endian", ts.name()),
+                    None => format!("decompressed and re-encoded as {}", ts.name()),
+                };
+                PixelJob::Frames(Box::new(t), format!("{what}; {how}"))
+            }
+            Err(e) => refuse(e.to_string()),
+        };
     }
     let value_start = if repaired_header { 8 } else { header_len(ts) };
     let value_len = (range.end - range.start).saturating_sub(value_start);
@@ -451,6 +520,45 @@ fn plan_pixels(
             PixelJob::Redact(r, what)
         }
         Err(e) => refuse(e.to_string()),
+    }
+}
+
+/// What a redaction works on: native Pixel Data edited in place, or compressed
+/// frames decoded and encoded again.
+enum Planned {
+    Native(Redaction),
+    Frames(Box<(Transcoder, FrameTable)>),
+}
+
+const EXTENDED_OFFSET_TABLE: Tag = Tag(0x7FE0, 0x0001);
+
+/// Locates the compressed frames of a `PixelJob::Frames` (item headers only: the
+/// fragments stay in the input until the encoder decodes them one frame at a time).
+fn frames_job(
+    job: PixelJob,
+    header: &InMemDicomObject,
+    range: &std::ops::Range<u64>,
+    repaired_header: bool,
+    contents: Option<&Vec<u8>>,
+    input: &mut dyn crate::io::source::Input,
+) -> PixelJob {
+    let PixelJob::Frames(t, what) = job else {
+        return job;
+    };
+    let extended: Option<Vec<u64>> = header
+        .get(EXTENDED_OFFSET_TABLE)
+        .and_then(|e| e.to_multi_int::<u64>().ok());
+    let header_len = if repaired_header { 8 } else { 12 };
+    match crate::io::encap::frame_table(
+        input,
+        contents,
+        range,
+        header_len,
+        t.frames(),
+        extended.as_deref(),
+    ) {
+        Ok(table) => PixelJob::Decode(Box::new((*t, table)), what),
+        Err(e) => PixelJob::Refuse(format!("compressed pixel data cannot be redacted: {e}")),
     }
 }
 
