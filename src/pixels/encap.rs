@@ -337,7 +337,18 @@ impl FrameTranscode for Transcoder {
                     .map_err(|e| format!("frame {}: {e}", index + 1))
             }
             Codec::Jpeg { .. } => {
-                *out = self.decode_jpeg(index, compressed)?;
+                // The decoder is fuzzed upstream, but a panic on a crafted stream
+                // must still end as this file's quarantine, not a worker's death.
+                let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.decode_jpeg(index, compressed)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "frame {}: the JPEG decoder failed on this data",
+                        index + 1
+                    ))
+                });
+                *out = decoded?;
                 self.redaction.edit(index, out);
                 Ok(())
             }

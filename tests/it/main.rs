@@ -14,6 +14,7 @@ mod gateway;
 mod judged;
 mod options;
 mod pixels;
+mod pixels_encap;
 mod promises;
 mod readme;
 mod reliability;
