@@ -670,3 +670,87 @@ fn corrupt_fragments_are_quarantined_with_a_reason_never_a_panic() {
     assert_eq!(lines.len(), n);
     assert!(failed >= must_fail.len(), "{failed} failed");
 }
+
+/// Frames split over several fragments: grouped by the Basic Offset Table
+/// (dcmcjpeg/dcmcrle `+fs 1`: fragments of at most 1 KiB), or all fragments for a
+/// single frame when the table is empty. Several frames with an empty table are
+/// ambiguous: quarantined with that reason. A rule that blanks nothing in a
+/// compressed file quarantines it, as for native data.
+#[test]
+fn fragmented_frames_are_grouped_by_the_offset_table() {
+    if !dcmtk() {
+        return;
+    }
+    let env = Env::new();
+    let cine = ultrasound(3, "RGB", 3);
+    let single = ultrasound(1, "MONOCHROME2", 1);
+    compressed(
+        &env,
+        &cine,
+        "jpeg_bot.dcm",
+        "dcmcjpeg",
+        &["+eb", "+fs", "1"],
+    );
+    let rle_single = compressed(
+        &env,
+        &single,
+        "rle_single.dcm",
+        "dcmcrle",
+        &["+fs", "1", "-ot"],
+    );
+    compressed(
+        &env,
+        &cine,
+        "rle_no_bot.dcm",
+        "dcmcrle",
+        &["+fs", "1", "-ot"],
+    );
+    let fragments = |p: &Path| {
+        open(p)
+            .element(tags::PIXEL_DATA)
+            .unwrap()
+            .value()
+            .fragments()
+            .unwrap()
+            .len()
+    };
+    assert!(fragments(&env.path("in/jpeg_bot.dcm")) > 3);
+    assert!(fragments(&env.path("in/rle_single.dcm")) > 1);
+    let (reference, _) = dcmtk_decoded(&env, &env.path("in/jpeg_bot.dcm"), "jpeg_bot.dcm");
+    let lines = run_over(&env, &env.path("in"), None);
+    let l = line_for(&lines, "jpeg_bot.dcm");
+    assert_eq!(l["status"], "ok", "{l}");
+    let got = pixel_bytes(&output_of(l));
+    assert_regions(&cine, &got, &reference, 3, inside_us_region);
+    let l = line_for(&lines, "rle_single.dcm");
+    assert_eq!(l["status"], "ok", "{l}");
+    let (got, _) = dcmtk_decoded(&env, &output_of(l), "rle_single_out.dcm");
+    assert_regions(&single, &got, &rle_single, 0, inside_us_region);
+    let l = line_for(&lines, "rle_no_bot.dcm");
+    assert_eq!(l["status"], "failed", "{l}");
+    assert!(
+        l["reason"]
+            .as_str()
+            .unwrap()
+            .contains("which fragments make which frame is unknown"),
+        "{l}"
+    );
+    // A rule whose rectangle misses the image.
+    let prof = env.path("p.yaml");
+    std::fs::write(
+        &prof,
+        "extends: basic\npixels:\n  rules:\n    - name: far-away\n      when: {tag: Modality, equals: US}\n      blank: [[5000, 5000, 10, 10]]\n",
+    )
+    .unwrap();
+    std::fs::remove_dir_all(env.path("out")).unwrap();
+    let lines = run_over(&env, &env.path("in"), Some(&prof));
+    let l = line_for(&lines, "rle_single.dcm");
+    assert_eq!(l["status"], "failed", "{l}");
+    assert!(
+        l["reason"]
+            .as_str()
+            .unwrap()
+            .contains("`far-away` blanks nothing"),
+        "{l}"
+    );
+}
