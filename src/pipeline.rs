@@ -490,11 +490,12 @@ fn plan_pixels(
             ));
         };
         return match Transcoder::plan(header, codec, name, regions, frames) {
-            Ok(t) => {
+            Ok(mut t) => {
                 let how = match t.output_syntax() {
                     Some(_) => format!("decompressed {} -> Explicit VR Little Endian", ts.name()),
                     None => format!("decompressed and re-encoded as {}", ts.name()),
                 };
+                let what = clear_overlays(t.redaction_mut(), header, profile, what);
                 PixelJob::Frames(Box::new(t), format!("{what}; {how}"))
             }
             Err(e) => refuse(e.to_string()),
@@ -505,21 +506,31 @@ fn plan_pixels(
     let big_endian = ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big;
     match Redaction::plan(header, big_endian, value_len, name, regions, frames) {
         Ok(mut r) => {
-            // Overlays embedded in the pixels' high bits carry text too (judged on
-            // the original header); the clean-graphics option keeps graphics.
-            let planes = if profile.options.contains(&"clean-graphics") {
-                0
-            } else {
-                r.zero_embedded_overlays(header)
-            };
-            let what = if planes > 0 {
-                format!("{what}; {planes} overlay plane(s) in the high bits of Pixel Data cleared")
-            } else {
-                what
-            };
+            let what = clear_overlays(&mut r, header, profile, what);
             PixelJob::Redact(r, what)
         }
         Err(e) => refuse(e.to_string()),
+    }
+}
+
+/// Overlays embedded in the pixels' high bits carry text too (judged on the
+/// original header): cleared by the redaction unless the clean-graphics option
+/// keeps graphics. Returns `what`, saying so when it happens.
+fn clear_overlays(
+    r: &mut Redaction,
+    header: &InMemDicomObject,
+    profile: &CompiledProfile,
+    what: String,
+) -> String {
+    let planes = if profile.options.contains(&"clean-graphics") {
+        0
+    } else {
+        r.zero_embedded_overlays(header)
+    };
+    if planes > 0 {
+        format!("{what}; {planes} overlay plane(s) in the high bits of Pixel Data cleared")
+    } else {
+        what
     }
 }
 

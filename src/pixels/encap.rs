@@ -189,6 +189,10 @@ impl Transcoder {
         &self.redaction
     }
 
+    pub fn redaction_mut(&mut self) -> &mut Redaction {
+        &mut self.redaction
+    }
+
     pub fn frames(&self) -> u32 {
         self.frames
     }

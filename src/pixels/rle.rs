@@ -53,7 +53,9 @@ pub enum RleError {
         "RLE segment {0} has offset {1}, outside the frame's {2} bytes or before the previous one"
     )]
     BadOffset(usize, u32, usize),
-    #[error("RLE segment {0} decodes to {1} of the {2} bytes it needs (truncated or garbled)")]
+    #[error(
+        "RLE segment {0} decodes to at most {1} of the {2} bytes it needs (truncated or garbled)"
+    )]
     ShortSegment(usize, usize, usize),
     #[error("the image's {0} segments exceed the 15 an RLE frame can hold")]
     TooManySegments(usize),
@@ -91,9 +93,18 @@ pub fn decode(frame: &[u8], g: &Geometry, out: &mut Vec<u8>) -> Result<(), RleEr
         offsets.push(off as usize);
     }
     offsets.push(frame.len());
+    // Two bytes of PackBits make at most 128: a frame too small for its image is
+    // refused before the image's buffer is allocated (Rows and Columns come from
+    // the file).
+    let plane = g.plane_len();
+    for seg in 0..need {
+        let avail = offsets[seg + 1] - offsets[seg];
+        if avail.saturating_mul(64) < plane {
+            return Err(RleError::ShortSegment(seg, avail.saturating_mul(64), plane));
+        }
+    }
     out.clear();
     out.resize(g.frame_len(), 0);
-    let plane = g.plane_len();
     let mut buf = Vec::with_capacity(plane);
     for seg in 0..need {
         buf.clear();
@@ -290,6 +301,18 @@ mod tests {
             decode(&enc[..enc.len() - 20], &g, &mut out),
             Err(RleError::ShortSegment(2, _, 72))
         ));
+        // A tiny frame claiming a huge image is refused before allocating it.
+        let huge = geometry(30_000, 30_000, 1, 1, false);
+        let mut tiny = vec![0u8; 64];
+        tiny[0] = 1;
+        tiny[4] = 64;
+        tiny.extend([0x81, 0]);
+        let mut fresh = Vec::new();
+        assert!(matches!(
+            decode(&tiny, &huge, &mut fresh),
+            Err(RleError::ShortSegment(0, 128, _))
+        ));
+        assert_eq!(fresh.capacity(), 0);
         for at in 0..enc.len() {
             for v in [0u8, 0x80, 0xFF, 0x7F] {
                 let mut bad = enc.clone();
