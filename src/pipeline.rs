@@ -591,10 +591,7 @@ fn ocr_job(
         return PixelJob::Refuse("pixels.unmatched is ocr but no OCR engine is available".into());
     };
     if ts.is_encapsulated_pixel_data() {
-        return PixelJob::Refuse(format!(
-            "unmatched: ocr cannot read compressed pixel data ({})",
-            ts.name()
-        ));
+        return ocr_frames_job(header, ts, range, repaired_header, contents, input, finder);
     }
     let big_endian = ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big;
     let layout = match GreyLayout::of(header, big_endian) {
@@ -645,17 +642,7 @@ fn ocr_job(
             layout.frames
         ));
     }
-    let shown: Vec<String> = boxes
-        .iter()
-        .take(20)
-        .map(|b| format!("[{}, {}, {}, {}]", b.x, b.y, b.w, b.h))
-        .collect();
-    let what = format!(
-        "ocr, {} box(es) blanked in every frame: {}{}",
-        boxes.len(),
-        shown.join(", "),
-        if boxes.len() > 20 { ", ..." } else { "" }
-    );
+    let what = ocr_what(&boxes);
     match Redaction::plan(
         header,
         big_endian,
@@ -667,6 +654,105 @@ fn ocr_job(
         Ok(r) => PixelJob::Redact(r, what),
         Err(e) => PixelJob::Refuse(e.to_string()),
     }
+}
+
+/// `unmatched: ocr` on compressed frames: each frame decoded (by a transcoder
+/// planned to blank every frame, used only to decode), rendered grey and read;
+/// the boxes found become the regions of the transcoder that writes the file.
+fn ocr_frames_job(
+    header: &InMemDicomObject,
+    ts: &dicom_encoding::TransferSyntax,
+    range: &std::ops::Range<u64>,
+    repaired_header: bool,
+    contents: Option<&Vec<u8>>,
+    input: &mut dyn crate::io::source::Input,
+    finder: &dyn crate::pixels::TextFinder,
+) -> PixelJob {
+    use crate::pixels::ocr::{GreyLayout, MAX_FRAMES};
+    use crate::profile::pixels::Rect;
+    const RULE: &str = "unmatched: ocr";
+    let Some(codec) = Codec::of(ts.uid()) else {
+        return PixelJob::Refuse(format!(
+            "unmatched: ocr: the pixel data is compressed in {} ({}), which this build cannot decode",
+            ts.name(),
+            ts.uid().trim_end_matches('\0')
+        ));
+    };
+    let probe = match Transcoder::plan(header, codec, RULE, &Regions::All, None) {
+        Ok(t) => t,
+        Err(e) => return PixelJob::Refuse(format!("unmatched: ocr: {e}")),
+    };
+    if probe.frames() > MAX_FRAMES {
+        return PixelJob::Refuse(format!(
+            "unmatched: ocr reads at most {MAX_FRAMES} frames; this file has {}",
+            probe.frames()
+        ));
+    }
+    let located = frames_job(
+        PixelJob::Frames(Box::new(probe), String::new()),
+        header,
+        range,
+        repaired_header,
+        contents,
+        &mut *input,
+    );
+    let (probe, table) = match located {
+        PixelJob::Decode(d, _) => *d,
+        other => return other,
+    };
+    let layout = match GreyLayout::of(&probe.decoded_view(header), false) {
+        Ok(l) => l,
+        Err(e) => return PixelJob::Refuse(format!("unmatched: ocr: {e}")),
+    };
+    let mut compressed = Vec::new();
+    let mut boxes: Vec<Rect> = Vec::new();
+    for (i, fragments) in table.frames.iter().enumerate() {
+        if let Err(e) = crate::io::encap::read_frame(input, contents, fragments, &mut compressed) {
+            return PixelJob::Refuse(format!("cannot read the frames for OCR: {e}"));
+        }
+        let native = match probe.decode(i as u64, &compressed) {
+            Ok(n) => n,
+            Err(e) => {
+                return PixelJob::Refuse(format!("compressed pixel data cannot be redacted: {e}"));
+            }
+        };
+        match finder.find(&layout.grey(&native)) {
+            Ok(found) => boxes.extend(found.into_iter().map(|b| layout.with_margin(b))),
+            Err(e) => return PixelJob::Refuse(format!("OCR failed: {e}")),
+        }
+    }
+    if boxes.is_empty() {
+        return PixelJob::NoText(format!(
+            "pixels: ocr found no text in {} frame(s); written as it is",
+            table.frames.len()
+        ));
+    }
+    let what = ocr_what(&boxes);
+    match Transcoder::plan(header, codec, RULE, &Regions::Rects(boxes), None) {
+        Ok(t) => {
+            let how = match t.output_syntax() {
+                Some(_) => format!("decompressed {} -> Explicit VR Little Endian", ts.name()),
+                None => format!("decompressed and re-encoded as {}", ts.name()),
+            };
+            PixelJob::Decode(Box::new((t, table)), format!("{what}; {how}"))
+        }
+        Err(e) => PixelJob::Refuse(e.to_string()),
+    }
+}
+
+/// The report's words for what OCR found: counts and boxes, never the text.
+fn ocr_what(boxes: &[crate::profile::pixels::Rect]) -> String {
+    let shown: Vec<String> = boxes
+        .iter()
+        .take(20)
+        .map(|b| format!("[{}, {}, {}, {}]", b.x, b.y, b.w, b.h))
+        .collect();
+    format!(
+        "ocr, {} box(es) blanked in every frame: {}{}",
+        boxes.len(),
+        shown.join(", "),
+        if boxes.len() > 20 { ", ..." } else { "" }
+    )
 }
 
 const BURNED_IN_ANNOTATION: Tag = Tag(0x0028, 0x0301);

@@ -230,16 +230,7 @@ pub fn write_frames(
     let mut compressed = Vec::new();
     let mut result = Vec::new();
     for (index, fragments) in edit.table.frames.iter().enumerate() {
-        compressed.clear();
-        for r in fragments {
-            let start = compressed.len();
-            let len = usize::try_from(r.end - r.start)
-                .map_err(|_| EncodeError::Pixels("a fragment is too large".into()))?;
-            compressed.resize(start + len, 0);
-            if read_at(input, contents, r.start, &mut compressed[start..])? != len {
-                return Err(EncodeError::Changed);
-            }
-        }
+        read_frame(input, contents, fragments, &mut compressed)?;
         edit.codec
             .transcode(index as u64, &compressed, &mut result)
             .map_err(EncodeError::Pixels)?;
@@ -271,6 +262,26 @@ pub fn write_frames(
             .map_err(werr)?,
         FramesOut::Native { .. } if pad => out.write_all(&[0]).map_err(werr)?,
         FramesOut::Native { .. } => {}
+    }
+    Ok(())
+}
+
+/// Reads one frame's fragments, concatenated, into `compressed` (cleared first).
+pub fn read_frame(
+    input: &mut dyn Input,
+    contents: Option<&Vec<u8>>,
+    fragments: &[Range<u64>],
+    compressed: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    compressed.clear();
+    for r in fragments {
+        let start = compressed.len();
+        let len = usize::try_from(r.end - r.start)
+            .map_err(|_| EncodeError::Pixels("a fragment is too large".into()))?;
+        compressed.resize(start + len, 0);
+        if read_at(input, contents, r.start, &mut compressed[start..])? != len {
+            return Err(EncodeError::Changed);
+        }
     }
     Ok(())
 }

@@ -164,13 +164,7 @@ impl Transcoder {
         // The redaction sees the header of what is blanked: the decoded frame.
         let redaction = match &photometric_out {
             Some(p) if *p != photometric || uint(header, PLANAR) == Some(1) => {
-                let mut decoded = InMemDicomObject::from_element_iter(
-                    header
-                        .iter()
-                        .filter(|e| e.tag().group() == 0x0028 || e.tag() == Tag(0x0018, 0x6011))
-                        .cloned(),
-                );
-                set_image_pixel(&mut decoded, p);
+                let decoded = decoded_view(header, Some(p));
                 plan_native(&decoded, rule, regions, frames, &geometry, frame_count)?
             }
             _ => plan_native(header, rule, regions, frames, &geometry, frame_count)?,
@@ -245,6 +239,36 @@ impl Transcoder {
         }
     }
 
+    /// Frame `index` (0-based) decoded to native little endian samples, laid out
+    /// as [`Transcoder::decoded_view`] says.
+    pub fn decode(&self, index: u64, compressed: &[u8]) -> Result<Vec<u8>, String> {
+        match self.codec {
+            Codec::Rle => {
+                let mut native = Vec::new();
+                rle::decode(compressed, &self.geometry, &mut native)
+                    .map_err(|e| format!("frame {}: {e}", index + 1))?;
+                Ok(native)
+            }
+            // The decoder is fuzzed upstream, but a panic on a crafted stream must
+            // still end as this file's quarantine, not a worker's death.
+            Codec::Jpeg { .. } => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.decode_jpeg(index, compressed)
+            }))
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "frame {}: the JPEG decoder failed on this data",
+                    index + 1
+                ))
+            }),
+        }
+    }
+
+    /// The image pixel elements (group 0028, and the ultrasound regions) of
+    /// `header` as they describe the decoded frames.
+    pub fn decoded_view(&self, header: &InMemDicomObject) -> InMemDicomObject {
+        decoded_view(header, self.photometric_out.as_deref())
+    }
+
     fn decode_jpeg(&self, index: u64, compressed: &[u8]) -> Result<Vec<u8>, String> {
         let g = &self.geometry;
         let frame = index + 1;
@@ -309,6 +333,19 @@ fn plan_native(
     Redaction::plan(header, false, value_len, rule, regions, frames)
 }
 
+fn decoded_view(header: &InMemDicomObject, photometric_out: Option<&str>) -> InMemDicomObject {
+    let mut view = InMemDicomObject::from_element_iter(
+        header
+            .iter()
+            .filter(|e| e.tag().group() == 0x0028 || e.tag() == Tag(0x0018, 0x6011))
+            .cloned(),
+    );
+    if let Some(p) = photometric_out {
+        set_image_pixel(&mut view, p);
+    }
+    view
+}
+
 /// Photometric Interpretation `p`, samples side by side.
 fn set_image_pixel(header: &mut InMemDicomObject, p: &str) {
     header.put(DataElement::new(
@@ -331,29 +368,13 @@ impl FrameTranscode for Transcoder {
     }
 
     fn transcode(&self, index: u64, compressed: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let mut native = self.decode(index, compressed)?;
+        self.redaction.edit(index, &mut native);
         match self.codec {
-            Codec::Rle => {
-                let mut native = Vec::new();
-                rle::decode(compressed, &self.geometry, &mut native)
-                    .map_err(|e| format!("frame {}: {e}", index + 1))?;
-                self.redaction.edit(index, &mut native);
-                rle::encode(&native, &self.geometry, out)
-                    .map_err(|e| format!("frame {}: {e}", index + 1))
-            }
+            Codec::Rle => rle::encode(&native, &self.geometry, out)
+                .map_err(|e| format!("frame {}: {e}", index + 1)),
             Codec::Jpeg { .. } => {
-                // The decoder is fuzzed upstream, but a panic on a crafted stream
-                // must still end as this file's quarantine, not a worker's death.
-                let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.decode_jpeg(index, compressed)
-                }))
-                .unwrap_or_else(|_| {
-                    Err(format!(
-                        "frame {}: the JPEG decoder failed on this data",
-                        index + 1
-                    ))
-                });
-                *out = decoded?;
-                self.redaction.edit(index, out);
+                *out = native;
                 Ok(())
             }
         }

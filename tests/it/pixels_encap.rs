@@ -754,3 +754,77 @@ fn fragmented_frames_are_grouped_by_the_offset_table() {
         "{l}"
     );
 }
+
+/// `unmatched: ocr` on compressed files: frames are decoded for Tesseract, the
+/// boxes it finds are blanked, and the file is written as for a rule (RLE stays
+/// RLE, JPEG becomes native); a compressed file without text is copied as it is.
+#[test]
+fn unmatched_ocr_reads_compressed_frames() {
+    if !have_tesseract() || !dcmtk() {
+        return;
+    }
+    let env = Env::new();
+    let sc = |text: Vec<(&'static str, usize, usize, usize)>| Image {
+        class: SECONDARY_CAPTURE,
+        rows: 240,
+        cols: 320,
+        samples: 1,
+        bits: 8,
+        photometric: "MONOCHROME2",
+        frames: 2,
+        extra: vec![text_el(tags::MODALITY, VR::CS, "OT")],
+        text,
+    };
+    let text = || vec![("PLANTED NAME", 16, 30, 4), ("ID12345", 16, 150, 4)];
+    let rle_pixels = compressed(&env, &sc(text()), "text_rle.dcm", "dcmcrle", &[]);
+    compressed(&env, &sc(text()), "text_jpeg.dcm", "dcmcjpeg", &["+eb"]);
+    compressed(&env, &sc(Vec::new()), "plain_rle.dcm", "dcmcrle", &[]);
+    let prof = env.path("p.yaml");
+    std::fs::write(&prof, "extends: basic\npixels: {unmatched: ocr}\n").unwrap();
+    let lines = run_over(&env, &env.path("in"), Some(&prof));
+    let after_dir = env.path("after");
+    for name in ["text_rle.dcm", "text_jpeg.dcm"] {
+        let l = line_for(&lines, name);
+        assert_eq!(l["status"], "ok", "{l}");
+        let notes = l["notes"].to_string();
+        assert!(
+            notes.contains("pixels: ocr") && notes.contains("box(es) blanked"),
+            "{notes}"
+        );
+        assert!(!notes.contains("PLANTED"), "{notes}");
+        let out = output_of(l);
+        assert_marked_clean(&out);
+        if name == "text_rle.dcm" {
+            assert_eq!(ts_of(&out), RLE);
+            dcmtk_run("dcmdrle", &[], &out, &after_dir.join(name));
+            let got = pixel_bytes(&after_dir.join(name));
+            // Rows far from the text are untouched.
+            assert_eq!(got[100 * 320..110 * 320], rle_pixels[100 * 320..110 * 320]);
+            assert_ne!(got, rle_pixels);
+        } else {
+            assert_eq!(ts_of(&out), EXPLICIT_LE);
+            std::fs::create_dir_all(&after_dir).unwrap();
+            std::fs::copy(&out, after_dir.join(name)).unwrap();
+        }
+    }
+    let l = line_for(&lines, "plain_rle.dcm");
+    assert_eq!(l["status"], "ok", "{l}");
+    assert!(l["notes"].to_string().contains("found no text"), "{l}");
+    let out = output_of(l);
+    assert_eq!(ts_of(&out), RLE);
+    assert_eq!(
+        open(&out)
+            .element(tags::PIXEL_DATA)
+            .unwrap()
+            .value()
+            .fragments(),
+        open(&env.path("in/plain_rle.dcm"))
+            .element(tags::PIXEL_DATA)
+            .unwrap()
+            .value()
+            .fragments(),
+        "copied as it is"
+    );
+    let after = ocr_findings(&env, &after_dir, Some(&env.path("native")), "after.jsonl");
+    assert!(after.is_empty(), "{after:?}");
+}
