@@ -126,31 +126,33 @@ pub fn frame_table(
                     offsets.len()
                 )));
             }
-            let mut out: Vec<Vec<Range<u64>>> = vec![Vec::new(); frames];
+            if offsets[0] != 0 {
+                return Err(malformed(
+                    "the first frame does not start at the first fragment",
+                ));
+            }
+            // One walk over both, in order: offsets and fragment starts increase.
+            let mut out: Vec<Vec<Range<u64>>> = Vec::with_capacity(frames);
+            let mut next_fragment = fragments.iter().peekable();
             for (i, off) in offsets.iter().enumerate() {
-                let next = offsets.get(i + 1).copied().unwrap_or(u64::MAX);
-                if next <= *off {
+                let end = offsets.get(i + 1).copied().unwrap_or(u64::MAX);
+                if end <= *off {
                     return Err(malformed(format!(
                         "offset table entry {} does not increase",
                         i + 2
                     )));
                 }
-                if !fragments.iter().any(|(s, _)| s == off) {
+                if next_fragment.peek().map(|(s, _)| s) != Some(off) {
                     return Err(malformed(format!(
                         "offset table entry {} points at no fragment",
                         i + 1
                     )));
                 }
-                out[i] = fragments
-                    .iter()
-                    .filter(|(s, _)| (*off..next).contains(s))
-                    .map(|(_, r)| r.clone())
-                    .collect();
-            }
-            if offsets[0] != 0 {
-                return Err(malformed(
-                    "the first frame does not start at the first fragment",
-                ));
+                let mut frame = Vec::new();
+                while let Some((_, r)) = next_fragment.next_if(|(s, _)| *s < end) {
+                    frame.push(r.clone());
+                }
+                out.push(frame);
             }
             out
         }

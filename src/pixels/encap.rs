@@ -19,7 +19,7 @@ pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 
 /// A decoded frame larger than this is refused: Rows and Columns come from the
 /// file, and one frame is what the redaction holds in memory.
-const MAX_FRAME_BYTES: usize = 512 << 20;
+const MAX_FRAME_BYTES: usize = 256 << 20;
 
 const ROWS: Tag = Tag(0x0028, 0x0010);
 const COLUMNS: Tag = Tag(0x0028, 0x0011);
