@@ -190,7 +190,7 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
             plan.text_finder,
         );
     }
-    if let (PixelJob::Frames(_, _), Some(range)) = (&pixel_job, &pixel) {
+    if let (PixelJob::Frames(..), Some(range)) = (&pixel_job, &pixel) {
         pixel_job = frames_job(
             pixel_job,
             &header,
@@ -392,8 +392,10 @@ enum PixelJob {
     None,
     /// Blanked as planned; the text says by what (for the report).
     Redact(Redaction, String),
-    /// Compressed frames to decode, blank and encode, once they are located.
-    Frames(Box<Transcoder>, String),
+    /// Compressed frames to decode, blank and encode, once they are located. The
+    /// third field names a built-in rule on a file not at risk: when the frames
+    /// cannot be located it is skipped (as [`PixelJob::Skip`]), not refused.
+    Frames(Box<Transcoder>, String, Option<String>),
     /// Compressed frames located: decoded, blanked and encoded as they are written.
     Decode(Box<(Transcoder, FrameTable)>, String),
     /// A rule matched but cannot be carried out: quarantined with this reason.
@@ -496,7 +498,8 @@ fn plan_pixels(
                     None => format!("decompressed and re-encoded as {}", ts.name()),
                 };
                 let what = clear_overlays(t.redaction_mut(), header, profile, what);
-                PixelJob::Frames(Box::new(t), format!("{what}; {how}"))
+                let lenient = (builtin && !burned_in_risk).then(|| name.to_string());
+                PixelJob::Frames(Box::new(t), format!("{what}; {how}"), lenient)
             }
             Err(e) => refuse(e.to_string()),
         };
@@ -553,7 +556,7 @@ fn frames_job(
     contents: Option<&Vec<u8>>,
     input: &mut dyn crate::io::source::Input,
 ) -> PixelJob {
-    let PixelJob::Frames(t, what) = job else {
+    let PixelJob::Frames(t, what, lenient) = job else {
         return job;
     };
     let extended: Option<Vec<u64>> = header
@@ -569,7 +572,15 @@ fn frames_job(
         extended.as_deref(),
     ) {
         Ok(table) => PixelJob::Decode(Box::new((*t, table)), what),
-        Err(e) => PixelJob::Refuse(format!("compressed pixel data cannot be redacted: {e}")),
+        Err(e) => {
+            let reason = format!("compressed pixel data cannot be redacted: {e}");
+            match lenient {
+                Some(name) => PixelJob::Skip(format!(
+                    "pixels: built-in rule `{name}` not applied ({reason}); the file is not held at risk of burned-in text"
+                )),
+                None => PixelJob::Refuse(reason),
+            }
+        }
     }
 }
 
@@ -689,7 +700,7 @@ fn ocr_frames_job(
         ));
     }
     let located = frames_job(
-        PixelJob::Frames(Box::new(probe), String::new()),
+        PixelJob::Frames(Box::new(probe), String::new(), None),
         header,
         range,
         repaired_header,

@@ -122,6 +122,13 @@ impl Transcoder {
                 )));
             }
         };
+        // The decoder reads the 8-bit DCT processes only (12-bit Extended is
+        // refused here, before a file not at risk is held up by it).
+        if codec == (Codec::Jpeg { lossy: true }) && bits != 8 {
+            return Err(unsupported(format!(
+                "lossy JPEG with Bits Allocated {bits}: only 8-bit lossy JPEG is decoded"
+            )));
+        }
         let (planar, photometric_out, color) = match codec {
             // RLE holds every sample of every pixel: no subsampled chroma.
             Codec::Rle if photometric.ends_with("_422") || photometric.ends_with("_420") => {
