@@ -58,6 +58,7 @@ impl FileError {
                     EncodeError::Malformed(_) => Kind::Malformed,
                     EncodeError::Read(_) => Kind::Unreadable,
                     EncodeError::Write(_) => Kind::Write,
+                    EncodeError::Pixels(_) => Kind::Quarantined,
                 },
                 StoreError::Full(_) => Kind::OutputFull,
                 StoreError::Write(_) => Kind::Write,
@@ -72,6 +73,7 @@ impl FileError {
     pub fn quarantine_rule(&self) -> Option<&'static str> {
         match self {
             FileError::Pipeline(PipelineError::Quarantined { rule, .. }) => Some(rule),
+            FileError::Store(StoreError::Encode(EncodeError::Pixels(_))) => Some("pixels"),
             _ => None,
         }
     }

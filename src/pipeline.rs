@@ -7,17 +7,21 @@
 //! is given, and Pixel Data stays a range of that same handle until a sink copies it.
 
 use crate::deid::{Counts, CrosswalkEntry, DeidError, Engine, ExplainLine};
+use crate::io::encap::{FrameTable, FramesEdit};
 use crate::io::encode::{Part10, PixelCopy, PixelEdit, build_meta};
 use crate::io::error::ReadError;
 use crate::io::read::{Classified, Source, read_input};
 use crate::io::source::{Input, Stamp};
 use crate::pixels::Redaction;
+use crate::pixels::encap::{Codec, Transcoder};
 use crate::profile::compile::Severity;
 use crate::profile::pixels::{Regions, Unmatched};
 use crate::profile::{Action, CompiledProfile};
 use dicom_core::value::{DataSetSequence, Value};
 use dicom_core::{DataElement, Length, PrimitiveValue, Tag, VR};
+use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::{FileMetaTable, InMemDicomObject};
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 const PIXEL_DATA: u32 = 0x7FE0_0010;
 
@@ -129,7 +133,7 @@ fn remove_overlays_without_data(header: &mut InMemDicomObject, had_data: &[u16])
 pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, PipelineError> {
     let Source {
         meta: input_meta,
-        ts,
+        mut ts,
         mut header,
         pixel,
         trailing,
@@ -186,6 +190,16 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
             plan.text_finder,
         );
     }
+    if let (PixelJob::Frames(..), Some(range)) = (&pixel_job, &pixel) {
+        pixel_job = frames_job(
+            pixel_job,
+            &header,
+            range,
+            implicit_vr_repaired.is_some_and(|h| h.is_some()),
+            contents.as_deref(),
+            &mut *input,
+        );
+    }
     let mut fail = |rule: &'static str, reason: String| -> Result<(), PipelineError> {
         if plan.explain {
             // Explaining goes on, to show what would happen to every element.
@@ -199,7 +213,12 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
     let mut suppress_burned_in = false;
     let redaction = match pixel_job {
         PixelJob::None => None,
-        PixelJob::Redact(r, what) => Some((r, what)),
+        PixelJob::Redact(r, what) => Some((Planned::Native(r), what)),
+        PixelJob::Decode(d, what) => Some((Planned::Frames(d), what)),
+        PixelJob::Frames(..) => {
+            fail("pixels", "compressed frames were not located".into())?;
+            None
+        }
         PixelJob::Refuse(reason) => {
             fail("pixels", reason)?;
             None
@@ -261,8 +280,13 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
     ));
     let had_pixel_data = pixel.is_some();
     let mut edit = None;
-    if let Some((r, what)) = redaction {
+    let mut frames_edit = None;
+    if let Some((planned, what)) = redaction {
         mark_pixels_clean(&mut header);
+        let r = match &planned {
+            Planned::Native(r) => r,
+            Planned::Frames(d) => d.0.redaction(),
+        };
         // Counts and places, never what the pixels showed.
         let note = format!(
             "pixels: {what}; {} pixel(s) blanked in each of {} frame(s)",
@@ -271,9 +295,35 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
         );
         notes.push(note.clone());
         pixel_note = Some(note);
-        edit = Some(r);
+        match planned {
+            Planned::Native(r) => edit = Some(r),
+            Planned::Frames(d) => {
+                let (t, table) = *d;
+                t.rewrite_header(&mut header, table.compressed_bytes());
+                if let Some(out) = t
+                    .output_syntax()
+                    .and_then(|u| TransferSyntaxRegistry.get(u))
+                {
+                    ts = out;
+                }
+                frames_edit = Some(FramesEdit {
+                    table,
+                    codec: Box::new(t),
+                });
+            }
+        }
     }
     let pixel = match pixel {
+        Some(range) if keeps_pixels && frames_edit.is_some() => {
+            counts.kept += 1;
+            Some(PixelCopy {
+                range,
+                contents,
+                header: None,
+                edit: None,
+                frames: frames_edit,
+            })
+        }
         Some(range) if keeps_pixels => {
             counts.kept += 1;
             // A dataset read as implicit VR under an explicit VR syntax is written in
@@ -288,6 +338,7 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
                     range: range.start + 8..range.end,
                     contents,
                     header: Some(h),
+                    frames: None,
                 },
                 _ => PixelCopy {
                     edit: edit.map(|r| PixelEdit {
@@ -297,6 +348,7 @@ pub fn deidentify(src: Box<Source>, plan: &Plan<'_>) -> Result<Deidentified, Pip
                     range,
                     contents,
                     header: None,
+                    frames: None,
                 },
             })
         }
@@ -340,6 +392,12 @@ enum PixelJob {
     None,
     /// Blanked as planned; the text says by what (for the report).
     Redact(Redaction, String),
+    /// Compressed frames to decode, blank and encode, once they are located. The
+    /// third field names a built-in rule on a file not at risk: when the frames
+    /// cannot be located it is skipped (as [`PixelJob::Skip`]), not refused.
+    Frames(Box<Transcoder>, String, Option<String>),
+    /// Compressed frames located: decoded, blanked and encoded as they are written.
+    Decode(Box<(Transcoder, FrameTable)>, String),
     /// A rule matched but cannot be carried out: quarantined with this reason.
     Refuse(String),
     /// A built-in rule matched a file not at risk but cannot be carried out: copied
@@ -426,31 +484,103 @@ fn plan_pixels(
         }
     };
     if ts.is_encapsulated_pixel_data() {
-        return refuse(format!(
-            "pixel rule `{name}` matches but the pixel data is compressed ({}): redaction of encapsulated pixel data is not supported",
-            ts.name()
-        ));
+        let Some(codec) = Codec::of(ts.uid()) else {
+            return refuse(format!(
+                "pixel rule `{name}` matches but the pixel data is compressed in {} ({}), which this build cannot decode for redaction",
+                ts.name(),
+                ts.uid().trim_end_matches('\0')
+            ));
+        };
+        return match Transcoder::plan(header, codec, name, regions, frames) {
+            Ok(mut t) => {
+                let how = match t.output_syntax() {
+                    Some(_) => format!("decompressed {} -> Explicit VR Little Endian", ts.name()),
+                    None => format!("decompressed and re-encoded as {}", ts.name()),
+                };
+                let what = clear_overlays(t.redaction_mut(), header, profile, what);
+                let lenient = (builtin && !burned_in_risk).then(|| name.to_string());
+                PixelJob::Frames(Box::new(t), format!("{what}; {how}"), lenient)
+            }
+            Err(e) => refuse(e.to_string()),
+        };
     }
     let value_start = if repaired_header { 8 } else { header_len(ts) };
     let value_len = (range.end - range.start).saturating_sub(value_start);
     let big_endian = ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big;
     match Redaction::plan(header, big_endian, value_len, name, regions, frames) {
         Ok(mut r) => {
-            // Overlays embedded in the pixels' high bits carry text too (judged on
-            // the original header); the clean-graphics option keeps graphics.
-            let planes = if profile.options.contains(&"clean-graphics") {
-                0
-            } else {
-                r.zero_embedded_overlays(header)
-            };
-            let what = if planes > 0 {
-                format!("{what}; {planes} overlay plane(s) in the high bits of Pixel Data cleared")
-            } else {
-                what
-            };
+            let what = clear_overlays(&mut r, header, profile, what);
             PixelJob::Redact(r, what)
         }
         Err(e) => refuse(e.to_string()),
+    }
+}
+
+/// Overlays embedded in the pixels' high bits carry text too (judged on the
+/// original header): cleared by the redaction unless the clean-graphics option
+/// keeps graphics. Returns `what`, saying so when it happens.
+fn clear_overlays(
+    r: &mut Redaction,
+    header: &InMemDicomObject,
+    profile: &CompiledProfile,
+    what: String,
+) -> String {
+    let planes = if profile.options.contains(&"clean-graphics") {
+        0
+    } else {
+        r.zero_embedded_overlays(header)
+    };
+    if planes > 0 {
+        format!("{what}; {planes} overlay plane(s) in the high bits of Pixel Data cleared")
+    } else {
+        what
+    }
+}
+
+/// What a redaction works on: native Pixel Data edited in place, or compressed
+/// frames decoded and encoded again.
+enum Planned {
+    Native(Redaction),
+    Frames(Box<(Transcoder, FrameTable)>),
+}
+
+const EXTENDED_OFFSET_TABLE: Tag = Tag(0x7FE0, 0x0001);
+
+/// Locates the compressed frames of a `PixelJob::Frames` (item headers only: the
+/// fragments stay in the input until the encoder decodes them one frame at a time).
+fn frames_job(
+    job: PixelJob,
+    header: &InMemDicomObject,
+    range: &std::ops::Range<u64>,
+    repaired_header: bool,
+    contents: Option<&Vec<u8>>,
+    input: &mut dyn crate::io::source::Input,
+) -> PixelJob {
+    let PixelJob::Frames(t, what, lenient) = job else {
+        return job;
+    };
+    let extended: Option<Vec<u64>> = header
+        .get(EXTENDED_OFFSET_TABLE)
+        .and_then(|e| e.to_multi_int::<u64>().ok());
+    let header_len = if repaired_header { 8 } else { 12 };
+    match crate::io::encap::frame_table(
+        input,
+        contents,
+        range,
+        header_len,
+        t.frames(),
+        extended.as_deref(),
+    ) {
+        Ok(table) => PixelJob::Decode(Box::new((*t, table)), what),
+        Err(e) => {
+            let reason = format!("compressed pixel data cannot be redacted: {e}");
+            match lenient {
+                Some(name) => PixelJob::Skip(format!(
+                    "pixels: built-in rule `{name}` not applied ({reason}); the file is not held at risk of burned-in text"
+                )),
+                None => PixelJob::Refuse(reason),
+            }
+        }
     }
 }
 
@@ -472,10 +602,7 @@ fn ocr_job(
         return PixelJob::Refuse("pixels.unmatched is ocr but no OCR engine is available".into());
     };
     if ts.is_encapsulated_pixel_data() {
-        return PixelJob::Refuse(format!(
-            "unmatched: ocr cannot read compressed pixel data ({})",
-            ts.name()
-        ));
+        return ocr_frames_job(header, ts, range, repaired_header, contents, input, finder);
     }
     let big_endian = ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big;
     let layout = match GreyLayout::of(header, big_endian) {
@@ -526,17 +653,7 @@ fn ocr_job(
             layout.frames
         ));
     }
-    let shown: Vec<String> = boxes
-        .iter()
-        .take(20)
-        .map(|b| format!("[{}, {}, {}, {}]", b.x, b.y, b.w, b.h))
-        .collect();
-    let what = format!(
-        "ocr, {} box(es) blanked in every frame: {}{}",
-        boxes.len(),
-        shown.join(", "),
-        if boxes.len() > 20 { ", ..." } else { "" }
-    );
+    let what = ocr_what(&boxes);
     match Redaction::plan(
         header,
         big_endian,
@@ -548,6 +665,105 @@ fn ocr_job(
         Ok(r) => PixelJob::Redact(r, what),
         Err(e) => PixelJob::Refuse(e.to_string()),
     }
+}
+
+/// `unmatched: ocr` on compressed frames: each frame decoded (by a transcoder
+/// planned to blank every frame, used only to decode), rendered grey and read;
+/// the boxes found become the regions of the transcoder that writes the file.
+fn ocr_frames_job(
+    header: &InMemDicomObject,
+    ts: &dicom_encoding::TransferSyntax,
+    range: &std::ops::Range<u64>,
+    repaired_header: bool,
+    contents: Option<&Vec<u8>>,
+    input: &mut dyn crate::io::source::Input,
+    finder: &dyn crate::pixels::TextFinder,
+) -> PixelJob {
+    use crate::pixels::ocr::{GreyLayout, MAX_FRAMES};
+    use crate::profile::pixels::Rect;
+    const RULE: &str = "unmatched: ocr";
+    let Some(codec) = Codec::of(ts.uid()) else {
+        return PixelJob::Refuse(format!(
+            "unmatched: ocr: the pixel data is compressed in {} ({}), which this build cannot decode",
+            ts.name(),
+            ts.uid().trim_end_matches('\0')
+        ));
+    };
+    let probe = match Transcoder::plan(header, codec, RULE, &Regions::All, None) {
+        Ok(t) => t,
+        Err(e) => return PixelJob::Refuse(format!("unmatched: ocr: {e}")),
+    };
+    if probe.frames() > MAX_FRAMES {
+        return PixelJob::Refuse(format!(
+            "unmatched: ocr reads at most {MAX_FRAMES} frames; this file has {}",
+            probe.frames()
+        ));
+    }
+    let located = frames_job(
+        PixelJob::Frames(Box::new(probe), String::new(), None),
+        header,
+        range,
+        repaired_header,
+        contents,
+        &mut *input,
+    );
+    let (probe, table) = match located {
+        PixelJob::Decode(d, _) => *d,
+        other => return other,
+    };
+    let layout = match GreyLayout::of(&probe.decoded_view(header), false) {
+        Ok(l) => l,
+        Err(e) => return PixelJob::Refuse(format!("unmatched: ocr: {e}")),
+    };
+    let mut compressed = Vec::new();
+    let mut boxes: Vec<Rect> = Vec::new();
+    for (i, fragments) in table.frames.iter().enumerate() {
+        if let Err(e) = crate::io::encap::read_frame(input, contents, fragments, &mut compressed) {
+            return PixelJob::Refuse(format!("cannot read the frames for OCR: {e}"));
+        }
+        let native = match probe.decode(i as u64, &compressed) {
+            Ok(n) => n,
+            Err(e) => {
+                return PixelJob::Refuse(format!("compressed pixel data cannot be redacted: {e}"));
+            }
+        };
+        match finder.find(&layout.grey(&native)) {
+            Ok(found) => boxes.extend(found.into_iter().map(|b| layout.with_margin(b))),
+            Err(e) => return PixelJob::Refuse(format!("OCR failed: {e}")),
+        }
+    }
+    if boxes.is_empty() {
+        return PixelJob::NoText(format!(
+            "pixels: ocr found no text in {} frame(s); written as it is",
+            table.frames.len()
+        ));
+    }
+    let what = ocr_what(&boxes);
+    match Transcoder::plan(header, codec, RULE, &Regions::Rects(boxes), None) {
+        Ok(t) => {
+            let how = match t.output_syntax() {
+                Some(_) => format!("decompressed {} -> Explicit VR Little Endian", ts.name()),
+                None => format!("decompressed and re-encoded as {}", ts.name()),
+            };
+            PixelJob::Decode(Box::new((t, table)), format!("{what}; {how}"))
+        }
+        Err(e) => PixelJob::Refuse(e.to_string()),
+    }
+}
+
+/// The report's words for what OCR found: counts and boxes, never the text.
+fn ocr_what(boxes: &[crate::profile::pixels::Rect]) -> String {
+    let shown: Vec<String> = boxes
+        .iter()
+        .take(20)
+        .map(|b| format!("[{}, {}, {}, {}]", b.x, b.y, b.w, b.h))
+        .collect();
+    format!(
+        "ocr, {} box(es) blanked in every frame: {}{}",
+        boxes.len(),
+        shown.join(", "),
+        if boxes.len() > 20 { ", ..." } else { "" }
+    )
 }
 
 const BURNED_IN_ANNOTATION: Tag = Tag(0x0028, 0x0301);

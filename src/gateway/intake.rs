@@ -92,18 +92,7 @@ impl Intake<'_> {
                 return self.reject(spool, from, kind, &e.to_string());
             }
             Err(PipelineError::Quarantined { reason: why, .. }) => {
-                self.record(spool, from, Kind::Quarantined, &why);
-                return Verdict {
-                    status: if self.refuse_quarantined {
-                        status::REFUSED_SOP_CLASS
-                    } else {
-                        status::SUCCESS
-                    },
-                    comment: self
-                        .refuse_quarantined
-                        .then(|| "quarantined by the profile".into()),
-                    outcome: Outcome::Quarantined,
-                };
+                return self.quarantined(spool, from, &why);
             }
             Err(e @ PipelineError::Deid(_)) => {
                 return self.failed(spool, from, Kind::Deid, &e.to_string());
@@ -121,6 +110,11 @@ impl Intake<'_> {
         match self.staging.put(Path::new(&name), d.object) {
             Ok(_) => {}
             Err(e) if e.is_full() => return self.full(&e.to_string()),
+            // Compressed frames that do not decode show only as they are written:
+            // quarantined like any refusal of the profile, nothing staged.
+            Err(e @ crate::store::StoreError::Encode(crate::io::error::EncodeError::Pixels(_))) => {
+                return self.quarantined(spool, from, &e.to_string());
+            }
             Err(e) => return self.failed(spool, from, Kind::Write, &e.to_string()),
         }
         let staged = self.staging_dir.join(&name);
@@ -153,6 +147,22 @@ impl Intake<'_> {
             r?;
         }
         Ok(())
+    }
+
+    /// Refused by the profile: recorded, and answered as `refuse_quarantined` says.
+    fn quarantined(&self, spool: &Path, from: &str, why: &str) -> Verdict {
+        self.record(spool, from, Kind::Quarantined, why);
+        Verdict {
+            status: if self.refuse_quarantined {
+                status::REFUSED_SOP_CLASS
+            } else {
+                status::SUCCESS
+            },
+            comment: self
+                .refuse_quarantined
+                .then(|| "quarantined by the profile".into()),
+            outcome: Outcome::Quarantined,
+        }
     }
 
     fn full(&self, why: &str) -> Verdict {

@@ -209,6 +209,9 @@ pub struct PixelCopy {
     pub header: Option<[u8; 12]>,
     /// Redaction of the value; None: copied byte for byte.
     pub edit: Option<PixelEdit>,
+    /// Encapsulated frames decoded, edited and written anew (the element's header
+    /// too); `range` and `header` are then unused.
+    pub frames: Option<super::encap::FramesEdit>,
 }
 
 /// A de-identified object ready to be encoded, holding the input it came from.
@@ -242,7 +245,11 @@ impl Part10 {
         meta.write(&mut *out)
             .map_err(|e| EncodeError::from_dicom(&e))?;
         write_dataset(&mut *out, dataset, ts)?;
-        if let Some(p) = pixel {
+        if let Some(p) = pixel.as_ref().filter(|p| p.frames.is_some()) {
+            if let Some(frames) = &p.frames {
+                super::encap::write_frames(out, &mut *input, p.contents.as_deref(), frames)?;
+            }
+        } else if let Some(p) = pixel {
             if let Some(header) = p.header {
                 out.write_all(&header).map_err(werr)?;
             }
@@ -288,7 +295,7 @@ impl Part10 {
 
 /// Reads `len` bytes at `at` of the input (or of its bytes read at open) into
 /// `buf`; returns how many there were (fewer when the input ends early).
-fn read_at(
+pub(super) fn read_at(
     input: &mut dyn Input,
     contents: Option<&Vec<u8>>,
     at: u64,

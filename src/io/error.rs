@@ -60,6 +60,10 @@ pub enum EncodeError {
     Changed,
     #[error("cannot read the input: {0}")]
     Read(#[source] std::io::Error),
+    /// Encapsulated Pixel Data that cannot be decoded or encoded again while being
+    /// redacted: the file is quarantined with this reason, and nothing is written.
+    #[error("quarantined: compressed pixel data cannot be redacted: {0}")]
+    Pixels(String),
 }
 
 impl EncodeError {

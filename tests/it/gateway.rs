@@ -1303,3 +1303,67 @@ fn run_sends_to_a_dicom_node_and_resumes_by_what_it_confirmed() {
     assert_eq!(s2["written"].as_u64(), Some(0), "{s2}");
     assert_eq!(s2["skipped_unchanged"].as_u64(), Some(written), "{s2}");
 }
+
+/// A compressed object whose frames do not decode while a pixel rule redacts it
+/// shows only as it is written: it is quarantined (manifest kind `quarantined`,
+/// 0122 with --refuse-quarantined), not a write failure, and nothing of it is
+/// forwarded; the intact copy sent with it arrives redacted.
+#[test]
+fn compressed_frames_that_do_not_decode_are_quarantined() {
+    use dicom_core::value::{PixelFragmentSequence, Value};
+    use dicom_core::{DataElement, Tag, VR};
+    if !dcmtk() {
+        return;
+    }
+    let env = Env::new();
+    let good = sample("dicom/sc_rle_multiframe.dcm");
+    let bad = env.path("bad_rle.dcm");
+    let mut obj = open_file(&good).unwrap();
+    let pixel_data = Tag(0x7FE0, 0x0010);
+    let mut frags = obj
+        .element(pixel_data)
+        .unwrap()
+        .value()
+        .fragments()
+        .unwrap()
+        .to_vec();
+    frags[1].truncate(100);
+    obj.put(DataElement::new(
+        pixel_data,
+        VR::OB,
+        Value::PixelSequence(PixelFragmentSequence::new(Vec::<u32>::new(), frags)),
+    ));
+    obj.write_to_file(&bad).unwrap();
+    let prof = env.path("p.yaml");
+    std::fs::write(&prof, "extends: basic\npixels: {unmatched: blank}\n").unwrap();
+    let out = env.path("out");
+    let gw = serve(
+        &env,
+        free_port(),
+        &[out.display().to_string()],
+        &["--profile", prof.to_str().unwrap(), "--refuse-quarantined"],
+    );
+    let cfg = compressed_config(&env);
+    let (log, ok) = storescu(
+        gw.port,
+        "MOD",
+        &[bad, good],
+        &["-xf", cfg.to_str().unwrap(), "Compressed"],
+    );
+    assert_eq!(ok, 1, "{log}");
+    assert!(
+        log.contains("SOPClassNotSupported") || log.contains("0x0122"),
+        "{log}"
+    );
+    wait_for("the intact copy in the folder", || {
+        files_in(&out).len() == 1
+    });
+    let manifest = std::fs::read_to_string(gw.spool.join("quarantine/manifest.jsonl")).unwrap();
+    assert!(
+        manifest.contains("\"kind\":\"quarantined\"")
+            && manifest.contains("compressed pixel data cannot be redacted: frame 2"),
+        "{manifest}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(files_in(&out).len(), 1);
+}

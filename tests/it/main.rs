@@ -15,6 +15,7 @@ mod gateway_ops;
 mod judged;
 mod options;
 mod pixels;
+mod pixels_encap;
 mod promises;
 mod readme;
 mod reliability;

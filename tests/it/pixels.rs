@@ -10,31 +10,31 @@ use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use std::path::Path;
 use std::process::Command;
 
-const US_MULTI_FRAME: &str = "1.2.840.10008.5.1.4.1.1.3.1";
-const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
+pub(crate) const US_MULTI_FRAME: &str = "1.2.840.10008.5.1.4.1.1.3.1";
+pub(crate) const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
 
 /// An image: header elements, geometry and pixel bytes, written in explicit VR LE.
-struct Image {
-    class: &'static str,
-    rows: u16,
-    cols: u16,
-    samples: u16,
-    bits: u16,
-    photometric: &'static str,
-    frames: u32,
-    extra: Vec<DataElement<InMemDicomObject>>,
+pub(crate) struct Image {
+    pub(crate) class: &'static str,
+    pub(crate) rows: u16,
+    pub(crate) cols: u16,
+    pub(crate) samples: u16,
+    pub(crate) bits: u16,
+    pub(crate) photometric: &'static str,
+    pub(crate) frames: u32,
+    pub(crate) extra: Vec<DataElement<InMemDicomObject>>,
     /// Text drawn bright into every frame: (text, x, y, scale).
-    text: Vec<(&'static str, usize, usize, usize)>,
+    pub(crate) text: Vec<(&'static str, usize, usize, usize)>,
 }
 
 impl Image {
-    fn frame_len(&self) -> usize {
+    pub(crate) fn frame_len(&self) -> usize {
         self.rows as usize * self.cols as usize * self.samples as usize * (self.bits as usize / 8)
     }
 
     /// A dark, low-contrast pattern of non-zero values, different in each frame,
     /// with the image's text drawn bright on top, as devices burn it in.
-    fn pixels(&self) -> Vec<u8> {
+    pub(crate) fn pixels(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.frame_len() * self.frames as usize);
         let row_bytes = self.frame_len() / self.rows as usize;
         let spp = row_bytes / self.cols as usize;
@@ -58,7 +58,7 @@ impl Image {
         out
     }
 
-    fn write(&self, path: &Path) -> Vec<u8> {
+    pub(crate) fn write(&self, path: &Path) -> Vec<u8> {
         let pixels = self.pixels();
         let us = |tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
         let mut obj = InMemDicomObject::from_element_iter([
@@ -133,12 +133,12 @@ impl Image {
     }
 }
 
-fn text_el(tag: Tag, vr: VR, v: &str) -> DataElement<InMemDicomObject> {
+pub(crate) fn text_el(tag: Tag, vr: VR, v: &str) -> DataElement<InMemDicomObject> {
     DataElement::new(tag, vr, PrimitiveValue::from(v))
 }
 
 /// One ultrasound region, corners inclusive.
-fn us_region(x0: u32, y0: u32, x1: u32, y1: u32) -> DataElement<InMemDicomObject> {
+pub(crate) fn us_region(x0: u32, y0: u32, x1: u32, y1: u32) -> DataElement<InMemDicomObject> {
     let ul = |e, v: u32| DataElement::new(Tag(0x0018, e), VR::UL, PrimitiveValue::from(v));
     let item = InMemDicomObject::from_element_iter([
         ul(0x6018, x0),
@@ -166,7 +166,7 @@ fn icon() -> DataElement<InMemDicomObject> {
     )
 }
 
-fn pixel_bytes(p: &Path) -> Vec<u8> {
+pub(crate) fn pixel_bytes(p: &Path) -> Vec<u8> {
     open(p)
         .element(tags::PIXEL_DATA)
         .unwrap()
@@ -176,7 +176,7 @@ fn pixel_bytes(p: &Path) -> Vec<u8> {
 }
 
 /// Runs the default profile (or `profile`) over `input`; returns the report lines.
-fn run_over(env: &Env, input: &Path, profile: Option<&Path>) -> Vec<serde_json::Value> {
+pub(crate) fn run_over(env: &Env, input: &Path, profile: Option<&Path>) -> Vec<serde_json::Value> {
     let key = env.key("key", 3);
     let out = env.path("out");
     let rep = env.path("report.jsonl");
@@ -205,14 +205,14 @@ fn run_over(env: &Env, input: &Path, profile: Option<&Path>) -> Vec<serde_json::
     report(&rep).0
 }
 
-fn line_for<'a>(lines: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+pub(crate) fn line_for<'a>(lines: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
     lines
         .iter()
         .find(|l| l["input"].as_str().is_some_and(|i| i.ends_with(name)))
         .unwrap_or_else(|| panic!("no report line for {name}: {lines:?}"))
 }
 
-fn method_codes(p: &Path) -> Vec<String> {
+pub(crate) fn method_codes(p: &Path) -> Vec<String> {
     let obj = open(p);
     let Ok(e) = obj.element(Tag(0x0012, 0x0064)) else {
         return Vec::new();
@@ -503,7 +503,12 @@ fn explain_shows_the_matched_rule_and_its_regions() {
 
 /// `check --ocr --report`: the pixel-text findings (their details never quote
 /// the words read).
-fn ocr_findings(env: &Env, tree: &Path, originals: Option<&Path>, name: &str) -> Vec<String> {
+pub(crate) fn ocr_findings(
+    env: &Env,
+    tree: &Path,
+    originals: Option<&Path>,
+    name: &str,
+) -> Vec<String> {
     let rep = env.path(name);
     let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
         vec![&"check", &tree, &"--ocr", &"--report", &rep];
@@ -534,7 +539,7 @@ fn ocr_findings(env: &Env, tree: &Path, originals: Option<&Path>, name: &str) ->
 }
 
 /// Tesseract is there, or (CI) its absence fails the test.
-fn have_tesseract() -> bool {
+pub(crate) fn have_tesseract() -> bool {
     let have = Command::new("tesseract")
         .arg("--version")
         .output()

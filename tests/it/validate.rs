@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-fn errors(file: &Path) -> BTreeSet<String> {
+pub(crate) fn errors(file: &Path) -> BTreeSet<String> {
     let o = Command::new("dciodvfy").arg(file).output().unwrap();
     String::from_utf8_lossy(&o.stdout)
         .lines()
