@@ -84,12 +84,14 @@ fn start() -> Option<Weed> {
         a = base + 4,
     );
     // The watchdog stops weed (SIGTERM, then SIGKILL) once this test process is
-    // gone, however it ended.
+    // gone, however it ended, then removes its data: the server lives in a static,
+    // whose TempDir is never dropped, and each run left about 2 GB behind in /tmp.
     let script = format!(
         "{args} >{log} 2>&1 & w=$!; while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-         kill $w; sleep 5; kill -9 $w 2>/dev/null",
+         kill $w; sleep 5; kill -9 $w 2>/dev/null; rm -rf '{d}'",
         log = dir.path().join("weed.log").display(),
-        pid = std::process::id()
+        pid = std::process::id(),
+        d = dir.path().display()
     );
     Command::new("sh")
         .arg("-c")
