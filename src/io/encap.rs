@@ -299,24 +299,6 @@ fn item_header(tag: (u16, u16), len: u32) -> [u8; 8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::source::Stamp;
-
-    struct Bytes(std::io::Cursor<Vec<u8>>);
-    impl std::io::Read for Bytes {
-        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
-            self.0.read(b)
-        }
-    }
-    impl std::io::Seek for Bytes {
-        fn seek(&mut self, p: std::io::SeekFrom) -> std::io::Result<u64> {
-            self.0.seek(p)
-        }
-    }
-    impl Input for Bytes {
-        fn stamp(&self) -> std::io::Result<Stamp> {
-            unimplemented!()
-        }
-    }
 
     /// A Pixel Data element: header, BOT with `bot`, fragments, delimiter.
     fn element(bot: &[u32], fragments: &[&[u8]]) -> Vec<u8> {
@@ -338,7 +320,7 @@ mod tests {
     fn table(bytes: Vec<u8>, frames: u32, ext: Option<&[u64]>) -> Result<Vec<Vec<u64>>, ReadError> {
         let len = bytes.len() as u64;
         let contents = bytes.clone();
-        let mut input = Bytes(std::io::Cursor::new(bytes));
+        let mut input = crate::io::source::MemoryInput::new(bytes);
         let t = frame_table(&mut input, Some(&contents), &(0..len), 12, frames, ext)?;
         Ok(t.frames
             .iter()

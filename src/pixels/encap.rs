@@ -5,7 +5,7 @@
 //! (the header says so: Lossy Image Compression stays truthful). Any other syntax
 //! is refused by [`Codec::of`] returning None.
 
-use super::redact::{PixelError, Redaction};
+use super::redact::{PixelError, Redaction, text, uint};
 use super::rle::{self, Geometry};
 use crate::io::encap::{FrameTranscode, FramesOut};
 use crate::io::encode::FrameEdit;
@@ -59,17 +59,6 @@ impl Codec {
             _ => None,
         }
     }
-}
-
-fn uint(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
-    obj.get(tag)?.to_int::<u32>().ok()
-}
-
-fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    obj.get(tag)?
-        .to_str()
-        .ok()
-        .map(|s| s.trim_matches(['\0', ' ']).to_ascii_uppercase())
 }
 
 fn unsupported(s: impl Into<String>) -> PixelError {

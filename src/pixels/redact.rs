@@ -59,11 +59,11 @@ pub struct Redaction {
     big_endian: bool,
 }
 
-fn uint(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
+pub(super) fn uint(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
     obj.get(tag)?.to_int::<u32>().ok()
 }
 
-fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+pub(super) fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     obj.get(tag)?
         .to_str()
         .ok()
