@@ -26,6 +26,7 @@ pub const IMPLEMENTATION_VERSION_NAME: &str = concat!(
 );
 
 const SOP_CLASS_UID: Tag = Tag(0x0008, 0x0016);
+const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const SOP_INSTANCE_UID: Tag = Tag(0x0008, 0x0018);
 
 fn text_of(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
@@ -73,9 +74,9 @@ pub fn build_meta(
         .map_err(|e| ReadError::Malformed(format!("file meta group: {}", error_chain(&e))))
 }
 
-/// Writes `dataset` in `ts`, consuming it: dicom-object's `write_dataset_with_ts`
-/// borrows the object and so clones every value (every nested sequence too) on the
-/// way to the encoder.
+/// Writes `dataset` in `ts`, consuming it. The little-endian syntaxes go through
+/// [`super::emit`]; what it declines, and the big-endian syntax, through
+/// [`encode_with_dicom_rs`].
 pub fn write_dataset<W: Write + ?Sized>(
     out: &mut W,
     mut dataset: InMemDicomObject,
@@ -84,27 +85,36 @@ pub fn write_dataset<W: Write + ?Sized>(
     // A value too long for its VR's 2-byte length field (read from implicit VR, or
     // from UN) is written as UN, as PS3.5 6.2.2 says, instead of failing the file.
     super::retype::long_values_to_un(&mut dataset, ts, super::error::MAX_DEPTH);
+    let mut plain = Vec::with_capacity(16 * 1024);
+    let emitted = ts.endianness() == dicom_encoding::Endianness::Little
+        && super::emit::dataset(&dataset, ts.uid() != IMPLICIT_VR_LE, &mut plain).is_ok();
+    if !emitted {
+        plain = encode_with_dicom_rs(dataset, ts)?;
+    }
     if let Codec::Dataset(Some(_)) = ts.codec() {
         // Deflated: the dataset is encoded in memory (it was inflated in memory to
         // be read), then compressed in one call by this thread's compressor. A new
         // zlib stream allocates and zeroes a few hundred KiB of state, which `perf`
         // showed at 5% of a run over small files; `reset` reuses it.
-        let mut plain = Vec::new();
-        DataSetWriter::with_ts(&mut plain, ts)
-            .map_err(|e| EncodeError::from_dicom(&e))?
-            .write_sequence(dataset.into_tokens())
-            .map_err(|e| EncodeError::from_dicom(&e))?;
-        let compressed = deflate(&plain).map_err(EncodeError::from_write)?;
-        drop(plain);
-        out.write_all(&compressed)
-            .map_err(EncodeError::from_write)?;
-    } else {
-        DataSetWriter::with_ts_cs(out, ts, SpecificCharacterSet::default())
-            .map_err(|e| EncodeError::from_dicom(&e))?
-            .write_sequence(dataset.into_tokens())
-            .map_err(|e| EncodeError::from_dicom(&e))?;
+        plain = deflate(&plain).map_err(EncodeError::from_write)?;
     }
-    Ok(())
+    out.write_all(&plain).map_err(EncodeError::from_write)
+}
+
+/// `dataset` encoded in `ts` (deflated syntaxes: before compression) by dicom-rs's
+/// writer, consuming it (dicom-object's `write_dataset_with_ts` borrows the object
+/// and so clones every value on the way to the encoder). The fallback of
+/// [`write_dataset`], and what the fuzz target compares [`super::emit`] with.
+pub fn encode_with_dicom_rs(
+    dataset: InMemDicomObject,
+    ts: &TransferSyntax,
+) -> Result<Vec<u8>, EncodeError> {
+    let mut plain = Vec::new();
+    DataSetWriter::with_ts_cs(&mut plain, ts, SpecificCharacterSet::default())
+        .map_err(|e| EncodeError::from_dicom(&e))?
+        .write_sequence(dataset.into_tokens())
+        .map_err(|e| EncodeError::from_dicom(&e))?;
+    Ok(plain)
 }
 
 /// Raw deflate (RFC 1951, as the Deflated Explicit VR Little Endian syntax wants) of
@@ -240,10 +250,7 @@ impl Part10 {
             stamp,
         } = self;
         let werr = EncodeError::from_write;
-        out.write_all(&[0u8; 128]).map_err(werr)?;
-        out.write_all(b"DICM").map_err(werr)?;
-        meta.write(&mut *out)
-            .map_err(|e| EncodeError::from_dicom(&e))?;
+        write_preamble_and_meta(&mut *out, meta)?;
         write_dataset(&mut *out, dataset, ts)?;
         if let Some(p) = pixel.as_ref().filter(|p| p.frames.is_some()) {
             if let Some(frames) = &p.frames {
@@ -291,6 +298,23 @@ impl Part10 {
             Err(e) => Err(EncodeError::Read(e)),
         }
     }
+}
+
+/// The 128-byte preamble, `DICM` and the file meta group.
+pub fn write_preamble_and_meta<W: Write + ?Sized>(
+    out: &mut W,
+    meta: FileMetaTable,
+) -> Result<(), EncodeError> {
+    let mut head = Vec::with_capacity(512);
+    head.extend_from_slice(&[0u8; 128]);
+    head.extend_from_slice(b"DICM");
+    let elements: Vec<_> = meta.clone().into_element_iter().collect();
+    if super::emit::elements(&elements, &mut head).is_err() {
+        head.truncate(132);
+        meta.write(&mut head)
+            .map_err(|e| EncodeError::from_dicom(&e))?;
+    }
+    out.write_all(&head).map_err(EncodeError::from_write)
 }
 
 /// Reads `len` bytes at `at` of the input (or of its bytes read at open) into

@@ -2,6 +2,7 @@
 //! walking input trees, naming outputs. Knows nothing of profiles or the engine.
 
 pub mod cp246;
+pub mod emit;
 pub mod encap;
 pub mod encode;
 pub mod error;
