@@ -167,6 +167,11 @@ fn assert_emit_matches_dicom_rs(data: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     let s = setup();
     assert_emit_matches_dicom_rs(data);
+    // The one-pass header parser (`io::parse`) reads every input as the general
+    // reader does, or leaves it to it.
+    if let Some(why) = dicom_deid::io::read::parsers_disagree(data) {
+        panic!("io::parse and the general reader disagree: {why}");
+    }
 
     for profile in &s.extra {
         let plan = Plan::new(profile, Engine::new(profile, Pseudonymizer::new(&s.key)));

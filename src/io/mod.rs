@@ -7,6 +7,7 @@ pub mod encap;
 pub mod encode;
 pub mod error;
 pub mod layout;
+pub mod parse;
 pub mod read;
 pub mod retype;
 pub mod source;

@@ -135,12 +135,16 @@ fn read_parts(input: &mut Box<dyn Input>, stamp: Stamp) -> Result<PartsRead, Rea
         let size = bytes.len() as u64;
         let bytes = Arc::new(bytes);
         let mut reader = Cursor::new(&bytes[..]);
-        let parts = read_from(&mut reader, size)?;
+        let parts = read_from(&mut reader, size, Reading::whole())?;
         return Ok((parts, size, Some(bytes)));
     }
     // The header is read through a window that survives the seeks of reading it;
     // Pixel Data is never read here (a sink copies it from the handle).
-    let parts = read_from(&mut Window::new(&mut **input, 32 * 1024), size)?;
+    let parts = read_from(
+        &mut Window::new(&mut **input, 32 * 1024),
+        size,
+        Reading::prefix(),
+    )?;
     Ok((parts, size, None))
 }
 
@@ -257,7 +261,7 @@ fn encapsulated_syntax(uid: &str) -> Option<&'static TransferSyntax> {
 /// flat); larger ones are scanned through a buffer and Pixel Data is never loaded.
 const WHOLE_FILE_BYTES: u64 = 64 << 10;
 
-fn read_from<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Parts, ReadError> {
+fn read_from<R: Read + Seek>(reader: &mut R, size: u64, how: Reading) -> Result<Parts, ReadError> {
     let mut head = [0u8; 132];
     let n = read_up_to(reader, &mut head).map_err(ReadError::Io)?;
     let head = &head[..n];
@@ -353,7 +357,7 @@ fn read_from<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Parts, ReadErr
             }
         }
         Codec::Dataset(None) => return Err(ReadError::unsupported_ts(ts.uid())),
-        _ => read_streamable(reader, meta, ts, dataset_start, size)?,
+        _ => read_streamable(reader, meta, ts, dataset_start, size, how)?,
     };
     let mut source = source;
     source.meta_read_leniently = meta_read_leniently;
@@ -364,12 +368,247 @@ fn read_from<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Parts, ReadErr
     Ok(Parts::Dicom(Box::new(source)))
 }
 
+/// Reads an input held whole in memory with the one-pass header parser (as a
+/// whole input, and as a long input whose first 16 KiB are parsed) and with the
+/// general reader alone; returns how they differ, or None. For the tests and the
+/// fuzz target: the parser must never change what an input reads as.
+pub fn parsers_disagree(data: &[u8]) -> Option<String> {
+    let size = data.len() as u64;
+    let run = |how| read_from(&mut Cursor::new(data), size, how);
+    let general = run(Reading {
+        fast: false,
+        prefix: 0,
+    });
+    for (what, how) in [("whole", Reading::whole()), ("prefix", Reading::prefix())] {
+        let why = match (run(how), &general) {
+            (Err(a), Err(b)) => {
+                (a.to_string() != b.to_string()).then(|| format!("errors differ: {a} / {b}"))
+            }
+            (Ok(_), Err(b)) => Some(format!("read what the general reader refuses ({b})")),
+            (Err(a), Ok(_)) => Some(format!("refused what the general reader reads ({a})")),
+            (Ok(Parts::Dicom(a)), Ok(Parts::Dicom(b))) => parsed_differ(&a, b),
+            (Ok(Parts::Dicomdir), Ok(Parts::Dicomdir))
+            | (Ok(Parts::NotDicom), Ok(Parts::NotDicom)) => None,
+            _ => Some("classified differently".into()),
+        };
+        if let Some(why) = why {
+            return Some(format!("{what}: {why}"));
+        }
+    }
+    None
+}
+
+fn parsed_differ(a: &Parsed, b: &Parsed) -> Option<String> {
+    if let Some(d) = object_difference(&a.header, &b.header) {
+        return Some(format!("header differs at {d}"));
+    }
+    let checks = [
+        (a.ts.uid() == b.ts.uid(), "transfer syntax"),
+        (a.pixel == b.pixel, "Pixel Data range"),
+        (
+            match (&a.trailing, &b.trailing) {
+                (Some(x), Some(y)) => object_difference(x, y).is_none(),
+                (None, None) => true,
+                _ => false,
+            },
+            "trailing elements",
+        ),
+        (
+            a.dropped_trailing_bytes == b.dropped_trailing_bytes,
+            "dropped bytes",
+        ),
+        (
+            a.implicit_vr_repaired == b.implicit_vr_repaired,
+            "implicit VR repair",
+        ),
+        (
+            a.un_sequences_repaired == b.un_sequences_repaired,
+            "CP-246 repairs",
+        ),
+        (a.un_retyped == b.un_retyped, "UN retyping"),
+        (
+            a.meta_read_leniently == b.meta_read_leniently,
+            "lenient meta",
+        ),
+    ];
+    checks
+        .iter()
+        .find(|(same, _)| !same)
+        .map(|(_, what)| format!("{what} differs"))
+}
+
+/// Where two objects differ at any depth (tags, VRs, lengths as read, values;
+/// floats by their bits, so a NaN equals itself), or None.
+fn object_difference(a: &InMemDicomObject, b: &InMemDicomObject) -> Option<String> {
+    use dicom_core::header::{HasLength, Header};
+    use dicom_core::value::{PrimitiveValue as P, Value};
+    let (mut x, mut y) = (a.iter(), b.iter());
+    loop {
+        let (e, f) = match (x.next(), y.next()) {
+            (None, None) => return None,
+            (Some(e), Some(f)) => (e, f),
+            (e, f) => {
+                return Some(format!(
+                    "elements {:?} / {:?}",
+                    e.map(|e| e.tag()),
+                    f.map(|f| f.tag())
+                ));
+            }
+        };
+        let tag = e.tag();
+        // Length's `==` holds undefined lengths unequal: compare the raw field.
+        if tag != f.tag() || e.vr() != f.vr() || e.length().0 != f.length().0 {
+            return Some(format!(
+                "{tag} {:?} {:?} / {} {:?} {:?}",
+                e.vr(),
+                e.length(),
+                f.tag(),
+                f.vr(),
+                f.length()
+            ));
+        }
+        let why = match (e.value(), f.value()) {
+            (Value::Primitive(P::F32(v)), Value::Primitive(P::F32(w))) => (v.len() != w.len()
+                || v.iter()
+                    .zip(w.iter())
+                    .any(|(p, q)| p.to_bits() != q.to_bits()))
+            .then(|| "F32 values".to_string()),
+            (Value::Primitive(P::F64(v)), Value::Primitive(P::F64(w))) => (v.len() != w.len()
+                || v.iter()
+                    .zip(w.iter())
+                    .any(|(p, q)| p.to_bits() != q.to_bits()))
+            .then(|| "F64 values".to_string()),
+            (Value::Primitive(v), Value::Primitive(w)) => {
+                (v != w).then(|| format!("values {v:?} / {w:?}"))
+            }
+            (Value::Sequence(s), Value::Sequence(t)) => {
+                if s.length().0 != t.length().0 || s.items().len() != t.items().len() {
+                    Some(format!(
+                        "sequence {:?} {} / {:?} {}",
+                        s.length(),
+                        s.items().len(),
+                        t.length(),
+                        t.items().len()
+                    ))
+                } else {
+                    s.items()
+                        .iter()
+                        .zip(t.items())
+                        .enumerate()
+                        .find_map(|(i, (p, q))| {
+                            object_difference(p, q).map(|d| format!("[{i}] {d}"))
+                        })
+                }
+            }
+            _ => Some("value kinds".into()),
+        };
+        if let Some(why) = why {
+            return Some(format!("{tag}: {why}"));
+        }
+    }
+}
+
+/// How [`read_from`] may read a header.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// The one-pass parser ([`super::parse`]) is tried first.
+    fast: bool,
+    /// It parses at most this many bytes of the dataset (the reader holds the
+    /// whole input in memory, or the header is expected to be that short).
+    prefix: u64,
+}
+
+/// Headers longer than this are read by the general reader (enhanced multi-frame
+/// objects, with their functional groups, can run to megabytes).
+const FAST_PREFIX: u64 = 16 * 1024;
+
+impl Reading {
+    fn whole() -> Reading {
+        Reading {
+            fast: true,
+            prefix: u64::MAX,
+        }
+    }
+    fn prefix() -> Reading {
+        Reading {
+            fast: true,
+            prefix: FAST_PREFIX,
+        }
+    }
+}
+
+/// The header (and Pixel Data's range) by [`super::parse`], when it takes it. A
+/// header longer than the prefix is tried again on a prefix four times as long.
+fn fast_header<R: Read + Seek>(
+    reader: &mut R,
+    ts: &TransferSyntax,
+    dataset_start: u64,
+    size: u64,
+    prefix: u64,
+) -> Option<(InMemDicomObject, Option<Range<u64>>)> {
+    use super::parse::{PixelAt, Stop};
+    if ts.endianness() != dicom_encoding::Endianness::Little {
+        return None;
+    }
+    let explicit = ts.uid() != IMPLICIT_VR_LE;
+    let left = size.checked_sub(dataset_start)?;
+    let mut take = left.min(prefix);
+    let h = loop {
+        // Any trouble reading is the general reader's to report.
+        let bytes = read_range(reader, dataset_start..dataset_start + take).ok()?;
+        match super::parse::header(&bytes, explicit, take == left, left, MAX_DEPTH) {
+            Ok(h) => break h,
+            Err(Stop::Short) if take < left.min(MAX_FAST_HEADER) => {
+                take = left.min(MAX_FAST_HEADER).min(take.saturating_mul(4));
+            }
+            Err(_) => return None,
+        }
+    };
+    let at = |o: usize| dataset_start + o as u64;
+    let pixel = match h.pixel {
+        None => None,
+        Some(PixelAt::Native(r)) => Some(at(r.start)..at(r.end)),
+        Some(PixelAt::Encapsulated { start, items }) => {
+            Some(at(start)..fragments_end(reader, at(items), size)?)
+        }
+    };
+    Some((h.dataset, pixel))
+}
+
+/// Headers parsed in one pass at most (prefixes grow up to this).
+const MAX_FAST_HEADER: u64 = 4 << 20;
+
+/// Walks the item headers of encapsulated Pixel Data from `at` (its first item)
+/// to just past its sequence delimiter, reading 8 bytes per fragment. None for
+/// anything the header scan would refuse or see otherwise.
+fn fragments_end<R: Read + Seek>(reader: &mut R, mut at: u64, size: u64) -> Option<u64> {
+    let mut head = [0u8; 8];
+    loop {
+        reader.seek(SeekFrom::Start(at)).ok()?;
+        reader.read_exact(&mut head).ok()?;
+        let group = u16::from_le_bytes([head[0], head[1]]);
+        let element = u16::from_le_bytes([head[2], head[3]]);
+        let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        match (group, element) {
+            (0xFFFE, 0xE000) if len != u32::MAX => {
+                at = at.checked_add(8 + u64::from(len))?;
+                if at > size {
+                    return None;
+                }
+            }
+            (0xFFFE, 0xE0DD) => return Some(at + 8),
+            _ => return None,
+        }
+    }
+}
+
 fn read_streamable<R: Read + Seek>(
     reader: &mut R,
     meta: Option<FileMetaTable>,
     ts: &'static TransferSyntax,
     dataset_start: u64,
     size: u64,
+    how: Reading,
 ) -> Result<Parsed, ReadError> {
     let disguised = encoded_implicit_despite_ts(reader, ts, dataset_start)?;
     // What the bytes are read as; `ts` stays what the output is written in.
@@ -380,27 +619,40 @@ fn read_streamable<R: Read + Seek>(
     } else {
         ts
     };
-    reader
-        .seek(SeekFrom::Start(dataset_start))
-        .map_err(ReadError::Io)?;
-    let (header, pixel, un_sequences_repaired) = match scan(&mut *reader, read_ts, size, false) {
-        Ok(layout) => {
-            if layout.max_depth > MAX_DEPTH {
-                return Err(ReadError::TooDeep);
+    let fast = match how.fast {
+        true => fast_header(reader, read_ts, dataset_start, size, how.prefix),
+        false => None,
+    };
+    if fast.is_none() {
+        reader
+            .seek(SeekFrom::Start(dataset_start))
+            .map_err(ReadError::Io)?;
+    }
+    #[cfg(test)]
+    if fast.is_some() {
+        tests::FAST_TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let (header, pixel, un_sequences_repaired) = match fast {
+        Some((header, pixel)) => (header, pixel, 0),
+        None => match scan(&mut *reader, read_ts, size, false) {
+            Ok(layout) => {
+                if layout.max_depth > MAX_DEPTH {
+                    return Err(ReadError::TooDeep);
+                }
+                let header_end = layout.pixel.as_ref().map_or(size, |p| p.start);
+                let header_bytes = read_range(reader, dataset_start..header_end)?;
+                let header = InMemDicomObject::read_dataset_with_ts(&header_bytes[..], read_ts)
+                    .map_err(|e| malformed("dataset", e))?;
+                (header, layout.pixel, 0)
             }
-            let header_end = layout.pixel.as_ref().map_or(size, |p| p.start);
-            let header_bytes = read_range(reader, dataset_start..header_end)?;
-            let header = InMemDicomObject::read_dataset_with_ts(&header_bytes[..], read_ts)
-                .map_err(|e| malformed("dataset", e))?;
-            (header, layout.pixel, 0)
-        }
-        Err(ReadError::Malformed(why)) if !disguised && is_explicit_le(ts) => {
-            match read_un_sequences(reader, ts, dataset_start, size)? {
-                Some(repaired) => repaired,
-                None => return Err(ReadError::Malformed(why)),
+            Err(ReadError::Malformed(why)) if !disguised && is_explicit_le(ts) => {
+                match read_un_sequences(reader, ts, dataset_start, size)? {
+                    Some(repaired) => repaired,
+                    None => return Err(ReadError::Malformed(why)),
+                }
             }
-        }
-        Err(e) => return Err(e),
+            Err(e) => return Err(e),
+        },
     };
     let implicit_vr_repaired = if disguised {
         Some(match &pixel {
@@ -951,6 +1203,66 @@ fn sniff_bare_dataset(head: &[u8], size: u64) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Headers the one-pass parser took, in this test process.
+    pub(super) static FAST_TAKEN: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
+
+    fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                files(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+
+    /// `DICOM_DEID_PARITY_DIR=... cargo test --release -- --ignored parity_on`:
+    /// the same comparison on a folder of real files outside the repository.
+    #[test]
+    #[ignore]
+    fn parity_on_a_folder_named_by_the_environment() {
+        let dir = std::env::var("DICOM_DEID_PARITY_DIR").expect("DICOM_DEID_PARITY_DIR");
+        let mut paths = Vec::new();
+        files(Path::new(&dir), &mut paths);
+        let before = FAST_TAKEN.load(std::sync::atomic::Ordering::Relaxed);
+        let bad: Vec<String> = paths
+            .iter()
+            .filter_map(|p| {
+                let data = std::fs::read(p).ok()?;
+                parsers_disagree(&data).map(|why| format!("{}: {why}", p.display()))
+            })
+            .collect();
+        let taken = FAST_TAKEN.load(std::sync::atomic::Ordering::Relaxed) - before;
+        eprintln!(
+            "{} files, {taken} headers by the one-pass parser",
+            paths.len()
+        );
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+
+    #[test]
+    fn the_one_pass_parser_reads_every_test_file_as_the_general_reader_does() {
+        let mut paths = Vec::new();
+        files(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata"),
+            &mut paths,
+        );
+        assert!(paths.len() > 50, "{} test files", paths.len());
+        let before = FAST_TAKEN.load(std::sync::atomic::Ordering::Relaxed);
+        for p in &paths {
+            let data = std::fs::read(p).unwrap();
+            if let Some(why) = parsers_disagree(&data) {
+                panic!("{}: {why}", p.display());
+            }
+        }
+        // Most test files go through the parser (the rest are what it declines:
+        // big endian, compressed Pixel Data, malformed on purpose).
+        let taken = FAST_TAKEN.load(std::sync::atomic::Ordering::Relaxed) - before;
+        assert!(taken * 2 > paths.len(), "{taken} of {} files", paths.len());
+    }
 
     #[test]
     fn the_inflate_budget_follows_the_file_size_within_bounds() {
