@@ -59,6 +59,24 @@ pub fn header(
     file_left: u64,
     max_depth: usize,
 ) -> Result<Header, Stop> {
+    parse(bytes, explicit, complete, file_left, max_depth, true)
+}
+
+/// A whole dataset in memory (an inflated one), Pixel Data read as an element
+/// like any other; encapsulated Pixel Data declines.
+pub fn whole(bytes: &[u8], max_depth: usize) -> Result<InMemDicomObject, Stop> {
+    let n = bytes.len() as u64;
+    parse(bytes, true, true, n, max_depth, false).map(|h| h.dataset)
+}
+
+fn parse(
+    bytes: &[u8],
+    explicit: bool,
+    complete: bool,
+    file_left: u64,
+    max_depth: usize,
+    stop_at_pixel: bool,
+) -> Result<Header, Stop> {
     let mut p = Parser {
         bytes,
         pos: 0,
@@ -69,6 +87,7 @@ pub fn header(
         pixel: None,
         complete,
         short: false,
+        stop_at_pixel,
     };
     let Some(dataset) = p.object(Container::Top { complete }, 0) else {
         return Err(if p.short { Stop::Short } else { Stop::Declined });
@@ -134,6 +153,8 @@ struct Parser<'b> {
     complete: bool,
     /// Stopped for want of bytes, which a longer prefix may have.
     short: bool,
+    /// Top-level Pixel Data ends the header (else it is read as an element).
+    stop_at_pixel: bool,
 }
 
 const ITEM_END: Tag = Tag(0xFFFE, 0xE00D);
@@ -236,7 +257,10 @@ impl Parser<'_> {
             if h.tag.0 == 0xFFFE {
                 return None;
             }
-            if matches!(container, Container::Top { .. }) && is_pixel_tag(h.tag) {
+            if self.stop_at_pixel
+                && matches!(container, Container::Top { .. })
+                && is_pixel_tag(h.tag)
+            {
                 if h.vr == VR::SQ {
                     return None;
                 }

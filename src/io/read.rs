@@ -337,12 +337,21 @@ fn read_from<R: Read + Seek>(reader: &mut R, size: u64, how: Reading) -> Result<
                 .get(EXPLICIT_VR_LE)
                 .ok_or_else(|| ReadError::unsupported_ts(EXPLICIT_VR_LE))?;
             let len = inflated.len() as u64;
-            let layout = scan(Cursor::new(&inflated), explicit, len, true)?;
-            if layout.max_depth > MAX_DEPTH {
-                return Err(ReadError::TooDeep);
-            }
-            let header = InMemDicomObject::read_dataset_with_ts(&inflated[..], explicit)
-                .map_err(|e| malformed("dataset", e))?;
+            let fast = match how.fast {
+                true => super::parse::whole(&inflated, MAX_DEPTH).ok(),
+                false => None,
+            };
+            let header = match fast {
+                Some(header) => header,
+                None => {
+                    let layout = scan(Cursor::new(&inflated), explicit, len, true)?;
+                    if layout.max_depth > MAX_DEPTH {
+                        return Err(ReadError::TooDeep);
+                    }
+                    InMemDicomObject::read_dataset_with_ts(&inflated[..], explicit)
+                        .map_err(|e| malformed("dataset", e))?
+                }
+            };
             Parsed {
                 meta,
                 ts,
