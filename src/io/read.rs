@@ -258,7 +258,11 @@ fn encapsulated_syntax(uid: &str) -> Option<&'static TransferSyntax> {
 }
 
 /// Files up to this size are read into memory in one go (per worker, so memory stays
-/// flat); larger ones are scanned through a buffer and Pixel Data is never loaded.
+/// flat); larger ones are read through a window up to Pixel Data, which is never
+/// loaded: a sink copies it from the handle (the kernel's `copy_file_range` for a
+/// folder), which saves reading it into memory and writing it out again. 2 MiB
+/// before; on the bench tree the two measured the same, and the lower bound keeps
+/// 0.5 MiB slices out of user space.
 const WHOLE_FILE_BYTES: u64 = 64 << 10;
 
 fn read_from<R: Read + Seek>(reader: &mut R, size: u64, how: Reading) -> Result<Parts, ReadError> {
