@@ -335,23 +335,10 @@ mod tests {
         checked
     }
 
-    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                files(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-
     #[test]
     fn every_test_file_encodes_as_dicom_rs_encodes_it() {
-        let mut paths = Vec::new();
-        files(
+        let paths = crate::io::files_under(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata"),
-            &mut paths,
         );
         let (mut datasets, mut encoded) = (0, 0);
         for p in &paths {

@@ -1221,25 +1221,13 @@ mod tests {
     pub(super) static FAST_TAKEN: std::sync::atomic::AtomicUsize =
         std::sync::atomic::AtomicUsize::new(0);
 
-    fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                files(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-
     /// `DICOM_DEID_PARITY_DIR=... cargo test --release -- --ignored parity_on`:
     /// the same comparison on a folder of real files outside the repository.
     #[test]
     #[ignore]
     fn parity_on_a_folder_named_by_the_environment() {
         let dir = std::env::var("DICOM_DEID_PARITY_DIR").expect("DICOM_DEID_PARITY_DIR");
-        let mut paths = Vec::new();
-        files(Path::new(&dir), &mut paths);
+        let paths = crate::io::files_under(Path::new(&dir));
         let before = FAST_TAKEN.load(std::sync::atomic::Ordering::Relaxed);
         let bad: Vec<String> = paths
             .iter()
@@ -1258,11 +1246,7 @@ mod tests {
 
     #[test]
     fn the_one_pass_parser_reads_every_test_file_as_the_general_reader_does() {
-        let mut paths = Vec::new();
-        files(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata"),
-            &mut paths,
-        );
+        let paths = crate::io::files_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata"));
         assert!(paths.len() > 50, "{} test files", paths.len());
         let before = FAST_TAKEN.load(std::sync::atomic::Ordering::Relaxed);
         for p in &paths {

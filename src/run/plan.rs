@@ -124,6 +124,9 @@ fn default_state_dir(url: &str) -> PathBuf {
 
 impl RunPlan {
     pub fn build(opts: &RunOptions) -> Result<RunPlan, Error> {
+        // The IOD tables (about 4 ms of parsing) are read on a second thread while
+        // the profile compiles (about 8 ms): startup is serial time in every run.
+        let iod_tables = std::thread::spawn(crate::profile::iod::preload);
         let profile = crate::profile::compile::load_with_options(&opts.profile, &opts.options)?;
         let key = match &opts.key_file {
             Some(p) => Key::from_file(p)?,
@@ -164,7 +167,9 @@ impl RunPlan {
         };
         check_side_files(opts, &local_inputs, &dest)?;
         // IOD tables are parsed before the walk, not by the first file of each class.
-        crate::profile::iod::preload();
+        if iod_tables.join().is_err() {
+            crate::profile::iod::preload();
+        }
         let cwd = std::env::current_dir().map_err(|source| Error::Io {
             context: "cannot read the working directory".into(),
             source,
