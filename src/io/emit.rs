@@ -8,6 +8,7 @@
 //! declines ([`Unsupported`]) the rest, which the caller then hands to dicom-rs.
 //! Tests compare the two on every test file.
 
+use super::retype::has_short_length;
 use dicom_core::header::Header;
 use dicom_core::value::{PrimitiveValue, Value};
 use dicom_core::{DataElement, Tag, VR};
@@ -93,34 +94,6 @@ const UNDEFINED: u32 = 0xFFFF_FFFF;
 const SPECIFIC_CHARACTER_SET: Tag = Tag(0x0008, 0x0005);
 const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
 
-/// VRs whose explicit VR header holds a 2-byte length (PS3.5 7.1.2).
-fn short_length(vr: VR) -> bool {
-    use VR::*;
-    matches!(
-        vr,
-        AE | AS
-            | AT
-            | CS
-            | DA
-            | DS
-            | DT
-            | FL
-            | FD
-            | IS
-            | LO
-            | LT
-            | PN
-            | SH
-            | SL
-            | SS
-            | ST
-            | TM
-            | UI
-            | UL
-            | US
-    )
-}
-
 /// VRs always written in the default character repertoire.
 fn default_repertoire(vr: VR) -> bool {
     use VR::*;
@@ -165,7 +138,7 @@ impl Emitter<'_> {
         self.out.extend_from_slice(&tag.1.to_le_bytes());
         if !self.explicit {
             self.out.extend_from_slice(&len.to_le_bytes());
-        } else if short_length(vr) {
+        } else if has_short_length(vr) {
             let len = u16::try_from(len).map_err(|_| Unsupported)?;
             self.out.extend_from_slice(&vr.to_bytes());
             self.out.extend_from_slice(&len.to_le_bytes());
@@ -195,7 +168,7 @@ impl Emitter<'_> {
         let len = u32::try_from(self.out.len() - start).map_err(|_| Unsupported)?;
         if !self.explicit {
             self.out[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
-        } else if short_length(vr) {
+        } else if has_short_length(vr) {
             let len = u16::try_from(len).map_err(|_| Unsupported)?;
             self.out[at + 6..at + 8].copy_from_slice(&len.to_le_bytes());
         } else {

@@ -135,7 +135,7 @@ fn read_parts(input: &mut Box<dyn Input>, stamp: Stamp) -> Result<PartsRead, Rea
         let size = bytes.len() as u64;
         let bytes = Arc::new(bytes);
         let mut reader = Cursor::new(&bytes[..]);
-        let parts = read_from(&mut reader, size, Reading::whole())?;
+        let parts = read_from(&mut reader, size, Reading::whole(&bytes))?;
         return Ok((parts, size, Some(bytes)));
     }
     // The header is read through a window that survives the seeks of reading it;
@@ -391,8 +391,12 @@ pub fn parsers_disagree(data: &[u8]) -> Option<String> {
     let general = run(Reading {
         fast: false,
         prefix: 0,
+        input: None,
     });
-    for (what, how) in [("whole", Reading::whole()), ("prefix", Reading::prefix())] {
+    for (what, how) in [
+        ("whole", Reading::whole(data)),
+        ("prefix", Reading::prefix()),
+    ] {
         let why = match (run(how), &general) {
             (Err(a), Err(b)) => {
                 (a.to_string() != b.to_string()).then(|| format!("errors differ: {a} / {b}"))
@@ -523,29 +527,34 @@ fn object_difference(a: &InMemDicomObject, b: &InMemDicomObject) -> Option<Strin
 
 /// How [`read_from`] may read a header.
 #[derive(Clone, Copy)]
-struct Reading {
+struct Reading<'a> {
     /// The one-pass parser ([`super::parse`]) is tried first.
     fast: bool,
     /// It parses at most this many bytes of the dataset (the reader holds the
     /// whole input in memory, or the header is expected to be that short).
     prefix: u64,
+    /// The whole input, when the reader reads it from memory: the parser works on
+    /// it in place instead of on a copy.
+    input: Option<&'a [u8]>,
 }
 
 /// Headers longer than this are read by the general reader (enhanced multi-frame
 /// objects, with their functional groups, can run to megabytes).
 const FAST_PREFIX: u64 = 16 * 1024;
 
-impl Reading {
-    fn whole() -> Reading {
+impl<'a> Reading<'a> {
+    fn whole(input: &'a [u8]) -> Reading<'a> {
         Reading {
             fast: true,
             prefix: u64::MAX,
+            input: Some(input),
         }
     }
-    fn prefix() -> Reading {
+    fn prefix() -> Reading<'a> {
         Reading {
             fast: true,
             prefix: FAST_PREFIX,
+            input: None,
         }
     }
 }
@@ -557,7 +566,7 @@ fn fast_header<R: Read + Seek>(
     ts: &TransferSyntax,
     dataset_start: u64,
     size: u64,
-    prefix: u64,
+    how: Reading<'_>,
 ) -> Option<(InMemDicomObject, Option<Range<u64>>)> {
     use super::parse::{PixelAt, Stop};
     if ts.endianness() != dicom_encoding::Endianness::Little {
@@ -565,11 +574,21 @@ fn fast_header<R: Read + Seek>(
     }
     let explicit = ts.uid() != IMPLICIT_VR_LE;
     let left = size.checked_sub(dataset_start)?;
-    let mut take = left.min(prefix);
+    let mut take = left.min(how.prefix);
     let h = loop {
-        // Any trouble reading is the general reader's to report.
-        let bytes = read_range(reader, dataset_start..dataset_start + take).ok()?;
-        match super::parse::header(&bytes, explicit, take == left, left, MAX_DEPTH) {
+        let end = dataset_start + take;
+        let copy;
+        let bytes = match how.input {
+            Some(all) => {
+                all.get(usize::try_from(dataset_start).ok()?..usize::try_from(end).ok()?)?
+            }
+            None => {
+                // Any trouble reading is the general reader's to report.
+                copy = read_range(reader, dataset_start..end).ok()?;
+                &copy[..]
+            }
+        };
+        match super::parse::header(bytes, explicit, take == left, left, MAX_DEPTH) {
             Ok(h) => break h,
             Err(Stop::Short) if take < left.min(MAX_FAST_HEADER) => {
                 take = left.min(MAX_FAST_HEADER).min(take.saturating_mul(4));
@@ -633,7 +652,7 @@ fn read_streamable<R: Read + Seek>(
         ts
     };
     let fast = match how.fast {
-        true => fast_header(reader, read_ts, dataset_start, size, how.prefix),
+        true => fast_header(reader, read_ts, dataset_start, size, how),
         false => None,
     };
     if fast.is_none() {

@@ -177,7 +177,8 @@ pub fn long_values_to_un(
     count
 }
 
-fn has_short_length(vr: VR) -> bool {
+/// VRs whose explicit VR header holds a 2-byte length (PS3.5 7.1.2).
+pub(super) fn has_short_length(vr: VR) -> bool {
     !super::cp246::is_long_form(&vr.to_bytes())
 }
 
