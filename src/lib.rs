@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod crosswalk;
 pub mod deid;
+pub mod dictionary;
 pub mod error;
 pub mod gateway;
 pub mod io;

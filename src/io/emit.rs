@@ -70,10 +70,7 @@ struct Text {
 
 impl Text {
     fn new(codec: SpecificCharacterSet) -> Text {
-        let ascii: String = (0u8..0x80).map(char::from).collect();
-        let ascii_identity = codec
-            .encode(&ascii)
-            .is_ok_and(|bytes| bytes == ascii.as_bytes());
+        let ascii_identity = super::charset::ascii_identity(&codec).encode;
         Text {
             codec,
             ascii_identity,

@@ -1,6 +1,7 @@
 //! DICOM bytes: where inputs come from, bounded parsing and repair, encoding,
 //! walking input trees, naming outputs. Knows nothing of profiles or the engine.
 
+mod charset;
 pub mod cp246;
 pub mod emit;
 pub mod encap;

@@ -12,11 +12,10 @@
 //! length field is written as UN ([`long_values_to_un`]), its bytes encoded the
 //! same way in reverse.
 
-use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_core::dictionary::{DataDictionaryEntry, VirtualVr};
 use dicom_core::header::Header;
 use dicom_core::value::{PrimitiveValue, Value};
 use dicom_core::{DataElement, Tag, VR};
-use dicom_dictionary_std::StandardDataDictionary;
 use dicom_encoding::TransferSyntax;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
@@ -33,6 +32,11 @@ pub fn standard_un(obj: &mut InMemDicomObject, ts: &TransferSyntax, max_depth: u
     if ts.endianness() != dicom_encoding::Endianness::Little {
         return 0;
     }
+    // Most files hold no UN at all: one look through them by reference first
+    // (the rewrite clones each item's character set and lists its sequences).
+    if !any_un(obj, 0, max_depth) {
+        return 0;
+    }
     let Some(implicit) = TransferSyntaxRegistry.get(IMPLICIT_VR_LE) else {
         return 0;
     };
@@ -40,6 +44,16 @@ pub fn standard_un(obj: &mut InMemDicomObject, ts: &TransferSyntax, max_depth: u
     let mut count = 0;
     retype_in(obj, implicit, charset.as_ref(), 0, max_depth, &mut count);
     count
+}
+
+/// Whether an element stored as UN sits anywhere [`retype_in`] looks.
+fn any_un(obj: &InMemDicomObject, depth: usize, max_depth: usize) -> bool {
+    depth <= max_depth
+        && obj.iter().any(|e| {
+            e.vr() == VR::UN
+                || e.items()
+                    .is_some_and(|items| items.iter().any(|i| any_un(i, depth + 1, max_depth)))
+        })
 }
 
 fn retype_in(
@@ -99,7 +113,7 @@ fn dictionary_vr(tag: Tag) -> Option<VR> {
     if tag.0 % 2 == 1 || tag.0 == 0x0002 || tag.0 == 0xFFFE || tag.0 == 0x7FE0 || tag.1 == 0 {
         return None;
     }
-    match StandardDataDictionary.by_tag(tag)?.vr() {
+    match crate::dictionary::by_tag(tag)?.vr() {
         VirtualVr::Exact(vr) if vr != VR::UN => Some(vr),
         _ => None,
     }

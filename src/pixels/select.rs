@@ -18,29 +18,18 @@ pub fn select<'p>(policy: &'p PixelPolicy, header: &InMemDicomObject) -> Option<
     if policy.rules.is_empty() {
         return None;
     }
-    let mut tags = Vec::new();
-    for r in &policy.rules {
-        tags_of(&r.when, &mut tags);
-    }
-    tags.sort_unstable();
-    tags.dedup();
     let mut found = Found::default();
-    found.gather(header, &tags, 0);
+    found.gather(header, policy.tags(), 0);
     policy.rules.iter().find(|r| found.holds(&r.when))
-}
-
-fn tags_of(c: &Cond, out: &mut Vec<u32>) {
-    match c {
-        Cond::All(list) | Cond::Any(list) => list.iter().for_each(|c| tags_of(c, out)),
-        Cond::Test { tag, .. } => out.push(*tag),
-    }
 }
 
 /// The elements of a header, at any depth, whose tags some rule names.
 #[derive(Default)]
 struct Found {
     present: Vec<u32>,
-    values: Vec<(u32, String)>,
+    /// Each value found, as [`candidates`] gives it: spelled once per file, not
+    /// once per condition that tests it.
+    values: Vec<(u32, Vec<String>)>,
 }
 
 impl Found {
@@ -51,7 +40,7 @@ impl Found {
             if tags.binary_search(&tag).is_ok() {
                 self.present.push(tag);
                 if let Ok(v) = e.to_str() {
-                    self.values.push((tag, v.into_owned()));
+                    self.values.push((tag, candidates(&v)));
                 }
             }
             if depth < MAX_DEPTH
@@ -75,7 +64,7 @@ impl Found {
                 _ => self
                     .values
                     .iter()
-                    .any(|(t, v)| t == tag && value_matches(v, test)),
+                    .any(|(t, v)| t == tag && candidates_match(v, test)),
             },
         }
     }
@@ -145,13 +134,24 @@ pub fn holds(c: &Cond, obj: &InMemDicomObject) -> bool {
 }
 
 fn value_matches(value: &str, test: &Test) -> bool {
+    candidates_match(&candidates(value), test)
+}
+
+/// What a value is compared as: its whole value, trimmed and in upper case, then
+/// each of its values when it has several. A multi-valued element meets a test
+/// when its whole value or one of its values does (ImageType
+/// `DERIVED\SECONDARY\SCREEN SAVE`).
+fn candidates(value: &str) -> Vec<String> {
     let whole = value.trim_matches(['\0', ' ']).to_ascii_uppercase();
-    // A multi-valued element meets the test when its whole value or one of its
-    // values does (ImageType `DERIVED\SECONDARY\SCREEN SAVE`).
-    let mut candidates = vec![whole.clone()];
+    let mut candidates = Vec::with_capacity(1);
     if whole.contains('\\') {
         candidates.extend(whole.split('\\').map(|s| s.trim().to_string()));
     }
+    candidates.insert(0, whole);
+    candidates
+}
+
+fn candidates_match(candidates: &[String], test: &Test) -> bool {
     candidates.iter().any(|v| match test {
         Test::Equals(want) => v == want,
         Test::Contains(want) => v.contains(want.as_str()),
@@ -250,8 +250,8 @@ mod tests {
             ]),
         ]);
         assert!(holds(&both, &obj));
-        let policy = PixelPolicy {
-            rules: vec![
+        let policy = PixelPolicy::new(
+            vec![
                 rule(
                     "us",
                     Cond::All(vec![
@@ -261,13 +261,10 @@ mod tests {
                 ),
                 rule("dose", both),
             ],
-            unmatched: Unmatched::Quarantine,
-        };
+            Unmatched::Quarantine,
+        );
         assert_eq!(select(&policy, &obj).unwrap().name, "dose");
-        let policy = PixelPolicy {
-            rules: vec![policy.rules[0].clone()],
-            ..policy
-        };
+        let policy = PixelPolicy::new(vec![policy.rules[0].clone()], policy.unmatched);
         assert!(select(&policy, &obj).is_none());
         let (r, missing) = closest(&policy, &obj).unwrap();
         assert_eq!(r.name, "us");
@@ -285,10 +282,7 @@ mod tests {
             test(0x0040_A730, Test::Equals("".into())),
         ];
         for c in cases {
-            let one = PixelPolicy {
-                rules: vec![rule("c", c.clone())],
-                unmatched: Unmatched::Quarantine,
-            };
+            let one = PixelPolicy::new(vec![rule("c", c.clone())], Unmatched::Quarantine);
             assert_eq!(select(&one, &obj).is_some(), holds(&c, &obj), "{c:?}");
         }
     }

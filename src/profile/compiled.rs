@@ -311,11 +311,8 @@ impl CompiledProfile {
 /// Whether the standard data dictionary (repeating groups included) names this
 /// public tag.
 fn known_public(tag: u32) -> bool {
-    use dicom_core::dictionary::DataDictionary;
     let tag = dicom_core::Tag((tag >> 16) as u16, (tag & 0xFFFF) as u16);
-    dicom_dictionary_std::StandardDataDictionary
-        .by_tag(tag)
-        .is_some()
+    crate::dictionary::by_tag(tag).is_some()
 }
 
 #[derive(Debug, Default)]
