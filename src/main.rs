@@ -15,6 +15,15 @@ fn main() -> ExitCode {
         // concurrently.
         unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
+    // mimalloc asks for transparent huge pages for its arenas, and the kernel then
+    // zeroes a whole 2 MiB page on the first touch of any byte in it: `perf` put
+    // that at 1-5% of a run over small files, against 0.3% for 4 KiB faults.
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes no pointers; it only sets a flag on this
+    // process's memory map.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
     dicom_deid::run::execute::install_panic_hook();
     let cli = dicom_deid::cli::Cli::parse();
     match dicom_deid::run_cli(cli) {

@@ -34,10 +34,14 @@ struct Found {
 
 impl Found {
     fn gather(&mut self, obj: &InMemDicomObject, tags: &[u32], depth: usize) {
+        // Elements come in tag order and `tags` is sorted: one merge of the two
+        // instead of a search per element.
+        let mut wanted = tags.iter().peekable();
         for e in obj.iter() {
             let t = e.header().tag;
             let tag = (u32::from(t.0) << 16) | u32::from(t.1);
-            if tags.binary_search(&tag).is_ok() {
+            while wanted.next_if(|w| **w < tag).is_some() {}
+            if wanted.peek() == Some(&&tag) {
                 self.present.push(tag);
                 if let Ok(v) = e.to_str() {
                     self.values.push((tag, candidates(&v)));
