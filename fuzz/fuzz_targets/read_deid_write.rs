@@ -147,14 +147,15 @@ fn assert_emit_matches_dicom_rs(data: &[u8]) {
     let Ok(Classified::Dicom(src)) = read_input(input, stamp) else {
         return;
     };
-    // Explicit VR Big Endian (retired) is dicom-rs's alone.
-    if src.ts.uid() == "1.2.840.10008.1.2.2" {
-        return;
-    }
+    let big_endian = src.ts.uid() == "1.2.840.10008.1.2.2";
     for obj in std::iter::once(&src.header).chain(src.trailing.as_ref()) {
         let explicit = src.ts.uid() != "1.2.840.10008.1.2";
         let mut ours = Vec::new();
-        if emit::dataset(obj, explicit, &mut ours).is_err() {
+        let emitted = match big_endian {
+            true => emit::dataset_big_endian(obj, &mut ours),
+            false => emit::dataset(obj, explicit, &mut ours),
+        };
+        if emitted.is_err() {
             continue;
         }
         match encode_with_dicom_rs(obj.clone(), src.ts) {

@@ -74,9 +74,8 @@ pub fn build_meta(
         .map_err(|e| ReadError::Malformed(format!("file meta group: {}", error_chain(&e))))
 }
 
-/// Writes `dataset` in `ts`, consuming it. The little-endian syntaxes go through
-/// [`super::emit`]; what it declines, and the big-endian syntax, through
-/// [`encode_with_dicom_rs`].
+/// Writes `dataset` in `ts`, consuming it. It goes through [`super::emit`]; what
+/// that declines, through [`encode_with_dicom_rs`].
 pub fn write_dataset<W: Write + ?Sized>(
     out: &mut W,
     mut dataset: InMemDicomObject,
@@ -86,8 +85,15 @@ pub fn write_dataset<W: Write + ?Sized>(
     // from UN) is written as UN, as PS3.5 6.2.2 says, instead of failing the file.
     super::retype::long_values_to_un(&mut dataset, ts, super::error::MAX_DEPTH);
     let mut plain = Vec::with_capacity(16 * 1024);
-    let emitted = ts.endianness() == dicom_encoding::Endianness::Little
-        && super::emit::dataset(&dataset, ts.uid() != IMPLICIT_VR_LE, &mut plain).is_ok();
+    let emitted = match (ts.endianness(), ts.uid() != IMPLICIT_VR_LE) {
+        (dicom_encoding::Endianness::Little, explicit) => {
+            super::emit::dataset(&dataset, explicit, &mut plain).is_ok()
+        }
+        (dicom_encoding::Endianness::Big, true) => {
+            super::emit::dataset_big_endian(&dataset, &mut plain).is_ok()
+        }
+        (dicom_encoding::Endianness::Big, false) => false,
+    };
     if !emitted {
         plain = encode_with_dicom_rs(dataset, ts)?;
     }

@@ -15,7 +15,6 @@ use dicom_core::header::{DataElementHeader, Length, SequenceItemHeader};
 use dicom_core::value::{C, DataSetSequence, PrimitiveValue, Value};
 use dicom_core::{DataElement, Tag, VR};
 use dicom_encoding::decode::Decode;
-use dicom_encoding::decode::explicit_le::ExplicitVRLittleEndianDecoder;
 use dicom_encoding::decode::implicit_le::ImplicitVRLittleEndianDecoder;
 use dicom_encoding::text::{DefaultCharacterSetCodec, SpecificCharacterSet, TextCodec};
 use dicom_object::InMemDicomObject;
@@ -46,31 +45,39 @@ pub enum Stop {
     Declined,
 }
 
-/// Parses `bytes` (a dataset from its first element) in explicit or implicit VR
-/// little endian. `complete` says the bytes run to the end of the input: without
+/// The encodings this parser reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    ImplicitLittle,
+    ExplicitLittle,
+    /// Explicit VR big endian (retired, but archives hold it).
+    ExplicitBig,
+}
+
+/// Parses `bytes` (a dataset from its first element) in `syntax`. `complete` says the bytes run to the end of the input: without
 /// it, running out of bytes before Pixel Data declines instead of ending the
 /// dataset. `file_left` is how many bytes of the input follow `bytes[0]`, to check
 /// Pixel Data's length against. Nested sequences deeper than `max_depth` decline.
 pub fn header(
     bytes: &[u8],
-    explicit: bool,
+    syntax: Syntax,
     complete: bool,
     file_left: u64,
     max_depth: usize,
 ) -> Result<Header, Stop> {
-    parse(bytes, explicit, complete, file_left, max_depth, true)
+    parse(bytes, syntax, complete, file_left, max_depth, true)
 }
 
 /// A whole dataset in memory (an inflated one), Pixel Data read as an element
 /// like any other; encapsulated Pixel Data declines.
 pub fn whole(bytes: &[u8], max_depth: usize) -> Result<InMemDicomObject, Stop> {
     let n = bytes.len() as u64;
-    parse(bytes, true, true, n, max_depth, false).map(|h| h.dataset)
+    parse(bytes, Syntax::ExplicitLittle, true, n, max_depth, false).map(|h| h.dataset)
 }
 
 fn parse(
     bytes: &[u8],
-    explicit: bool,
+    syntax: Syntax,
     complete: bool,
     file_left: u64,
     max_depth: usize,
@@ -79,7 +86,8 @@ fn parse(
     let mut p = Parser {
         bytes,
         pos: 0,
-        explicit,
+        explicit: syntax != Syntax::ImplicitLittle,
+        big: syntax == Syntax::ExplicitBig,
         text: Text::new(SpecificCharacterSet::default()),
         signed_pixel_data: None,
         max_depth,
@@ -138,6 +146,8 @@ struct Parser<'b> {
     bytes: &'b [u8],
     pos: usize,
     explicit: bool,
+    /// Numbers (in headers and values) are big endian.
+    big: bool,
     text: Text,
     /// Set by Pixel Representation, wherever met, as dicom-rs's decoder does.
     signed_pixel_data: Option<bool>,
@@ -234,6 +244,22 @@ fn short_length(vr: VR) -> bool {
     )
 }
 
+fn u16_in(big: bool, b: [u8; 2]) -> u16 {
+    if big {
+        u16::from_be_bytes(b)
+    } else {
+        u16::from_le_bytes(b)
+    }
+}
+
+fn u32_in(big: bool, b: [u8; 4]) -> u32 {
+    if big {
+        u32::from_be_bytes(b)
+    } else {
+        u32::from_le_bytes(b)
+    }
+}
+
 /// Bytes per value of a binary VR (1 for the others).
 fn unit(vr: VR) -> usize {
     use VR::*;
@@ -264,12 +290,16 @@ impl Parser<'_> {
         let mut h = if self.explicit {
             // What dicom-rs's explicit VR little endian decoder reads, without its
             // reader plumbing and its VR parsing through text.
-            let b = src;
-            let at = |i: usize| b.get(i..i + 2).map(|x| u16::from_le_bytes([x[0], x[1]]));
+            let (b, big) = (src, self.big);
+            let at = |i: usize| b.get(i..i + 2).map(|x| u16_in(big, [x[0], x[1]]));
+            let at4 = |i: usize| {
+                b.get(i..i + 4)
+                    .map(|x| u32_in(big, [x[0], x[1], x[2], x[3]]))
+            };
             let (group, element) = (at(0)?, at(2)?);
             if group == 0xFFFE {
                 // Item and delimiter tags have no VR.
-                let len = u32::from_le_bytes(b.get(4..8)?.try_into().ok()?);
+                let len = at4(4)?;
                 self.pos += 8;
                 DataElementHeader::new(Tag(group, element), VR::UN, Length(len))
             } else {
@@ -280,7 +310,7 @@ impl Parser<'_> {
                 let (len, used) = if short_length(vr) {
                     (u32::from(at(6)?), 8)
                 } else {
-                    (u32::from_le_bytes(b.get(8..12)?.try_into().ok()?), 12)
+                    (at4(8)?, 12)
                 };
                 self.pos += used;
                 DataElementHeader::new(Tag(group, element), vr, Length(len))
@@ -306,10 +336,12 @@ impl Parser<'_> {
         if self.rest().len() < 8 {
             return self.out_of_bytes();
         }
-        let mut src = self.rest();
-        let h = ExplicitVRLittleEndianDecoder::default()
-            .decode_item_header(&mut src)
-            .ok()?;
+        // As dicom-rs's decoders read it: a tag and a 32-bit length, no VR.
+        let b = self.rest();
+        let group = u16_in(self.big, [b[0], b[1]]);
+        let element = u16_in(self.big, [b[2], b[3]]);
+        let len = u32_in(self.big, [b[4], b[5], b[6], b[7]]);
+        let h = SequenceItemHeader::new(Tag(group, element), Length(len)).ok()?;
         self.pos += 8;
         Some(h)
     }
@@ -356,7 +388,8 @@ impl Parser<'_> {
                 // header 12 bytes long in explicit VR, 8 in implicit VR; the other
                 // pixel tags of undefined length are not handled here.
                 let len = h.len.get();
-                if len.is_none() && h.tag.1 != 0x0010 {
+                // (Big endian has no encapsulated syntax: such a file is malformed.)
+                if len.is_none() && (h.tag.1 != 0x0010 || self.big) {
                     return None;
                 }
                 // A native Pixel Data header is as long as its VR says (8 bytes for
@@ -442,13 +475,21 @@ impl Parser<'_> {
         if bytes.is_empty() {
             return Some(PrimitiveValue::Empty);
         }
+        let big = self.big;
         macro_rules! nums {
             ($t:ty, $n:literal, $variant:ident) => {{
                 // Straight into the small vector: most values hold one or two
                 // numbers, which then need no heap allocation at all.
                 let v: C<$t> = bytes
                     .chunks_exact($n)
-                    .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n])))
+                    .map(|c| {
+                        let c = c.try_into().unwrap_or([0; $n]);
+                        if big {
+                            <$t>::from_be_bytes(c)
+                        } else {
+                            <$t>::from_le_bytes(c)
+                        }
+                    })
                     .collect();
                 PrimitiveValue::$variant(v)
             }};
@@ -458,12 +499,7 @@ impl Parser<'_> {
             AT => {
                 let tags: C<Tag> = bytes
                     .chunks_exact(4)
-                    .map(|c| {
-                        Tag(
-                            u16::from_le_bytes([c[0], c[1]]),
-                            u16::from_le_bytes([c[2], c[3]]),
-                        )
-                    })
+                    .map(|c| Tag(u16_in(big, [c[0], c[1]]), u16_in(big, [c[2], c[3]])))
                     .collect();
                 PrimitiveValue::Tags(tags)
             }
@@ -511,6 +547,7 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dicom_encoding::decode::explicit_le::ExplicitVRLittleEndianDecoder;
 
     #[test]
     fn vr_codes_read_as_dicom_rs_reads_them_on_every_code() {
@@ -551,6 +588,7 @@ mod tests {
                 bytes: &bytes,
                 pos: 0,
                 explicit: true,
+                big: false,
                 text: Text::new(SpecificCharacterSet::default()),
                 signed_pixel_data: None,
                 max_depth: 16,
