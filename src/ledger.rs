@@ -51,7 +51,7 @@ pub fn input_id(key: &Key, path: &Path, cwd: &Path) -> String {
     let joined = cwd.join(path);
     let abs = std::path::absolute(&joined).unwrap_or(joined);
     let mac = key.mac(&[b"ledger-input\0", abs.as_os_str().as_encoded_bytes()]);
-    mac[..16].iter().map(|b| format!("{b:02x}")).collect()
+    crate::deid::key::hex(&mac[..16])
 }
 
 /// What earlier runs finished, read once at the start.
@@ -157,9 +157,10 @@ impl LedgerWriter {
     }
 
     pub fn append(&mut self, r: &Record) -> std::io::Result<()> {
-        let line = serde_json::to_string(r).unwrap_or_default();
+        let mut line = serde_json::to_string(r).unwrap_or_default();
+        line.push('\n');
         // One write per line: either all of it lands or a torn line is skipped on load.
-        self.file.write_all(format!("{line}\n").as_bytes())
+        self.file.write_all(line.as_bytes())
     }
 }
 

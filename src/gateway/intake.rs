@@ -104,7 +104,7 @@ impl Intake<'_> {
             let mac = self
                 .key
                 .mac(&[b"gateway-unsorted\0", &n.to_le_bytes(), from.as_bytes()]);
-            mac[..16].iter().map(|b| format!("{b:02x}")).collect()
+            crate::deid::key::hex(&mac[..16])
         });
         let name = flatten(&rel);
         match self.staging.put(Path::new(&name), d.object) {

@@ -6,6 +6,7 @@
 use crate::profile::pixels::{Cond, PixelPolicy, PixelRule, Test};
 use dicom_core::Tag;
 use dicom_object::InMemDicomObject;
+use std::cell::OnceCell;
 
 /// How deep conditions look into sequences: far beyond real files, bounded for
 /// hostile ones (the reader bounds depth too).
@@ -13,7 +14,8 @@ const MAX_DEPTH: usize = 16;
 
 /// The first rule whose signature the header meets. Every file with pixels comes
 /// through here, so the header is walked once for the tags the rules name, not once
-/// per condition (that was 3% of a run over small files).
+/// per condition (that was 3% of a run over small files), and a value is spelled
+/// for matching only when a condition first compares it.
 pub fn select<'p>(policy: &'p PixelPolicy, header: &InMemDicomObject) -> Option<&'p PixelRule> {
     if policy.rules.is_empty() {
         return None;
@@ -23,17 +25,21 @@ pub fn select<'p>(policy: &'p PixelPolicy, header: &InMemDicomObject) -> Option<
     policy.rules.iter().find(|r| found.holds(&r.when))
 }
 
+type Element = dicom_core::DataElement<InMemDicomObject>;
+
+/// A value as [`candidates`] spells it, once a condition has compared it (None:
+/// not text).
+type Spelled = OnceCell<Option<Vec<String>>>;
+
 /// The elements of a header, at any depth, whose tags some rule names.
 #[derive(Default)]
-struct Found {
-    present: Vec<u32>,
-    /// Each value found, as [`candidates`] gives it: spelled once per file, not
-    /// once per condition that tests it.
-    values: Vec<(u32, Vec<String>)>,
+struct Found<'h> {
+    /// Each element found, with its value spelled for matching.
+    found: Vec<(u32, &'h Element, Spelled)>,
 }
 
-impl Found {
-    fn gather(&mut self, obj: &InMemDicomObject, tags: &[u32], depth: usize) {
+impl<'h> Found<'h> {
+    fn gather(&mut self, obj: &'h InMemDicomObject, tags: &[u32], depth: usize) {
         // Elements come in tag order and `tags` is sorted: one merge of the two
         // instead of a search per element.
         let mut wanted = tags.iter().peekable();
@@ -42,10 +48,7 @@ impl Found {
             let tag = (u32::from(t.0) << 16) | u32::from(t.1);
             while wanted.next_if(|w| **w < tag).is_some() {}
             if wanted.peek() == Some(&&tag) {
-                self.present.push(tag);
-                if let Ok(v) = e.to_str() {
-                    self.values.push((tag, candidates(&v)));
-                }
+                self.found.push((tag, e, OnceCell::new()));
             }
             if depth < MAX_DEPTH
                 && let Some(items) = e.value().items()
@@ -63,12 +66,15 @@ impl Found {
             Cond::All(list) => list.iter().all(|c| self.holds(c)),
             Cond::Any(list) => list.iter().any(|c| self.holds(c)),
             Cond::Test { tag, test } => match test {
-                Test::Present => self.present.contains(tag),
-                Test::Absent => !self.present.contains(tag),
-                _ => self
-                    .values
-                    .iter()
-                    .any(|(t, v)| t == tag && candidates_match(v, test)),
+                Test::Present => self.found.iter().any(|(t, _, _)| t == tag),
+                Test::Absent => !self.found.iter().any(|(t, _, _)| t == tag),
+                _ => self.found.iter().any(|(t, e, spelled)| {
+                    t == tag
+                        && spelled
+                            .get_or_init(|| e.to_str().ok().map(|v| candidates(&v)))
+                            .as_deref()
+                            .is_some_and(|v| candidates_match(v, test))
+                }),
             },
         }
     }

@@ -971,7 +971,7 @@ impl Worker<'_> {
 /// the same key, and reveals nothing of the path.
 pub(crate) fn unsorted_name(key: &crate::deid::Key, rel: &Path) -> String {
     let mac = key.mac(&[b"output-path\0", rel.as_os_str().as_encoded_bytes()]);
-    mac[..16].iter().map(|b| format!("{b:02x}")).collect()
+    crate::deid::key::hex(&mac[..16])
 }
 
 /// Before the first object goes to a bucket: removes what dead runs left there,
