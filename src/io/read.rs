@@ -337,9 +337,29 @@ fn read_from<R: Read + Seek>(reader: &mut R, size: u64, how: Reading) -> Result<
                 }
             };
             let budget = inflate_budget(size);
-            let inflated =
-                inflate(compressed, budget).map_err(|e| malformed("deflated dataset", e))?;
-            let Inflated::Within(inflated) = inflated else {
+            let explicit = TransferSyntaxRegistry
+                .get(EXPLICIT_VR_LE)
+                .ok_or_else(|| ReadError::unsupported_ts(EXPLICIT_VR_LE))?;
+            let parsed = inflate(compressed, budget, |inflated| {
+                let len = inflated.len() as u64;
+                let fast = match how.fast {
+                    true => super::parse::whole(inflated, MAX_DEPTH).ok(),
+                    false => None,
+                };
+                match fast {
+                    Some(header) => Ok(header),
+                    None => {
+                        let layout = scan(Cursor::new(inflated), explicit, len, true)?;
+                        if layout.max_depth > MAX_DEPTH {
+                            return Err(ReadError::TooDeep);
+                        }
+                        InMemDicomObject::read_dataset_with_ts(inflated, explicit)
+                            .map_err(|e| malformed("dataset", e))
+                    }
+                }
+            })
+            .map_err(|e| malformed("deflated dataset", e))?;
+            let Some(header) = parsed else {
                 return Err(ReadError::Malformed(format!(
                     "deflated dataset inflates beyond its budget of {budget} bytes \
                      ({INFLATE_RATIO} times the file's size, at least {} MiB, at most {} MiB)",
@@ -347,25 +367,7 @@ fn read_from<R: Read + Seek>(reader: &mut R, size: u64, how: Reading) -> Result<
                     MAX_INFLATED_BYTES >> 20
                 )));
             };
-            let explicit = TransferSyntaxRegistry
-                .get(EXPLICIT_VR_LE)
-                .ok_or_else(|| ReadError::unsupported_ts(EXPLICIT_VR_LE))?;
-            let len = inflated.len() as u64;
-            let fast = match how.fast {
-                true => super::parse::whole(&inflated, MAX_DEPTH).ok(),
-                false => None,
-            };
-            let header = match fast {
-                Some(header) => header,
-                None => {
-                    let layout = scan(Cursor::new(&inflated), explicit, len, true)?;
-                    if layout.max_depth > MAX_DEPTH {
-                        return Err(ReadError::TooDeep);
-                    }
-                    InMemDicomObject::read_dataset_with_ts(&inflated[..], explicit)
-                        .map_err(|e| malformed("dataset", e))?
-                }
-            };
+            let header = header?;
             Parsed {
                 meta,
                 ts,
@@ -1047,51 +1049,63 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-/// What [`inflate`] found.
-enum Inflated {
-    Within(Vec<u8>),
-    /// The dataset inflates to more than the budget.
-    OverBudget,
-}
-
-/// Raw deflate (RFC 1951) inflated from memory by libdeflate, into a buffer of at
-/// most `budget` bytes. libdeflate inflates a whole buffer about twice as fast as
+/// Raw deflate (RFC 1951) inflated from memory by libdeflate into a buffer of at
+/// most `budget` bytes, then handed to `use_it`; None when the dataset inflates to
+/// more than the budget. libdeflate inflates a whole buffer about twice as fast as
 /// zlib-rs streams it (168 deflated datasets of the bench tree, 42 MB: 19 ms
-/// against 43 ms), but wants the output's size up front: the buffer starts at
-/// sixteen times the compressed size (headers and images deflate 3 to 10 times;
-/// pages never written cost nothing) and grows fourfold up to the budget, each
-/// try starting over. The decompressor is kept per thread.
-fn inflate(compressed: &[u8], budget: u64) -> std::io::Result<Inflated> {
+/// against 43 ms), but wants the output's room up front: sixteen times the
+/// compressed size (headers and images deflate 3 to 10 times), growing fourfold
+/// up to the budget, each try starting over. The decompressor and the buffer are
+/// kept per thread: a fresh buffer was zeroed for every file (`perf`: 2% of a run),
+/// and the inflated bytes are only read while the dataset is parsed. A buffer
+/// grown past [`KEPT_INFLATE_BUFFER`] is let go after use.
+fn inflate<T>(
+    compressed: &[u8],
+    budget: u64,
+    use_it: impl FnOnce(&[u8]) -> T,
+) -> std::io::Result<Option<T>> {
     use libdeflater::{DecompressionError, Decompressor};
     thread_local! {
-        static INFLATE: std::cell::RefCell<Option<Decompressor>> = const { std::cell::RefCell::new(None) };
+        static INFLATE: std::cell::RefCell<(Option<Decompressor>, Vec<u8>)> =
+            const { std::cell::RefCell::new((None, Vec::new())) };
     }
     let budget = usize::try_from(budget).unwrap_or(usize::MAX);
     INFLATE.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let d = slot.get_or_insert_with(Decompressor::new);
+        let mut own = (None, Vec::new());
+        let mut kept = cell.try_borrow_mut();
+        let (d, buf) = match kept.as_deref_mut() {
+            Ok(k) => k,
+            Err(_) => &mut own,
+        };
+        let d = d.get_or_insert_with(Decompressor::new);
         let mut size = compressed.len().saturating_mul(16).clamp(64 << 10, budget);
-        loop {
-            let mut out = vec![0u8; size];
-            match d.deflate_decompress(compressed, &mut out) {
-                Ok(n) => {
-                    out.truncate(n);
-                    return Ok(Inflated::Within(out));
-                }
+        let result = loop {
+            if buf.len() < size {
+                buf.resize(size, 0);
+            }
+            match d.deflate_decompress(compressed, &mut buf[..size]) {
+                Ok(n) => break Ok(Some(use_it(&buf[..n]))),
                 Err(DecompressionError::InsufficientSpace) if size < budget => {
                     size = size.saturating_mul(4).min(budget);
                 }
-                Err(DecompressionError::InsufficientSpace) => return Ok(Inflated::OverBudget),
+                Err(DecompressionError::InsufficientSpace) => break Ok(None),
                 Err(DecompressionError::BadData) => {
-                    return Err(std::io::Error::new(
+                    break Err(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
                         "corrupt or incomplete deflate stream",
                     ));
                 }
             }
+        };
+        if buf.len() > KEPT_INFLATE_BUFFER {
+            *buf = Vec::new();
         }
+        result
     })
 }
+
+/// The largest inflate buffer a thread keeps between files.
+const KEPT_INFLATE_BUFFER: usize = 16 << 20;
 
 fn read_range<R: Read + Seek>(r: &mut R, range: Range<u64>) -> Result<Vec<u8>, ReadError> {
     r.seek(SeekFrom::Start(range.start))
