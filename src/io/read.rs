@@ -148,13 +148,15 @@ fn read_parts(input: &mut Box<dyn Input>, stamp: Stamp) -> Result<PartsRead, Rea
         return Ok((parts, size, Some(bytes)));
     }
     // The header is read through a window that survives the seeks of reading it;
-    // Pixel Data is never read here (a sink copies it from the handle).
-    let parts = read_from(
-        &mut Window::new(&mut **input, 32 * 1024),
-        size,
-        Reading::prefix(),
-    )?;
-    Ok((parts, size, None))
+    // Pixel Data is never read here (a sink copies it from the handle). The
+    // window's buffer goes from one input to the next on this thread.
+    thread_local! {
+        static WINDOW: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    let mut window = Window::with_buffer(&mut **input, 32 * 1024, WINDOW.take());
+    let parts = read_from(&mut window, size, Reading::prefix());
+    WINDOW.set(window.into_buffer());
+    Ok((parts?, size, None))
 }
 
 /// What [`read_from`] found, before the input handle joins it.

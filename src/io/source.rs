@@ -108,7 +108,11 @@ pub fn open_file(path: &std::path::Path) -> std::io::Result<(Box<dyn Input>, Sta
 /// the bytes last fetched is a copy; anything else fetches `chunk` bytes from there.
 pub struct Window<R> {
     inner: R,
+    /// `chunk` bytes once the first fetch is made (zeroed once; a buffer handed in
+    /// by [`Window::with_buffer`] is reused as it is).
     buf: Vec<u8>,
+    /// How many bytes of `buf` the last fetch filled.
+    filled: usize,
     /// Offset in the input of `buf[0]`.
     start: u64,
     pos: u64,
@@ -119,14 +123,27 @@ pub struct Window<R> {
 
 impl<R: Read + Seek> Window<R> {
     pub fn new(inner: R, chunk: usize) -> Window<R> {
+        Window::with_buffer(inner, chunk, Vec::new())
+    }
+
+    /// A window fetching into `buf` (its contents are ignored): a caller reading
+    /// many inputs hands the buffer of the last one on, instead of zeroing a new
+    /// one per input.
+    pub fn with_buffer(inner: R, chunk: usize, buf: Vec<u8>) -> Window<R> {
         Window {
             inner,
-            buf: Vec::new(),
+            buf,
+            filled: 0,
             start: 0,
             pos: 0,
             inner_pos: None,
             chunk: chunk.max(1),
         }
+    }
+
+    /// The buffer, for the next [`Window::with_buffer`].
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 
     fn seek_inner(&mut self) -> std::io::Result<()> {
@@ -156,7 +173,7 @@ impl<R: Read + Seek> Read for Window<R> {
         if out.is_empty() {
             return Ok(0);
         }
-        let end = self.start + self.buf.len() as u64;
+        let end = self.start + self.filled as u64;
         if !(self.start..end).contains(&self.pos) {
             if out.len() >= self.chunk {
                 // Larger than a fetch: straight into the caller's buffer.
@@ -165,17 +182,19 @@ impl<R: Read + Seek> Read for Window<R> {
                 return Ok(n);
             }
             let mut buf = std::mem::take(&mut self.buf);
-            buf.resize(self.chunk, 0);
-            let n = self.read_inner(&mut buf);
-            buf.truncate(*n.as_ref().unwrap_or(&0));
+            if buf.len() < self.chunk {
+                buf.resize(self.chunk, 0);
+            }
+            let n = self.read_inner(&mut buf[..self.chunk]);
             self.buf = buf;
+            self.filled = *n.as_ref().unwrap_or(&0);
             self.start = self.pos;
             if n? == 0 {
                 return Ok(0);
             }
         }
         let off = (self.pos - self.start) as usize;
-        let n = out.len().min(self.buf.len() - off);
+        let n = out.len().min(self.filled - off);
         out[..n].copy_from_slice(&self.buf[off..off + n]);
         self.pos += n as u64;
         Ok(n)
