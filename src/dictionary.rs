@@ -7,8 +7,10 @@
 //! `callgrind` put at 2-3% of a run's instructions. A file holds a few hundred
 //! distinct tags, the same ones file after file, so each worker thread keeps the
 //! answers it has seen: one multiply-and-probe instead. No lock is shared between
-//! threads; the cache stops growing at [`CACHE_LIMIT`] tags (a hostile file can
-//! name millions), after which lookups go to the dictionary directly.
+//! threads. The cache stops growing at [`CACHE_LIMIT`] tags (real files name a
+//! few hundred; a crafted one can name millions, every group length and private
+//! creator among them "known"), and tags the dictionary does not know at all are
+//! kept only below [`MISSES_KEPT`]; past the limit, lookups go to the dictionary.
 //!
 //! The answers are the dictionary's own entries, so they are exactly what
 //! `StandardDataDictionary` says (a unit test holds the two equal).
@@ -18,35 +20,17 @@ use dicom_core::dictionary::{DataDictionary, DataDictionaryEntryRef};
 use dicom_dictionary_std::StandardDataDictionary;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 type Entry = &'static DataDictionaryEntryRef<'static>;
 
 /// Distinct tags one thread remembers.
-const CACHE_LIMIT: usize = 1 << 16;
+const CACHE_LIMIT: usize = 4096;
 
-/// Hashes a tag (the only key here) by one multiplication: keys are tags of
-/// files, but only the profile-independent dictionary answers are stored, and a
-/// probe sequence stays bounded whatever the key.
-#[derive(Default)]
-struct TagHasher(u64);
-
-impl Hasher for TagHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
+/// Below this many entries, tags the dictionary does not know are remembered too.
+const MISSES_KEPT: usize = 1024;
 
 thread_local! {
-    static CACHE: RefCell<HashMap<u32, Option<Entry>, BuildHasherDefault<TagHasher>>> =
+    static CACHE: RefCell<HashMap<u32, Option<Entry>, crate::fast_hash::FastHash>> =
         RefCell::new(HashMap::default());
 }
 
@@ -61,7 +45,12 @@ pub fn by_tag(tag: Tag) -> Option<Entry> {
         }
         let entry = StandardDataDictionary.by_tag(tag);
         if let Ok(mut map) = cache.try_borrow_mut()
-            && map.len() < CACHE_LIMIT
+            && map.len()
+                < if entry.is_some() {
+                    CACHE_LIMIT
+                } else {
+                    MISSES_KEPT
+                }
         {
             map.insert(key, entry);
         }
@@ -89,6 +78,27 @@ impl DataDictionary for CachedDictionary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_a_file_makes_up_cannot_grow_the_cache_past_its_limit() {
+        // Private creators and group lengths are "known" to the dictionary in every
+        // group; unknown tags besides.
+        for g in (0x0009..0xFFFFu16).step_by(2) {
+            for e in [0x0010u16, 0x00FF, 0x1234] {
+                by_tag(Tag(g, e));
+            }
+            by_tag(Tag(g - 1, 0x0000));
+        }
+        let len = CACHE.with(|c| c.borrow().len());
+        assert!(len <= CACHE_LIMIT, "{len} entries");
+        // Still right past the limit.
+        assert_eq!(
+            by_tag(Tag(0x0010, 0x0010)).map(|e| e.alias),
+            StandardDataDictionary
+                .by_tag(Tag(0x0010, 0x0010))
+                .map(|e| e.alias)
+        );
+    }
 
     #[test]
     fn the_cache_answers_as_the_dictionary_does() {

@@ -9,6 +9,7 @@ pub mod crosswalk;
 pub mod deid;
 pub mod dictionary;
 pub mod error;
+pub mod fast_hash;
 pub mod gateway;
 pub mod io;
 #[cfg(test)]

@@ -143,21 +143,18 @@ impl Emitter<'_> {
         Ok(())
     }
 
+    /// A number's bytes in the syntax's order.
+    fn ordered<const N: usize>(&self, le: [u8; N], be: [u8; N]) -> [u8; N] {
+        if self.big { be } else { le }
+    }
+
     fn u16(&mut self, v: u16) {
-        let b = if self.big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
+        let b = self.ordered(v.to_le_bytes(), v.to_be_bytes());
         self.out.extend_from_slice(&b);
     }
 
     fn u32(&mut self, v: u32) {
-        let b = if self.big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
+        let b = self.ordered(v.to_le_bytes(), v.to_be_bytes());
         self.out.extend_from_slice(&b);
     }
 
@@ -200,14 +197,12 @@ impl Emitter<'_> {
             self.out.push(pad);
         }
         let len = u32::try_from(self.out.len() - start).map_err(|_| Unsupported)?;
-        let (len4, len2) = match self.big {
-            true => (len.to_be_bytes(), (len as u16).to_be_bytes()),
-            false => (len.to_le_bytes(), (len as u16).to_le_bytes()),
-        };
+        let len4 = self.ordered(len.to_le_bytes(), len.to_be_bytes());
         if !self.explicit {
             self.out[at + 4..at + 8].copy_from_slice(&len4);
         } else if has_short_length(vr) {
-            u16::try_from(len).map_err(|_| Unsupported)?;
+            let len = u16::try_from(len).map_err(|_| Unsupported)?;
+            let len2 = self.ordered(len.to_le_bytes(), len.to_be_bytes());
             self.out[at + 6..at + 8].copy_from_slice(&len2);
         } else {
             self.out[at + 8..at + 12].copy_from_slice(&len4);
@@ -277,14 +272,9 @@ impl Emitter<'_> {
         use PrimitiveValue as P;
         macro_rules! le {
             ($values:expr) => {
-                if self.big {
-                    for v in $values.iter() {
-                        self.out.extend_from_slice(&v.to_be_bytes());
-                    }
-                } else {
-                    for v in $values.iter() {
-                        self.out.extend_from_slice(&v.to_le_bytes());
-                    }
+                for v in $values.iter() {
+                    let b = self.ordered(v.to_le_bytes(), v.to_be_bytes());
+                    self.out.extend_from_slice(&b);
                 }
             };
         }

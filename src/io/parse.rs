@@ -54,9 +54,9 @@ pub enum Syntax {
     ExplicitBig,
 }
 
-/// Parses `bytes` (a dataset from its first element) in `syntax`. `complete` says the bytes run to the end of the input: without
-/// it, running out of bytes before Pixel Data declines instead of ending the
-/// dataset. `file_left` is how many bytes of the input follow `bytes[0]`, to check
+/// Parses `bytes` (a dataset from its first element) in `syntax`. `complete` says
+/// the bytes run to the end of the input: without it, running out of bytes before
+/// Pixel Data declines instead of ending the dataset. `file_left` is how many bytes of the input follow `bytes[0]`, to check
 /// Pixel Data's length against. Nested sequences deeper than `max_depth` decline.
 pub fn header(
     bytes: &[u8],
@@ -215,35 +215,6 @@ fn vr_of(code: [u8; 2]) -> Option<VR> {
     })
 }
 
-/// VRs whose explicit VR header has a 16-bit length, as dicom-rs's explicit VR
-/// little endian decoder lists them (PS3.5 7.1.2).
-fn short_length(vr: VR) -> bool {
-    use VR::*;
-    matches!(
-        vr,
-        AE | AS
-            | AT
-            | CS
-            | DA
-            | DS
-            | DT
-            | FL
-            | FD
-            | IS
-            | LO
-            | LT
-            | PN
-            | SH
-            | SL
-            | SS
-            | ST
-            | TM
-            | UI
-            | UL
-            | US
-    )
-}
-
 fn u16_in(big: bool, b: [u8; 2]) -> u16 {
     if big {
         u16::from_be_bytes(b)
@@ -307,7 +278,7 @@ impl Parser<'_> {
                 // agree on its length's size, so such a file goes to the general
                 // reader.
                 let vr = vr_of(b.get(4..6)?.try_into().ok()?)?;
-                let (len, used) = if short_length(vr) {
+                let (len, used) = if super::retype::has_short_length(vr) {
                     (u32::from(at(6)?), 8)
                 } else {
                     (at4(8)?, 12)

@@ -131,15 +131,7 @@ fn read_parts(input: &mut Box<dyn Input>, stamp: Stamp) -> Result<PartsRead, Rea
         // (`read_to_end` spent three reads and an end probe on a 40 KiB file); a
         // file that grows or shrinks meanwhile is caught by the stamp check.
         let mut bytes = vec![0u8; size as usize];
-        let mut filled = 0;
-        while filled < bytes.len() {
-            match input.read(&mut bytes[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ReadError::Io(e)),
-            }
-        }
+        let filled = read_up_to(&mut **input, &mut bytes).map_err(ReadError::Io)?;
         bytes.truncate(filled);
         let size = bytes.len() as u64;
         let bytes = Arc::new(bytes);
@@ -593,11 +585,11 @@ fn fast_header<R: Read + Seek>(
     let mut take = left.min(how.prefix);
     let h = loop {
         let end = dataset_start + take;
+        let parse =
+            |bytes: &[u8]| super::parse::header(bytes, syntax, take == left, left, MAX_DEPTH);
         let parsed = match how.input {
             Some(all) => {
-                let bytes =
-                    all.get(usize::try_from(dataset_start).ok()?..usize::try_from(end).ok()?)?;
-                super::parse::header(bytes, syntax, take == left, left, MAX_DEPTH)
+                parse(all.get(usize::try_from(dataset_start).ok()?..usize::try_from(end).ok()?)?)
             }
             None => PREFIX.with(|cell| {
                 // The prefix is read into this thread's buffer, kept from file to
@@ -605,13 +597,7 @@ fn fast_header<R: Read + Seek>(
                 // Any trouble reading is the general reader's to report.
                 let mut buf = cell.try_borrow_mut().ok()?;
                 read_range_into(reader, dataset_start..end, &mut buf).ok()?;
-                Some(super::parse::header(
-                    &buf,
-                    syntax,
-                    take == left,
-                    left,
-                    MAX_DEPTH,
-                ))
+                Some(parse(&buf))
             })?,
         };
         match parsed {
@@ -1040,12 +1026,15 @@ fn check_meta_lengths<R: Read + Seek>(r: &mut R, off: u64, size: u64) -> Result<
     Ok(())
 }
 
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Reads into `buf` until it is full or the input ends; returns how many bytes.
+fn read_up_to(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
-        match r.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(filled)

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use super::compiled::TagMap;
 pub use super::compiled::{
     CompiledProfile, Coverage, Decision, Diagnostic, Fallback, Origin, ProfileErrors,
-    QuarantinePolicy, Rule, Severity, TagHasher,
+    QuarantinePolicy, Rule, Severity,
 };
 pub use super::load::{compile_str, load, load_with_options, lookup_key};
 

@@ -6,7 +6,6 @@ use super::table::{self, RowTarget};
 use super::tagspec::Target;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// One problem in a profile, located where the user can find it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -135,26 +134,7 @@ impl<'a> Decision<'a> {
     }
 }
 
-/// Tags are already well-distributed integers: a multiply spreads them without the
-/// cost of SipHash on the per-element path.
-#[derive(Default)]
-pub struct TagHasher(u64);
-
-impl Hasher for TagHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.0 = u64::from(v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-pub(super) type TagMap<V> = HashMap<u32, V, BuildHasherDefault<TagHasher>>;
+pub(super) type TagMap<V> = HashMap<u32, V, crate::fast_hash::FastHash>;
 
 #[derive(Debug)]
 pub struct CompiledProfile {

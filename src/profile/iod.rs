@@ -19,7 +19,6 @@
 //! the generator whenever that folder exists.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -97,49 +96,8 @@ impl AttrType {
 #[derive(Debug)]
 pub struct IodTypes {
     id: String,
-    types: HashMap<Box<[u32]>, AttrType, BuildHasherDefault<PathHasher>>,
-}
-
-/// Hashes a tag path eight bytes at a time (multiply and rotate, as rustc's
-/// FxHasher): the engine looks a path up for every element with a compound action,
-/// and SipHash over the path showed in `perf` (about 1% of a run). The keys are the
-/// embedded tables', so a file's tags cannot crowd them.
-#[derive(Default)]
-struct PathHasher(u64);
-
-impl PathHasher {
-    fn add(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for PathHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes([
-                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
-            ]));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut b = [0u8; 8];
-            b[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(b));
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
+    /// Looked up for every element with a compound action: no SipHash.
+    types: HashMap<Box<[u32]>, AttrType, crate::fast_hash::FastHash>,
 }
 
 impl IodTypes {
